@@ -1,0 +1,47 @@
+import { TrustgateError } from "../errors.js";
+
+/**
+ * Why trust could not be established. Every code means "refuse" to the enforcement layer;
+ * the distinction is for the message, the audit log and the tests.
+ */
+export type TrustErrorCode =
+  /** the trust server could not be reached or answered an error, and nothing verified is still valid */
+  | "TRUST_UNAVAILABLE"
+  /** the GUN has no trust data at all on the server */
+  | "TRUST_NOT_FOUND"
+  /** bytes that do not parse, are not canonical, are too large, or have the wrong shape */
+  | "METADATA_INVALID"
+  /** a role's signature threshold is not met by distinct valid keys */
+  | "SIGNATURE_INVALID"
+  /** a role's `expires` is in the past */
+  | "EXPIRED"
+  /** a role's version is lower than the trusted one */
+  | "ROLLBACK"
+  /** bytes do not match the hash or length the referring role signed */
+  | "HASH_MISMATCH"
+  /** the root is not signed by a pinned root key */
+  | "ROOT_PIN_MISMATCH"
+  /** a root certificate is a CA, names another GUN, or is outside its validity period */
+  | "ROOT_CERT_INVALID"
+  /** a delegation signs a path its parent does not allow */
+  | "DELEGATION_INVALID";
+
+export class TrustError extends TrustgateError {
+  override readonly code: TrustErrorCode;
+  /** the GUN or TUF repository the failure belongs to */
+  readonly gun: string;
+  /** the role whose check failed, when one did */
+  readonly role: string | undefined;
+  constructor(
+    code: TrustErrorCode,
+    gun: string,
+    role: string | undefined,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
+    this.code = code;
+    this.gun = gun;
+    this.role = role;
+  }
+}
