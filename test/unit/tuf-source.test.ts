@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -279,7 +279,6 @@ describe("TufSource", () => {
     repo.addTarget("targets", "docker.io/acme/app:v1", bytes);
     repo.publish();
     const mirror = join(dir, "mirror");
-    const { mkdir } = await import("node:fs/promises");
     await mkdir(mirror);
     for (const [name, content] of repo.files) await writeFile(join(mirror, name), content);
     const source = await openSource({ metadataUrl: `file://${mirror}/` });

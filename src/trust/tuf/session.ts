@@ -7,12 +7,15 @@
  * refreshed in place ("Cannot update timestamp after snapshot"), so every refresh builds a new
  * Updater over the same metadata directory and the previous one keeps answering until it succeeds.
  */
+import { randomBytes } from "node:crypto";
+import { rename, rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 import type { Metadata, Root, Snapshot, TargetFile, Targets, Timestamp } from "@tufjs/models";
 import { type Config, Updater } from "tuf-js";
 import { TrustError } from "../errors.js";
 import { toTrustError } from "./errors.js";
-import type { MetadataDirectories } from "./persistence.js";
-import { type MetadataTransport, UpdaterFetcher } from "./transport.js";
+import { MetadataDirectories } from "./persistence.js";
+import { MetadataTransport, UpdaterFetcher } from "./transport.js";
 
 /** Download caps (TUF spec 5.2 "the client MUST ... not download more than"). tuf-js's defaults. */
 const UPDATER_CONFIG: Partial<Config> = {
@@ -68,6 +71,31 @@ export interface RepositoryClientOptions {
   transport: MetadataTransport;
   /** label for errors and audit lines: "tuf <metadataUrl>" */
   repository: string;
+}
+
+export interface OpenRepositoryOptions {
+  metadataUrl: string;
+  /** where verified metadata is kept (unversioned names: root.json, timestamp.json, ...) */
+  durableDir: string;
+  /** tuf-js's scratch metadata directory; wiped on open */
+  workDir: string;
+  /** the pin, written to durableDir/root.json if there is none yet */
+  initialRoot?: Uint8Array;
+  timeoutMs: number;
+  caPem?: string | undefined;
+}
+
+/** The one way trustgate builds a TUF client: the proxy's TufSource and the conformance CLI. */
+export async function openRepositoryClient(
+  options: OpenRepositoryOptions,
+): Promise<{ client: RepositoryClient; transport: MetadataTransport }> {
+  const dirs = await MetadataDirectories.open(options.durableDir, options.workDir, options.initialRoot);
+  const transport = new MetadataTransport({ timeoutMs: options.timeoutMs, caPem: options.caPem });
+  const repository = `tuf ${options.metadataUrl}`;
+  return {
+    client: new RepositoryClient({ metadataUrl: options.metadataUrl, dirs, transport, repository }),
+    transport,
+  };
 }
 
 export class RepositoryClient {
@@ -173,15 +201,27 @@ export class VerifiedRepository {
     return byPath;
   }
 
-  /** Download a target to `filePath` after verifying its length and hashes (conformance CLI). */
-  async downloadTarget(target: TargetFile, filePath: string, targetBaseUrl: string): Promise<void> {
-    const cached = await this.updater.findCachedTarget(target, filePath);
-    if (cached !== undefined) return;
+  /**
+   * Download a target to `filePath` after verifying its length and hashes (TUF spec 5.7.3; the
+   * conformance CLI only: the proxy never downloads targets). A file already there with matching
+   * hashes is kept. tuf-js copies into place with copyFileSync, so it writes a temp name beside
+   * the final one and we rename: the final path holds the old file or the whole verified one.
+   */
+  async downloadTarget(
+    target: TargetFile,
+    filePath: string,
+    targetBaseUrl: string,
+  ): Promise<"cached" | "downloaded"> {
+    if ((await this.updater.findCachedTarget(target, filePath)) !== undefined) return "cached";
+    const temp = join(dirname(filePath), `.${basename(filePath)}.${randomBytes(6).toString("hex")}.tmp`);
     try {
-      await this.updater.downloadTarget(target, filePath, targetBaseUrl);
+      await this.updater.downloadTarget(target, temp, targetBaseUrl);
+      await rename(temp, filePath);
     } catch (err) {
+      await rm(temp, { force: true });
       throw toTrustError(err, this.options.repository, this.fetcher, `download of ${target.path}`);
     }
+    return "downloaded";
   }
 
   private async walk(path: string): Promise<FoundTarget | undefined> {

@@ -16,10 +16,14 @@ import { ConfigError } from "../../errors.js";
 import { TrustError } from "../errors.js";
 import type { SignedTarget, TagSignatures, TrustQuery, TrustSource } from "../types.js";
 import { toTrustError } from "./errors.js";
-import { MetadataDirectories } from "./persistence.js";
-import { type FoundTarget, RepositoryClient, type VerifiedRepository } from "./session.js";
+import {
+  type FoundTarget,
+  openRepositoryClient,
+  type RepositoryClient,
+  type VerifiedRepository,
+} from "./session.js";
 import { TargetPathTemplate } from "./target-path.js";
-import { MetadataTransport } from "./transport.js";
+import type { MetadataTransport } from "./transport.js";
 
 export interface TufSourceOptions {
   /** metadata base URL: https://, http://, or file:// for air-gapped sites */
@@ -99,9 +103,14 @@ export class TufSource implements TrustSource {
         ? undefined
         : (await readConfigFile(options.caFile, "tuf.caFile")).toString("utf8");
     const base = repositoryStateDir(options.stateDir, url);
-    const dirs = await MetadataDirectories.open(join(base, "metadata"), join(base, "work"), initialRoot);
-    const transport = new MetadataTransport({ timeoutMs: options.fetchTimeoutMs ?? 10_000, caPem });
-    const client = new RepositoryClient({ metadataUrl: url, dirs, transport, repository: `tuf ${url}` });
+    const { client, transport } = await openRepositoryClient({
+      metadataUrl: url,
+      durableDir: join(base, "metadata"),
+      workDir: join(base, "work"),
+      initialRoot,
+      timeoutMs: options.fetchTimeoutMs ?? 10_000,
+      caPem,
+    });
     return new TufSource(client, transport, template, { ...options, metadataUrl: url });
   }
 
