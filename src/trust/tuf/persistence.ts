@@ -1,0 +1,123 @@
+/**
+ * Crash-safe persistence around tuf-js's metadata directory.
+ *
+ * tuf-js 5 persists each verified metadata file with `fs.writeFileSync` straight into its
+ * `metadataDir` (Updater.persistMetadata). A crash mid-write leaves a truncated `timestamp.json`;
+ * on the next start the Updater silently ignores the unreadable local copy and accepts whatever
+ * the repository serves, so rollback protection across restarts (TUF spec 5.4.3) would be lost.
+ * `persistMetadata` is private, so rather than patching it we give tuf-js a disposable *work*
+ * directory and own the *durable* one:
+ *
+ *   open:     durable/*.json  --copy-->  work/   (work is wiped first: it is never trusted as such)
+ *   promote:  work/*.json  --temp file + fsync + rename + fsync(dir)-->  durable/
+ *
+ * Only files tuf-js wrote are promoted, and tuf-js writes a file only after verifying it, so the
+ * durable directory only ever holds verified, complete files. Promotion runs root first (a newer
+ * timestamp is only verifiable with the root that signed it), then timestamp, snapshot, targets,
+ * then delegated roles.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { copyFile, mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+
+/** Write `bytes` to `path` so that a reader sees either the old file or the whole new one. */
+export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
+  const dir = dirname(path);
+  const temp = join(dir, `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`);
+  const handle = await open(temp, "wx", 0o644);
+  try {
+    await handle.writeFile(bytes);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await rename(temp, path);
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw err;
+  }
+  await syncDirectory(dir);
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+const PROMOTION_ORDER = ["root.json", "timestamp.json", "snapshot.json", "targets.json"];
+
+function promotionRank(name: string): number {
+  const rank = PROMOTION_ORDER.indexOf(name);
+  return rank === -1 ? PROMOTION_ORDER.length : rank;
+}
+
+function isMetadataFile(name: string): boolean {
+  return name.endsWith(".json") && !name.startsWith(".");
+}
+
+export class MetadataDirectories {
+  /** sha256 of each durable file as last written, so promotion rewrites only what changed */
+  private readonly promoted = new Map<string, string>();
+  private promotion: Promise<void> = Promise.resolve();
+
+  private constructor(
+    readonly durableDir: string,
+    readonly workDir: string,
+  ) {}
+
+  /**
+   * Prepare both directories. `initialRoot` (the operator's pin) seeds `root.json` only when the
+   * durable directory has none yet: once tuf-js has verified a newer root, that one is trusted
+   * (TUF spec 5.3.8), never the older pin.
+   */
+  static async open(
+    durableDir: string,
+    workDir: string,
+    initialRoot?: Uint8Array,
+  ): Promise<MetadataDirectories> {
+    await mkdir(durableDir, { recursive: true, mode: 0o700 });
+    await rm(workDir, { recursive: true, force: true });
+    await mkdir(workDir, { recursive: true, mode: 0o700 });
+    const dirs = new MetadataDirectories(durableDir, workDir);
+    const names = (await readdir(durableDir)).filter(isMetadataFile);
+    if (!names.includes("root.json") && initialRoot !== undefined) {
+      await writeFileAtomic(join(durableDir, "root.json"), initialRoot);
+      names.push("root.json");
+    }
+    for (const name of names) {
+      const bytes = await readFile(join(durableDir, name));
+      dirs.promoted.set(name, sha256(bytes));
+      await copyFile(join(durableDir, name), join(workDir, name));
+    }
+    return dirs;
+  }
+
+  /** Copy every file tuf-js changed in the work directory to the durable one, atomically. */
+  promote(): Promise<void> {
+    // Serialised: two promotions of the same file must not interleave their renames.
+    const next = this.promotion.then(() => this.promoteNow());
+    this.promotion = next.catch(() => undefined);
+    return next;
+  }
+
+  private async promoteNow(): Promise<void> {
+    const names = (await readdir(this.workDir)).filter(isMetadataFile);
+    names.sort((a, b) => promotionRank(a) - promotionRank(b) || a.localeCompare(b));
+    for (const name of names) {
+      const bytes = await readFile(join(this.workDir, name));
+      const digest = sha256(bytes);
+      if (this.promoted.get(name) === digest) continue;
+      await writeFileAtomic(join(this.durableDir, name), bytes);
+      this.promoted.set(name, digest);
+    }
+  }
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}

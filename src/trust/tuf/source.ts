@@ -1,0 +1,268 @@
+/**
+ * TUF 1.0 trust source: a tag is signed when the TUF repository's verified delegation walk finds
+ * the tag's target path, and the target's sha256/length are the manifest's digest/size.
+ *
+ * Freshness follows the Notary source: at most one online refresh (TUF client workflow 5.3-5.6)
+ * per `refreshSeconds`, shared by all concurrent callers; between refreshes answers come from the
+ * last verified state. A repository that cannot be reached does not stop answers while that state
+ * has not expired (checked against the injected clock); a repository that serves bad metadata
+ * (rollback, bad signature, expired, wrong hashes) does: refusal until a refresh succeeds again.
+ * See README.md beside this file.
+ */
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { ConfigError } from "../../errors.js";
+import { TrustError } from "../errors.js";
+import type { SignedTarget, TagSignatures, TrustQuery, TrustSource } from "../types.js";
+import { toTrustError } from "./errors.js";
+import {
+  type FoundTarget,
+  openRepositoryClient,
+  type RepositoryClient,
+  type VerifiedRepository,
+} from "./session.js";
+import { TargetPathTemplate } from "./target-path.js";
+import type { MetadataTransport } from "./transport.js";
+
+export interface TufSourceOptions {
+  /** metadata base URL: https://, http://, or file:// for air-gapped sites */
+  metadataUrl: string;
+  /** path of the initial root.json: the pin */
+  trustedRoot: string;
+  /** image -> target path template, default "{registry}/{repository}:{tag}" */
+  targetPath?: string;
+  /** trustgate's state directory; this repository's metadata lives in <stateDir>/tuf/<id>/ */
+  stateDir: string;
+  /** minimum seconds between online refreshes (default 30) */
+  refreshSeconds?: number;
+  /** clock for freshness and expiry decisions (default: wall clock) */
+  now?: () => Date;
+  /** per-download budget in milliseconds (default 10000) */
+  fetchTimeoutMs?: number;
+  /** extra CA (PEM file) for an https:// metadataUrl */
+  caFile?: string;
+}
+
+/** Docker's roles: what a query asks for when its policy names no TUF role of its own. */
+const DOCKER_DEFAULT_ROLES = ["targets/releases", "targets"];
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/**
+ * What `query.roles` means for TUF. In TUF the repository's own delegations (signed by the
+ * top-level targets key, itself pinned by root) decide which role may sign which path, and the
+ * walk returns the most trusted role for the path. So:
+ * - empty, or Docker's defaults (["targets/releases", "targets"]): any role the walk reaches counts;
+ * - anything else: the role that signed the target must be one of `roles` (e.g. ["acme"]).
+ */
+export function roleCounts(roles: readonly string[], signer: string): boolean {
+  if (roles.length === 0) return true;
+  const isDockerDefault =
+    roles.length === DOCKER_DEFAULT_ROLES.length && roles.every((r, i) => r === DOCKER_DEFAULT_ROLES[i]);
+  return isDockerDefault || roles.includes(signer);
+}
+
+/** The per-repository directory: sha256 of the metadata URL, shortened. */
+export function repositoryStateDir(stateDir: string, metadataUrl: string): string {
+  return join(stateDir, "tuf", createHash("sha256").update(metadataUrl).digest("hex").slice(0, 16));
+}
+
+export class TufSource implements TrustSource {
+  readonly kind = "tuf" as const;
+  /** "tuf <metadataUrl>": the `source` of every answer, for audit lines */
+  readonly name: string;
+  private readonly refreshMs: number;
+  private readonly now: () => Date;
+  private current: VerifiedRepository | undefined;
+  /** a verification failure since the last successful refresh: refuse until one succeeds */
+  private blockingFailure: TrustError | undefined;
+  private lastFailure: TrustError | undefined;
+  private nextRefreshAt = Number.NEGATIVE_INFINITY;
+  private inflight: Promise<void> | undefined;
+
+  private constructor(
+    private readonly client: RepositoryClient,
+    private readonly transport: MetadataTransport,
+    private readonly template: TargetPathTemplate,
+    options: TufSourceOptions,
+  ) {
+    this.name = `tuf ${options.metadataUrl}`;
+    this.refreshMs = (options.refreshSeconds ?? 30) * 1000;
+    this.now = options.now ?? (() => new Date());
+  }
+
+  /** Validate the options and prepare the state directory. No network. Throws ConfigError. */
+  static async open(options: TufSourceOptions): Promise<TufSource> {
+    const url = parseMetadataUrl(options.metadataUrl);
+    const template = new TargetPathTemplate(options.targetPath);
+    const refreshSeconds = options.refreshSeconds ?? 30;
+    if (!(refreshSeconds >= 0)) throw new ConfigError("tuf.refreshSeconds must be a number >= 0");
+    const initialRoot = await readConfigFile(options.trustedRoot, "tuf.trustedRoot");
+    const caPem =
+      options.caFile === undefined
+        ? undefined
+        : (await readConfigFile(options.caFile, "tuf.caFile")).toString("utf8");
+    const base = repositoryStateDir(options.stateDir, url);
+    const { client, transport } = await openRepositoryClient({
+      metadataUrl: url,
+      durableDir: join(base, "metadata"),
+      workDir: join(base, "work"),
+      initialRoot,
+      timeoutMs: options.fetchTimeoutMs ?? 10_000,
+      caPem,
+    });
+    return new TufSource(client, transport, template, { ...options, metadataUrl: url });
+  }
+
+  async resolveTag(query: TrustQuery, tag: string): Promise<TagSignatures> {
+    const repo = await this.verifiedRepository(query);
+    const found = await repo.findTarget(this.template.render(query, tag));
+    if (found === undefined) {
+      return { tag, signatures: [], source: this.name, expires: repo.topLevelExpires.expires };
+    }
+    this.checkNotExpired(found);
+    const signatures = roleCounts(query.roles, found.role) ? [this.toSignedTarget(tag, found)] : [];
+    return { tag, signatures, source: this.name, expires: found.expires };
+  }
+
+  /**
+   * Best effort: the tags of `query`'s repository listed by the roles that tuf-js's walk consults
+   * for a probe path (the template with tag "*"): top-level targets and the delegations whose
+   * patterns cover the whole repository (e.g. "docker.io/acme/*"). A role delegated only narrower
+   * paths ("docker.io/acme/app:v1*") or by hash prefix is not consulted, so its tags are missing
+   * here (they still resolve by name). Every listed tag is re-resolved, so the list never contains
+   * a target that resolveTag would not return.
+   */
+  async listSigned(query: TrustQuery): Promise<SignedTarget[]> {
+    const repo = await this.verifiedRepository(query);
+    const candidates = await repo.consultedTargets(this.template.render(query, "*"));
+    const matcher = this.template.tagMatcher(query);
+    const listed: SignedTarget[] = [];
+    for (const path of candidates.keys()) {
+      const tag = matcher.exec(path)?.[1];
+      if (tag === undefined) continue;
+      const found = await repo.findTarget(path);
+      if (found === undefined || !roleCounts(query.roles, found.role)) continue;
+      this.checkNotExpired(found);
+      listed.push(this.toSignedTarget(tag, found));
+    }
+    return listed;
+  }
+
+  async close(): Promise<void> {
+    await this.inflight;
+    await this.transport.close();
+  }
+
+  /** The verified repository state to answer from, refreshed if it is due. */
+  private async verifiedRepository(query: TrustQuery): Promise<VerifiedRepository> {
+    if (this.now().getTime() >= this.nextRefreshAt) {
+      this.inflight ??= this.refresh().finally(() => {
+        this.inflight = undefined;
+      });
+      await this.inflight;
+    }
+    if (this.blockingFailure) throw this.blockingFailure;
+    const repo = this.current;
+    if (repo === undefined) {
+      throw (
+        this.lastFailure ??
+        new TrustError("TRUST_UNAVAILABLE", this.name, undefined, `${this.name}: no verified metadata`)
+      );
+    }
+    const { role, expires } = repo.topLevelExpires;
+    // TUF spec 5.4.4 / 5.5.6 / 5.6.5 (freeze attack): never answer from expired metadata, even
+    // when the repository is down and this is the newest we have.
+    if (this.now() >= expires) {
+      throw new TrustError(
+        "EXPIRED",
+        this.name,
+        role,
+        `${this.name}: ${role} metadata expired at ${expires.toISOString()} and no newer metadata could be verified`,
+      );
+    }
+    this.checkRootPin(repo, query);
+    return repo;
+  }
+
+  private async refresh(): Promise<void> {
+    try {
+      this.current = await this.client.refresh();
+      this.blockingFailure = undefined;
+      this.lastFailure = undefined;
+    } catch (err) {
+      const failure = toTrustError(err, this.name, undefined, "refresh");
+      this.lastFailure = failure;
+      if (failure.code !== "TRUST_UNAVAILABLE") {
+        this.blockingFailure = failure;
+      } else if (this.current === undefined) {
+        // Started while the repository is down: what an earlier run verified and persisted still
+        // counts until it expires.
+        this.current = await this.client.loadOffline().catch(() => undefined);
+      }
+    } finally {
+      this.nextRefreshAt = this.now().getTime() + this.refreshMs;
+    }
+  }
+
+  /** TrustQuery.rootKeys, if given, must include a key of the trusted root's root role. */
+  private checkRootPin(repo: VerifiedRepository, query: TrustQuery): void {
+    const pinned = query.rootKeys ?? [];
+    if (pinned.length === 0) return;
+    const rootKeyIds = repo.rootKeyIds;
+    if (!pinned.some((id) => rootKeyIds.includes(id))) {
+      throw new TrustError(
+        "ROOT_PIN_MISMATCH",
+        this.name,
+        "root",
+        `${this.name}: the trusted root's keys (${rootKeyIds.join(", ")}) include no pinned root key`,
+      );
+    }
+  }
+
+  private checkNotExpired(found: FoundTarget): void {
+    if (this.now() >= found.expires) {
+      throw new TrustError(
+        "EXPIRED",
+        this.name,
+        found.role,
+        `${this.name}: metadata on the delegation path to ${found.role} expired at ${found.expires.toISOString()}`,
+      );
+    }
+  }
+
+  private toSignedTarget(tag: string, found: FoundTarget): SignedTarget {
+    const sha256 = found.target.hashes.sha256?.toLowerCase();
+    const size = found.target.length;
+    if (sha256 === undefined || !SHA256_HEX.test(sha256) || !Number.isSafeInteger(size) || size < 0) {
+      throw new TrustError(
+        "METADATA_INVALID",
+        this.name,
+        found.role,
+        `${this.name}: target ${found.path} in role ${found.role} has no usable sha256 hash and length`,
+      );
+    }
+    return { name: tag, digest: `sha256:${sha256}`, size, role: found.role };
+  }
+}
+
+function parseMetadataUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`tuf.metadataUrl: "${raw}" is not a URL`);
+  }
+  if (!["https:", "http:", "file:"].includes(url.protocol)) {
+    throw new ConfigError(`tuf.metadataUrl: "${raw}" must be https://, http:// or file://`);
+  }
+  return url.toString();
+}
+
+async function readConfigFile(path: string, key: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    throw new ConfigError(`${key}: cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}

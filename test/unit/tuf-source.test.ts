@@ -1,0 +1,287 @@
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { TrustError } from "../../src/trust/errors.js";
+import { repositoryStateDir, TufSource, type TufSourceOptions } from "../../src/trust/tuf/source.js";
+import type { TrustQuery } from "../../src/trust/types.js";
+import { sha256Hex, TestKey, TestTufRepository } from "../helpers/tuf-repo.js";
+
+const DAY_MS = 24 * 3600 * 1000;
+const DOCKER_ROLES = ["targets/releases", "targets"];
+const acmeApp: TrustQuery = { registry: "docker.io", repository: "acme/app", roles: DOCKER_ROLES };
+const globexApp: TrustQuery = { registry: "docker.io", repository: "globex/app", roles: DOCKER_ROLES };
+
+let repo: TestTufRepository;
+let dir: string;
+let sources: TufSource[];
+let clock: number;
+
+beforeEach(async () => {
+  repo = await TestTufRepository.start();
+  dir = await mkdtemp(join(tmpdir(), "trustgate-tuf-test-"));
+  await writeFile(join(dir, "root.json"), repo.initialRoot);
+  sources = [];
+  clock = Date.now();
+});
+
+afterEach(async () => {
+  for (const source of sources) await source.close();
+  await repo.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function openSource(extra: Partial<TufSourceOptions> = {}): Promise<TufSource> {
+  const source = await TufSource.open({
+    metadataUrl: repo.metadataUrl,
+    trustedRoot: join(dir, "root.json"),
+    stateDir: join(dir, "state"),
+    refreshSeconds: 30,
+    now: () => new Date(clock),
+    fetchTimeoutMs: 2000,
+    ...extra,
+  });
+  sources.push(source);
+  return source;
+}
+
+async function trustError(promise: Promise<unknown>): Promise<TrustError> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(TrustError);
+  return err as TrustError;
+}
+
+function manifest(text: string): Buffer {
+  return Buffer.from(JSON.stringify({ schemaVersion: 2, annotations: { text } }));
+}
+
+describe("TufSource", () => {
+  it("resolves a tag signed by top-level targets to its digest, size and role", async () => {
+    const bytes = manifest("app v1");
+    repo.addTarget("targets", "docker.io/acme/app:v1", bytes);
+    repo.publish();
+    const source = await openSource();
+    const answer = await source.resolveTag(acmeApp, "v1");
+    expect(answer.signatures).toEqual([
+      { name: "v1", digest: `sha256:${sha256Hex(bytes)}`, size: bytes.length, role: "targets" },
+    ]);
+    expect(answer.source).toBe(`tuf ${repo.metadataUrl}`);
+    expect(answer.expires.getTime()).toBeGreaterThan(Date.now());
+  });
+
+  it("answers an unsigned tag with no signatures", async () => {
+    repo.addTarget("targets", "docker.io/acme/app:v1", manifest("v1"));
+    repo.publish();
+    const source = await openSource();
+    const answer = await source.resolveTag(acmeApp, "latest");
+    expect(answer.signatures).toEqual([]);
+  });
+
+  it("honours delegation by path: acme's key cannot sign globex's images", async () => {
+    const acmeKey = TestKey.generate();
+    const globexKey = TestKey.generate();
+    repo.delegate("targets", "acme", ["docker.io/acme/*"], [acmeKey]);
+    repo.delegate("targets", "globex", ["docker.io/globex/*"], [globexKey]);
+    const acmeBytes = manifest("acme v1");
+    repo.addTarget("acme", "docker.io/acme/app:v1", acmeBytes);
+    repo.addTarget("acme", "docker.io/globex/app:v1", manifest("forged by acme"));
+    repo.publish();
+    const source = await openSource();
+
+    const acme = await source.resolveTag(acmeApp, "v1");
+    expect(acme.signatures).toEqual([
+      { name: "v1", digest: `sha256:${sha256Hex(acmeBytes)}`, size: acmeBytes.length, role: "acme" },
+    ]);
+    const globex = await source.resolveTag(globexApp, "v1");
+    expect(globex.signatures).toEqual([]);
+
+    // Once globex signs its own image, that is the answer, attributed to globex.
+    const globexBytes = manifest("globex v1");
+    repo.addTarget("globex", "docker.io/globex/app:v1", globexBytes);
+    repo.publish();
+    clock += 31_000;
+    const signed = await source.resolveTag(globexApp, "v1");
+    expect(signed.signatures).toEqual([
+      { name: "v1", digest: `sha256:${sha256Hex(globexBytes)}`, size: globexBytes.length, role: "globex" },
+    ]);
+  });
+
+  it("counts only the named roles when a query names TUF roles", async () => {
+    const acmeKey = TestKey.generate();
+    repo.delegate("targets", "acme", ["docker.io/acme/*"], [acmeKey]);
+    repo.addTarget("acme", "docker.io/acme/app:v1", manifest("acme v1"));
+    repo.addTarget("targets", "docker.io/acme/app:v2", manifest("top-level v2"));
+    repo.publish();
+    const source = await openSource();
+    const onlyAcme = { ...acmeApp, roles: ["acme"] };
+    expect((await source.resolveTag(onlyAcme, "v1")).signatures.map((s) => s.role)).toEqual(["acme"]);
+    expect((await source.resolveTag(onlyAcme, "v2")).signatures).toEqual([]);
+  });
+
+  it("follows a root key rotation signed by the old and the new key", async () => {
+    repo.addTarget("targets", "docker.io/acme/app:v1", manifest("v1"));
+    repo.publish();
+    const source = await openSource();
+    await source.resolveTag(acmeApp, "v1");
+    const newRootKey = TestKey.generate();
+    repo.rotateRoot([newRootKey]);
+    repo.publish();
+    clock += 31_000;
+    const answer = await source.resolveTag({ ...acmeApp, rootKeys: [newRootKey.keyId] }, "v1");
+    expect(answer.signatures).toHaveLength(1);
+    const persisted = JSON.parse(
+      await readFile(
+        join(repositoryStateDir(join(dir, "state"), repo.metadataUrl), "metadata", "root.json"),
+        "utf8",
+      ),
+    );
+    expect(persisted.signed.version).toBe(2);
+  });
+
+  it("refuses a root rotation signed only by the new key", async () => {
+    repo.addTarget("targets", "docker.io/acme/app:v1", manifest("v1"));
+    repo.publish();
+    const newRootKey = TestKey.generate();
+    repo.rotateRoot([newRootKey], { signers: [newRootKey] });
+    repo.publish();
+    const source = await openSource();
+    expect((await trustError(source.resolveTag(acmeApp, "v1"))).code).toBe("SIGNATURE_INVALID");
+  });
+
+  it("refuses an expired root", async () => {
+    repo.addTarget("targets", "docker.io/acme/app:v1", manifest("v1"));
+    repo.rotateRoot([TestKey.generate()], { expires: new Date(Date.now() - DAY_MS) });
+    repo.publish();
+    const source = await openSource();
+    expect((await trustError(source.resolveTag(acmeApp, "v1"))).code).toBe("EXPIRED");
+  });
+
+  it("refuses a frozen (expired) timestamp", async () => {
+    repo.addTarget("targets", "docker.io/acme/app:v1", manifest("v1"));
+    repo.publish({ timestampExpires: new Date(Date.now() - 60_000) });
+    const source = await openSource();
+    expect((await trustError(source.resolveTag(acmeApp, "v1"))).code).toBe("EXPIRED");
+  });
+
+  it("refuses an unsigned timestamp and unsigned targets", async () => {
+    repo.addTarget("targets", "docker.io/acme/app:v1", manifest("v1"));
+    repo.publish({ unsigned: ["timestamp"] });
+    const source = await openSource();
+    expect((await trustError(source.resolveTag(acmeApp, "v1"))).code).toBe("SIGNATURE_INVALID");
+
+    await rm(join(dir, "state"), { recursive: true });
+    repo.addTarget("targets", "docker.io/acme/app:v2", manifest("v2"));
+    repo.publish({ unsigned: ["targets"] });
+    const fresh = await openSource();
+    // tuf-js 5 wraps targets failures in a RuntimeError without its cause: METADATA_INVALID.
+    expect((await trustError(fresh.resolveTag(acmeApp, "v1"))).code).toBe("METADATA_INVALID");
+  });
+
+  it("refuses a rolled-back timestamp, also after a restart with the same state", async () => {
+    repo.addTarget("targets", "docker.io/acme/app:v1", manifest("v1"));
+    repo.publish();
+    const oldTimestamp = repo.files.get("timestamp.json") as Buffer;
+    repo.addTarget("targets", "docker.io/acme/app:v2", manifest("v2"));
+    repo.publish();
+    const first = await openSource();
+    expect((await first.resolveTag(acmeApp, "v2")).signatures).toHaveLength(1);
+
+    repo.files.set("timestamp.json", oldTimestamp);
+    clock += 31_000;
+    expect((await trustError(first.resolveTag(acmeApp, "v1"))).code).toBe("ROLLBACK");
+
+    await first.close();
+    const restarted = await openSource();
+    expect((await trustError(restarted.resolveTag(acmeApp, "v1"))).code).toBe("ROLLBACK");
+  });
+
+  it("refuses a timestamp that rolls the snapshot version back", async () => {
+    repo.addTarget("targets", "docker.io/acme/app:v1", manifest("v1"));
+    repo.publish();
+    repo.publish();
+    const source = await openSource();
+    await source.resolveTag(acmeApp, "v1");
+    repo.publishTimestamp(repo.snapshotVersion - 1);
+    clock += 31_000;
+    expect((await trustError(source.resolveTag(acmeApp, "v1"))).code).toBe("ROLLBACK");
+  });
+
+  it("serves still-valid metadata while the repository is down, and refuses after expiry", async () => {
+    const bytes = manifest("v1");
+    repo.addTarget("targets", "docker.io/acme/app:v1", bytes);
+    repo.publish({ timestampExpires: new Date(clock + 3600_000) });
+    const source = await openSource();
+    expect((await source.resolveTag(acmeApp, "v1")).signatures).toHaveLength(1);
+
+    repo.down = true;
+    clock += 31_000;
+    const during = await source.resolveTag(acmeApp, "v1");
+    expect(during.signatures[0]?.digest).toBe(`sha256:${sha256Hex(bytes)}`);
+
+    // A restart while down still answers from what the earlier run verified and persisted.
+    await source.close();
+    const restarted = await openSource();
+    expect((await restarted.resolveTag(acmeApp, "v1")).signatures).toHaveLength(1);
+
+    clock += 3600_000;
+    const expired = await trustError(restarted.resolveTag(acmeApp, "v1"));
+    expect(expired.code).toBe("EXPIRED");
+    expect(expired.role).toBe("timestamp");
+  });
+
+  it("refuses when the repository was never reached", async () => {
+    repo.down = true;
+    const source = await openSource();
+    expect((await trustError(source.resolveTag(acmeApp, "v1"))).code).toBe("TRUST_UNAVAILABLE");
+  });
+
+  it("refreshes at most once per window, once for 100 concurrent resolves", async () => {
+    repo.addTarget("targets", "docker.io/acme/app:v1", manifest("v1"));
+    repo.publish();
+    const source = await openSource();
+    const answers = await Promise.all(Array.from({ length: 100 }, () => source.resolveTag(acmeApp, "v1")));
+    expect(answers.every((a) => a.signatures.length === 1)).toBe(true);
+    expect(repo.count("timestamp.json")).toBe(1);
+
+    const v2 = manifest("v1 re-signed");
+    repo.addTarget("targets", "docker.io/acme/app:v1", v2);
+    repo.publish();
+    clock += 10_000;
+    expect((await source.resolveTag(acmeApp, "v1")).signatures[0]?.digest).not.toBe(
+      `sha256:${sha256Hex(v2)}`,
+    );
+    expect(repo.count("timestamp.json")).toBe(1);
+    clock += 21_000;
+    expect((await source.resolveTag(acmeApp, "v1")).signatures[0]?.digest).toBe(`sha256:${sha256Hex(v2)}`);
+    expect(repo.count("timestamp.json")).toBe(2);
+  });
+
+  it("lists the signed tags of a repository across top-level targets and its delegation", async () => {
+    const acmeKey = TestKey.generate();
+    repo.delegate("targets", "acme", ["docker.io/acme/*"], [acmeKey]);
+    repo.addTarget("acme", "docker.io/acme/app:v1", manifest("v1"));
+    repo.addTarget("acme", "docker.io/acme/app:v2", manifest("v2"));
+    repo.addTarget("acme", "docker.io/acme/other:v1", manifest("other"));
+    repo.addTarget("targets", "docker.io/acme/app:stable", manifest("stable"));
+    repo.addTarget("acme", "docker.io/globex/app:v9", manifest("forged"));
+    repo.publish();
+    const source = await openSource();
+    const listed = await source.listSigned(acmeApp);
+    expect(listed.map((t) => `${t.name}@${t.role}`).sort()).toEqual(["stable@targets", "v1@acme", "v2@acme"]);
+    expect(await source.listSigned(globexApp)).toEqual([]);
+  });
+
+  it("reads an air-gapped repository from file://", async () => {
+    const bytes = manifest("v1");
+    repo.addTarget("targets", "docker.io/acme/app:v1", bytes);
+    repo.publish();
+    const mirror = join(dir, "mirror");
+    await mkdir(mirror);
+    for (const [name, content] of repo.files) await writeFile(join(mirror, name), content);
+    const source = await openSource({ metadataUrl: `file://${mirror}/` });
+    expect((await source.resolveTag(acmeApp, "v1")).signatures[0]?.digest).toBe(`sha256:${sha256Hex(bytes)}`);
+  });
+});
