@@ -268,6 +268,8 @@ export function parsePolicyFile(file: string, text: string): ParsedPolicyFile {
     }
   }
 
+  // Stable sort: in file order, as a person reads them.
+  problems.sort((a, b) => a.line - b.line);
   if (problems.length > 0 || mode === undefined) return { policy: undefined, problems };
   const policy: Policy = Object.freeze({
     name,
