@@ -1,0 +1,87 @@
+/**
+ * `trustgate policy lint [DIR]` and `trustgate policy explain <image[:tag]> --policies DIR`.
+ *
+ * lint: exit 0 when every file in DIR (default ./policies) is valid; exit 1 with one
+ * `file:line: message` line per problem on STDOUT (the command's product, like eslint; so CI can
+ * capture or annotate it), and a one-line count on stderr. Exit 2 for usage errors.
+ *
+ * explain: which policy applies to the image, which pattern made it win, and what it demands.
+ */
+import { parseArgs } from "node:util";
+import { UsageError } from "../errors.js";
+import { SHIPPED_DEFAULT_POLICY } from "../policy/applied.js";
+import { explain, renderExplanation } from "../policy/explain.js";
+import { ImageReferenceError, parseImageReference } from "../policy/image-reference.js";
+import { loadPolicyDir } from "../policy/load-dir.js";
+import { formatProblem, PolicyLoadError } from "../policy/types.js";
+
+const USAGE = `usage: trustgate policy lint [DIR]                      (DIR defaults to ./policies)
+       trustgate policy explain <image[:tag]> --policies DIR [--json]`;
+
+export async function run(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === "lint") return lint(rest);
+  if (sub === "explain") return explainCommand(rest);
+  throw new UsageError(sub === undefined ? USAGE : `unknown policy subcommand '${sub}'\n${USAGE}`);
+}
+
+async function lint(argv: string[]): Promise<number> {
+  const { positionals } = usage(() => parseArgs({ args: argv, allowPositionals: true, strict: true }));
+  if (positionals.length > 1) throw new UsageError(USAGE);
+  const dir = positionals[0] ?? "./policies";
+  const loaded = await loadPolicyDir(dir);
+  if (!loaded.set) {
+    for (const p of loaded.problems) process.stdout.write(`${formatProblem(p)}\n`);
+    process.stderr.write(`${loaded.problems.length} problem(s) in ${dir}\n`);
+    return 1;
+  }
+  process.stderr.write(
+    `${dir}: ${loaded.files.length} file(s), ${loaded.set.policies.length} policies, ok\n`,
+  );
+  return 0;
+}
+
+async function explainCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = usage(() =>
+    parseArgs({
+      args: argv,
+      options: { policies: { type: "string" }, config: { type: "string" }, json: { type: "boolean" } },
+      allowPositionals: true,
+      strict: true,
+    }),
+  );
+  const input = positionals[0];
+  if (input === undefined || positionals.length > 1) throw new UsageError(USAGE);
+  if (values.config !== undefined) {
+    // TODO(lead): read config.yaml (src/config): `policies` directory, `defaultPolicy`, and the
+    // registry's trust source (notary | tuf), then pass it to explain() as registrySource.
+    throw new UsageError("--config is not wired yet; use --policies DIR");
+  }
+  const dir = values.policies;
+  if (typeof dir !== "string") throw new UsageError(`explain needs --policies DIR\n${USAGE}`);
+  let ref: ReturnType<typeof parseImageReference>;
+  try {
+    ref = parseImageReference(input);
+  } catch (e) {
+    if (e instanceof ImageReferenceError) throw new UsageError(e.message);
+    throw e;
+  }
+  const loaded = await loadPolicyDir(dir);
+  if (!loaded.set) throw new PolicyLoadError(loaded.problems);
+  const result = explain(loaded.set, input, ref, SHIPPED_DEFAULT_POLICY);
+  process.stdout.write(
+    values.json
+      ? `${JSON.stringify(result, (_key, value) => value ?? null, 2)}\n`
+      : renderExplanation(result),
+  );
+  return 0;
+}
+
+/** node:util parseArgs throws plain errors on unknown options: turn them into usage errors (exit 2). */
+function usage<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (e) {
+    throw new UsageError(`${e instanceof Error ? e.message : String(e)}\n${USAGE}`);
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * `policy explain`: what trustgate would demand of one image, as data (for --json and tests) and as
+ * text. Pure: the caller supplies the loaded set and the default.
+ */
+import { type AppliedPolicy, applyPolicy, type DefaultPolicySetting } from "./applied.js";
+import { findException } from "./decision.js";
+import type { ImageReference } from "./image-reference.js";
+import type { PolicySet } from "./policy-set.js";
+import type { DigestPulls, PolicyMode } from "./types.js";
+
+export interface Explanation {
+  readonly input: string;
+  readonly image: string;
+  readonly tag: string | undefined;
+  readonly digest: string | undefined;
+  /** "defaultPolicy" when no file matched */
+  readonly policy: string;
+  readonly file: string | undefined;
+  readonly pattern: string | undefined;
+  readonly why: string;
+  /** every pattern that matches, most specific first: "pattern (policy)" */
+  readonly candidates: readonly string[];
+  readonly mode: PolicyMode | "refuse";
+  readonly demands: {
+    readonly rootKeys: readonly string[];
+    readonly roles: readonly string[];
+    readonly requireAll: boolean;
+    /** the policy's trust.source, or how it will be chosen */
+    readonly source: string;
+    readonly digestPulls: DigestPulls;
+  } | null;
+  /** the exception that would let this image (and tag) through unsigned, if any */
+  readonly exception: string | undefined;
+  readonly summary: string;
+}
+
+export function explain(
+  set: PolicySet,
+  input: string,
+  ref: ImageReference,
+  defaultPolicy: DefaultPolicySetting,
+  /** the trust source configured for the registry, when the config is known */
+  registrySource?: string,
+): Explanation {
+  const applied: AppliedPolicy = applyPolicy(set, ref.image, defaultPolicy);
+  const candidates = set.allMatches(ref.image).map((c) => `${c.pattern.source} (${c.policy.name})`);
+  const base = { input, image: ref.image, tag: ref.tag, digest: ref.digest, candidates };
+  if (applied.kind === "refuse") {
+    return {
+      ...base,
+      policy: applied.policyName,
+      file: undefined,
+      pattern: undefined,
+      why: applied.why,
+      mode: "refuse",
+      demands: null,
+      exception: undefined,
+      summary: `every pull of ${ref.image} is refused (defaultPolicy: refuse)`,
+    };
+  }
+  const { policy } = applied;
+  const source =
+    policy.trust.source ??
+    (registrySource ? `${registrySource} (the registry's)` : "the registry's configured source");
+  const exception = findException(policy, ref.image, ref.tag);
+  const rolesText = policy.trust.requireAll
+    ? `signed by every one of ${policy.trust.roles.join(", ")}, with the same digest`
+    : `signed in ${policy.trust.roles.join(" or ")} (the first role that signs the tag counts)`;
+  const summary =
+    policy.mode === "off"
+      ? "pulls are allowed without a trust check (mode: off)"
+      : `${policy.mode === "enforce" ? "tags are refused unless" : "tags are allowed, and logged as would-deny, unless"} ${rolesText}` +
+        (exception
+          ? `; unsigned pulls of this ${ref.tag ? "tag" : "image"} are allowed by exception: ${exception.reason}`
+          : "");
+  return {
+    ...base,
+    policy: policy.name,
+    file: applied.fromDefault ? undefined : policy.file,
+    pattern: applied.fromDefault ? undefined : applied.pattern,
+    why: applied.why,
+    mode: policy.mode,
+    demands: {
+      rootKeys: policy.trust.rootKeys,
+      roles: policy.trust.roles,
+      requireAll: policy.trust.requireAll,
+      source,
+      digestPulls: policy.digestPulls,
+    },
+    exception: exception?.reason,
+    summary,
+  };
+}
+
+export function renderExplanation(e: Explanation): string {
+  const ref = `${e.image}${e.tag ? `:${e.tag}` : ""}${e.digest ? `@${e.digest}` : ""}`;
+  const lines = [`image:       ${ref}${e.input !== ref ? `  (from "${e.input}")` : ""}`];
+  lines.push(`policy:      ${e.policy}${e.file ? ` (${e.file})` : ""}`);
+  lines.push(`why:         ${e.why}`);
+  lines.push(`mode:        ${e.mode}`);
+  if (e.demands) {
+    const d = e.demands;
+    lines.push(`trust:       source ${d.source}`);
+    lines.push(
+      `root keys:   ${d.rootKeys.length > 0 ? `pinned: ${d.rootKeys.join(", ")}` : "not pinned (trust on first use)"}`,
+    );
+    lines.push(
+      `roles:       ${d.roles.join(", ")}${d.requireAll ? " (all required, same digest)" : " (first that signs counts)"}`,
+    );
+    lines.push(`digestPulls: ${d.digestPulls}`);
+  }
+  if (e.exception) lines.push(`exception:   ${e.exception}`);
+  lines.push(`=> ${e.summary}`);
+  return `${lines.join("\n")}\n`;
+}

@@ -1,0 +1,78 @@
+/**
+ * The policy model: what one policy file says once it has been validated. Everything here is
+ * immutable (frozen by the loader); a PolicySet built from these is shared by every request that
+ * starts while it is current.
+ */
+import { ConfigError } from "../errors.js";
+import type { ImagePattern } from "./pattern.js";
+
+/** enforce: refuse what is not signed; audit: allow, but report what enforce would refuse; off: no trust check. */
+export type PolicyMode = "enforce" | "audit" | "off";
+export const POLICY_MODES: readonly PolicyMode[] = ["enforce", "audit", "off"];
+
+/** signed: a pull by digest must name a signed target (or a manifest of a signed index); any: allow it. */
+export type DigestPulls = "signed" | "any";
+export const DIGEST_PULLS: readonly DigestPulls[] = ["signed", "any"];
+
+export type TrustSourceKind = "notary" | "tuf";
+
+/** Docker's order: a signature in targets/releases counts first, then one in targets (docker/cli trust.go). */
+export const DEFAULT_ROLES: readonly string[] = Object.freeze(["targets/releases", "targets"]);
+
+export interface TrustRequirement {
+  /** pinned root key IDs (64 lower-case hex); empty = trust on first use */
+  readonly rootKeys: readonly string[];
+  /** roles whose signature counts, in order of precedence */
+  readonly roles: readonly string[];
+  /** every role in `roles` must sign the tag, all with the same digest */
+  readonly requireAll: boolean;
+  /** which trust source to ask; undefined = the one configured for the image's registry */
+  readonly source: TrustSourceKind | undefined;
+}
+
+export interface PolicyException {
+  /** image pattern the exception covers; undefined = every image of the policy */
+  readonly repository: ImagePattern | undefined;
+  /** tag glob (`*` any characters, `?` one); undefined = every tag */
+  readonly tag: string | undefined;
+  /** compiled tag glob */
+  readonly tagRegExp: RegExp | undefined;
+  /** why this may stay unsigned: goes into every decision it allows */
+  readonly reason: string;
+  /** where it was written, for explain and logs */
+  readonly line: number;
+}
+
+export interface Policy {
+  readonly name: string;
+  /** the file it came from (as given to the loader) and the line of its first key */
+  readonly file: string;
+  readonly match: readonly ImagePattern[];
+  /** line of each `match` entry, parallel to `match` */
+  readonly matchLines: readonly number[];
+  readonly mode: PolicyMode;
+  readonly trust: TrustRequirement;
+  readonly digestPulls: DigestPulls;
+  readonly exceptions: readonly PolicyException[];
+}
+
+/** One validation problem, always with a place a person can open in an editor. */
+export interface PolicyProblem {
+  readonly file: string;
+  /** 1-based; 0 when the problem is about the file or directory as a whole */
+  readonly line: number;
+  readonly message: string;
+}
+
+export function formatProblem(p: PolicyProblem): string {
+  return p.line > 0 ? `${p.file}:${p.line}: ${p.message}` : `${p.file}: ${p.message}`;
+}
+
+/** A policy directory that does not load: every problem found, each as `file:line: message`. */
+export class PolicyLoadError extends ConfigError {
+  readonly problems: readonly PolicyProblem[];
+  constructor(problems: readonly PolicyProblem[]) {
+    super(problems.map(formatProblem).join("\n"));
+    this.problems = problems;
+  }
+}
