@@ -20,7 +20,9 @@ import {
 } from "../helpers/notary-signer.js";
 
 const GUN = "registry.test:5000/acme/app";
-const NOW = new Date(); // certificates are minted now; every expiry below is relative to it
+// Certificates are minted with notBefore = the moment openssl runs, during the tests; pin the
+// clock a few minutes later so they are all valid. Every metadata expiry is relative to NOW.
+const NOW = new Date(Date.now() + 5 * 60_000);
 const DAY = 86_400_000;
 const D1 = "a".repeat(64);
 const D2 = "b".repeat(64);

@@ -94,8 +94,6 @@ export interface UpdateOptions {
   reloading?: boolean;
 }
 
-const sha256Hex = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
-
 function fail(code: TrustError["code"], gun: string, role: string, message: string): never {
   throw new TrustError(code, gun, role, `${gun}: ${role}: ${message}`);
 }
@@ -295,8 +293,10 @@ function pathAllowed(name: string, chain: readonly DelegatedRole[]): boolean {
   });
 }
 
+/** `targets/a/b` -> `targets/a`; a top-level name has no parent (""). */
 function parentOf(role: string): string {
-  return role.slice(0, role.lastIndexOf("/"));
+  const slash = role.lastIndexOf("/");
+  return slash < 0 ? "" : role.slice(0, slash);
 }
 
 /** Runs the whole update and returns the newly trusted repository. */
@@ -423,5 +423,3 @@ export function expiredRole(repo: TrustedRepo, now: Date): string | undefined {
   for (const [name, r] of repo.roles) if (t >= r.expires) return name;
   return undefined;
 }
-
-export { sha256Hex };
