@@ -14,6 +14,12 @@
  *        signatures and thresholds, version, expiry; a delegated role only speaks for the paths
  *        every delegation above it allows (Notary: DelegationRole.CheckPaths / Restrict).
  *
+ * Section numbers are those of the current TUF specification 1.0.x (where §5.1 records the fixed
+ * update start time: one `now` is used for every check of one update).
+ *
+ * Deliberate difference from Notary: Notary skips a delegation whose metadata is expired or under
+ * threshold; here any role that fails verification fails the whole update (fail closed).
+ *
  * Any failure throws a TrustError naming the GUN, the role and the check; nothing half-verified
  * is returned. Sources of bytes are abstract (MetaSource): the network or the state dir.
  */
