@@ -208,11 +208,14 @@ export async function parseConfig(
 ): Promise<Config> {
   const absFile = resolve(file);
   const r = new Reader(absFile, dirname(absFile), env);
-  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
   const yamlError = doc.errors[0];
   if (yamlError) {
     const line = yamlError.linePos?.[0];
-    r.fail(line ? `line ${line.line}` : "(document)", `invalid YAML: ${yamlError.message.split("\n")[0]}`);
+    r.fail(
+      line ? `line ${line.line}` : "(document)",
+      `invalid YAML: ${(yamlError.message.split("\n")[0] ?? "").replace(/ at line \d+, column \d+:?$/, "")}`,
+    );
   }
   const o = r.object(doc.toJS() ?? {}, "", TOP_LEVEL_KEYS);
 
