@@ -102,6 +102,10 @@ registries:
 
   it.each([
     ["bogus: 1", "bogus: unknown key"],
+    [
+      "registries:\n  Docker.IO:\n    upstream: https://x",
+      "registries.Docker.IO: the registry name must be lower case",
+    ],
     ["listen: nowhere", "listen: must be HOST:PORT"],
     ["listen: 1.2.3.4:99999", "listen: must be HOST:PORT"],
     ["defaultPolicy: maybe", "defaultPolicy: must be one of deny, allow"],
