@@ -20,6 +20,8 @@ export interface RegistryOptions {
   proxyRemoteUrl?: string;
   /** demand bearer tokens: realm, service, issuer, and the PEM bundle that verifies token signatures */
   tokenAuth?: { realm: string; service: string; issuer: string; rootCertBundle: string };
+  /** serve this storage directory (e.g. one filled by an earlier registry without auth) */
+  storageDir?: string;
 }
 
 export async function startRegistry(opts: RegistryOptions = {}): Promise<RegistryPeer> {
@@ -31,7 +33,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
     "  level: warn",
     "storage:",
     "  filesystem:",
-    `    rootdirectory: ${join(dir, "data")}`,
+    `    rootdirectory: ${opts.storageDir ?? join(dir, "data")}`,
     "  delete:",
     "    enabled: true",
     "http:",
