@@ -134,3 +134,31 @@ export async function skopeoCopyToOciDir(
   }
   return out;
 }
+
+/**
+ * A registries.conf (containers-registries.conf(5), v2 format) for `prefix` (e.g. `docker.io`):
+ * - `mirror`: a `[[registry.mirror]]` entry; skopeo falls back to the origin when the mirror fails
+ *   and reports `Mirrors also failed: [... denied: <message>]`.
+ * - `location`: replaces the registry itself; a refusal there is final (no fallback).
+ * Both are marked insecure (plain HTTP test peers).
+ */
+export function registriesConf(prefix: string, where: { mirror: string } | { location: string }): string {
+  const lines = [
+    "unqualified-search-registries = []",
+    "",
+    "[[registry]]",
+    `prefix = ${JSON.stringify(prefix)}`,
+  ];
+  if ("location" in where) {
+    lines.push(`location = ${JSON.stringify(where.location)}`, "insecure = true");
+  } else {
+    lines.push(
+      `location = ${JSON.stringify(prefix)}`,
+      "",
+      "[[registry.mirror]]",
+      `location = ${JSON.stringify(where.mirror)}`,
+      "insecure = true",
+    );
+  }
+  return `${lines.join("\n")}\n`;
+}

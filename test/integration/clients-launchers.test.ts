@@ -22,7 +22,7 @@ import {
 } from "../helpers/dockerd.js";
 import { type Image, makeImage, makeIndex, pushImage } from "../helpers/image.js";
 import { type RegistryPeer, startRegistry } from "../helpers/registry.js";
-import { skopeoCopyToOciDir, skopeoInspect } from "../helpers/skopeo.js";
+import { registriesConf, skopeoCopyToOciDir, skopeoInspect } from "../helpers/skopeo.js";
 
 interface Seen {
   method: string;
@@ -141,6 +141,29 @@ describe("real pull clients against docker-registry", () => {
     expect(denied.stderr).toContain(`denied: ${DENIED_MESSAGE}`);
   });
 
+  it("skopeo with a registries.conf mirror falls back but shows the mirror's DENIED; a location is final", async () => {
+    const from = mirror.seen.length;
+    const viaMirror = await skopeoInspect(`docker.io/acme/hello:${DENIED_TAG}`, {
+      registriesConf: registriesConf("docker.io", { mirror: mirrorHost() }),
+      timeoutMs: 30_000,
+    });
+    expect(viaMirror.code).not.toBe(0);
+    expect(viaMirror.stderr).toContain("Mirrors also failed");
+    expect(viaMirror.stderr).toContain(`denied: ${DENIED_MESSAGE}`);
+    expect(seenSince(from)).toContain(`GET /v2/acme/hello/manifests/${DENIED_TAG} ns=null`);
+    const viaLocation = await skopeoInspect(`docker.io/acme/hello:${DENIED_TAG}`, {
+      registriesConf: registriesConf("docker.io", { location: mirrorHost() }),
+    });
+    expect(viaLocation.code).not.toBe(0);
+    expect(viaLocation.stderr).toContain(`denied: ${DENIED_MESSAGE}`);
+    expect(viaLocation.stderr).not.toContain("Mirrors also failed");
+    const allowed = await skopeoInspect("docker.io/acme/hello:v1", {
+      raw: true,
+      registriesConf: registriesConf("docker.io", { location: mirrorHost() }),
+    });
+    expect(allowed.raw?.equals(image.manifest)).toBe(true);
+  });
+
   it("ctr pull through hosts.toml (server = mirror + [host]) stores the pushed bytes and unpacks the layer", async () => {
     const hostsDir = await writeHostsDir(mirror.url);
     const ref = "docker.io/acme/hello:v1";
@@ -218,5 +241,9 @@ describe("real pull clients against docker-registry", () => {
     expect(refused.stderr).toContain("registry-1.docker.io");
     expect(refused.stderr).not.toContain(DENIED_MESSAGE);
     expect(seenSince(refusedFrom)).toContain(`HEAD /v2/acme/hello/manifests/${DENIED_TAG} ns=null`);
+    // Addressed as a registry (not as a mirror), a 403 is final and its message reaches the user.
+    const direct = await dockerPull(dockerd, `${mirrorHost()}/acme/hello:${DENIED_TAG}`);
+    expect(direct.code).not.toBe(0);
+    expect(direct.stderr).toContain(`denied: ${DENIED_MESSAGE}`);
   });
 });
