@@ -1,5 +1,7 @@
+import { rm } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type ContainerdPeer,
@@ -21,6 +23,7 @@ import {
   startDockerd,
 } from "../helpers/dockerd.js";
 import { type Image, makeImage, makeIndex, pushImage } from "../helpers/image.js";
+import { tempDir } from "../helpers/process.js";
 import { type RegistryPeer, startRegistry } from "../helpers/registry.js";
 import { registriesConf, skopeoCopyToOciDir, skopeoInspect } from "../helpers/skopeo.js";
 
@@ -86,7 +89,13 @@ describe("real pull clients against docker-registry", () => {
   const image: Image = makeImage("launchers: hello");
   const index: Image = makeIndex("launchers: multi", ["amd64", "arm64"]);
 
+  /** hosts dirs and OCI layouts of this file, removed in afterAll */
+  let scratch: string;
+  let scratchCount = 0;
+  const fresh = (what: string) => join(scratch, `${what}-${++scratchCount}`);
+
   beforeAll(async () => {
+    scratch = await tempDir("clients");
     registry = await startRegistry();
     await pushImage(registry.url, "acme/hello", "v1", image);
     await pushImage(registry.url, "acme/multi", "v1", index);
@@ -108,6 +117,7 @@ describe("real pull clients against docker-registry", () => {
     await containerd?.stop();
     mirror?.server.close();
     await registry?.stop();
+    if (scratch) await rm(scratch, { recursive: true, force: true });
   });
 
   const mirrorHost = () => new URL(mirror.url).host;
@@ -116,7 +126,7 @@ describe("real pull clients against docker-registry", () => {
 
   it("skopeo copy stores the pushed manifest and blobs byte for byte", async () => {
     const from = mirror.seen.length;
-    const copy = await skopeoCopyToOciDir(`${mirrorHost()}/acme/hello:v1`);
+    const copy = await skopeoCopyToOciDir(`${mirrorHost()}/acme/hello:v1`, fresh("oci"));
     expect(copy.stderr).toBe("");
     expect(copy.code).toBe(0);
     expect(copy.digest).toBe(image.digest);
@@ -136,7 +146,7 @@ describe("real pull clients against docker-registry", () => {
     const missing = await skopeoInspect(`${mirrorHost()}/acme/hello:nope`);
     expect(missing.code).not.toBe(0);
     expect(missing.stderr).toMatch(/manifest unknown/i);
-    const denied = await skopeoCopyToOciDir(`${mirrorHost()}/acme/hello:${DENIED_TAG}`);
+    const denied = await skopeoCopyToOciDir(`${mirrorHost()}/acme/hello:${DENIED_TAG}`, fresh("oci"));
     expect(denied.code).not.toBe(0);
     expect(denied.stderr).toContain(`denied: ${DENIED_MESSAGE}`);
   });
@@ -165,7 +175,7 @@ describe("real pull clients against docker-registry", () => {
   });
 
   it("ctr pull through hosts.toml (server = mirror + [host]) stores the pushed bytes and unpacks the layer", async () => {
-    const hostsDir = await writeHostsDir(mirror.url);
+    const hostsDir = await writeHostsDir(mirror.url, { dir: fresh("hosts") });
     const ref = "docker.io/acme/hello:v1";
     const from = mirror.seen.length;
     const pull = await ctrPull(containerd, ref, { hostsDir });
@@ -185,7 +195,7 @@ describe("real pull clients against docker-registry", () => {
   });
 
   it("ctr pull --platform fetches one platform of an index; _default sends ns=<registry>", async () => {
-    const hostsDir = await writeHostsDir(mirror.url, { registries: [], catchAll: true });
+    const hostsDir = await writeHostsDir(mirror.url, { dir: fresh("hosts"), registries: [], catchAll: true });
     const ref = "ghcr.io/acme/multi:v1";
     const from = mirror.seen.length;
     const pull = await ctrPull(containerd, ref, { hostsDir, platform: "linux/arm64" });
@@ -201,7 +211,7 @@ describe("real pull clients against docker-registry", () => {
   });
 
   it("ctr pull of a refused tag is an exit code and the 403 status line, with no fallback", async () => {
-    const hostsDir = await writeHostsDir(mirror.url);
+    const hostsDir = await writeHostsDir(mirror.url, { dir: fresh("hosts") });
     const from = mirror.seen.length;
     const pull = await ctrPull(containerd, `docker.io/acme/hello:${DENIED_TAG}`, { hostsDir });
     expect(pull.code).not.toBe(0);

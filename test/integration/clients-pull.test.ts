@@ -1,3 +1,5 @@
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type ContainerdPeer,
@@ -19,6 +21,7 @@ import {
   startDockerd,
 } from "../helpers/dockerd.js";
 import { type Image, makeImage, makeIndex, pushImage } from "../helpers/image.js";
+import { tempDir } from "../helpers/process.js";
 import { type RegistryPeer, startRegistry } from "../helpers/registry.js";
 import { skopeoCopyToOciDir } from "../helpers/skopeo.js";
 import { type LogLine, startTrustgate, type TrustgatePeer } from "../helpers/trustgate.js";
@@ -68,7 +71,13 @@ describe("issue 2: real clients pull through trustgate, byte for byte", () => {
   const forDockerLibrary: Image = makeImage("pull e2e: dockerd library");
   const multi: Image = makeIndex("pull e2e: multi-arch", ["amd64", "arm64"]);
 
+  /** hosts dirs and OCI layouts of this file, removed in afterAll */
+  let scratch: string;
+  let scratchCount = 0;
+  const fresh = (what: string) => join(scratch, `${what}-${++scratchCount}`);
+
   beforeAll(async () => {
+    scratch = await tempDir("clients");
     registry = await startRegistry();
     await pushImage(registry.url, "acme/skopeo-app", "v1", forSkopeo);
     await pushImage(registry.url, "acme/ctr-app", "v1", forCtr);
@@ -99,6 +108,7 @@ describe("issue 2: real clients pull through trustgate, byte for byte", () => {
     await containerd?.stop();
     await trustgate?.stop();
     await registry?.stop();
+    if (scratch) await rm(scratch, { recursive: true, force: true });
   });
 
   /** Wait for trustgate to have logged `method path` and return that line. */
@@ -116,7 +126,7 @@ describe("issue 2: real clients pull through trustgate, byte for byte", () => {
   }
 
   it("skopeo copy (trustgate as a registry) stores the pushed manifest and blobs byte for byte", async () => {
-    const copy = await skopeoCopyToOciDir(`${trustgate.host}/acme/skopeo-app:v1`);
+    const copy = await skopeoCopyToOciDir(`${trustgate.host}/acme/skopeo-app:v1`, fresh("oci"));
     expect(copy.stderr).toBe("");
     expect(copy.code).toBe(0);
     expect(copy.digest).toBe(forSkopeo.digest);
@@ -130,7 +140,10 @@ describe("issue 2: real clients pull through trustgate, byte for byte", () => {
   });
 
   it("skopeo copy with a registry prefix in the path reaches that configured registry", async () => {
-    const copy = await skopeoCopyToOciDir(`${trustgate.host}/${OTHER_REGISTRY}/acme/skopeo-app:v1`);
+    const copy = await skopeoCopyToOciDir(
+      `${trustgate.host}/${OTHER_REGISTRY}/acme/skopeo-app:v1`,
+      fresh("oci"),
+    );
     expect(copy.code).toBe(0);
     expect(copy.manifest?.equals(forSkopeo.manifest)).toBe(true);
     const manifest = await logged("GET", `/v2/${OTHER_REGISTRY}/acme/skopeo-app/manifests/v1`);
@@ -139,7 +152,7 @@ describe("issue 2: real clients pull through trustgate, byte for byte", () => {
   });
 
   it("ctr pull (hosts.toml: server = trustgate + [host]) stores the pushed digest and bytes, unpacked", async () => {
-    const hostsDir = await writeHostsDir(trustgate.url);
+    const hostsDir = await writeHostsDir(trustgate.url, { dir: fresh("hosts") });
     const ref = "docker.io/acme/ctr-app:v1";
     const pull = await ctrPull(containerd, ref, { hostsDir });
     expect(pull.stderr).toBe("");
@@ -160,7 +173,10 @@ describe("issue 2: real clients pull through trustgate, byte for byte", () => {
   });
 
   it("ctr pull of another configured registry is routed by ?ns=<registry>", async () => {
-    const hostsDir = await writeHostsDir(trustgate.url, { registries: [OTHER_REGISTRY] });
+    const hostsDir = await writeHostsDir(trustgate.url, {
+      dir: fresh("hosts"),
+      registries: [OTHER_REGISTRY],
+    });
     const ref = `${OTHER_REGISTRY}/acme/ctr-ns-app:v1`;
     const pull = await ctrPull(containerd, ref, { hostsDir });
     expect(pull.stderr).toBe("");
@@ -175,7 +191,7 @@ describe("issue 2: real clients pull through trustgate, byte for byte", () => {
   });
 
   it("ctr pull --platform of a multi-arch index fetches that platform's manifest by digest", async () => {
-    const hostsDir = await writeHostsDir(trustgate.url);
+    const hostsDir = await writeHostsDir(trustgate.url, { dir: fresh("hosts") });
     const ref = "docker.io/acme/multi:v1";
     const [amd64, arm64] = multi.platforms ?? [];
     if (!amd64 || !arm64) throw new Error("index has no platforms");
@@ -193,7 +209,11 @@ describe("issue 2: real clients pull through trustgate, byte for byte", () => {
   });
 
   it("ctr pull of an unconfigured registry (via _default) is refused, never proxied", async () => {
-    const hostsDir = await writeHostsDir(trustgate.url, { registries: [], catchAll: true });
+    const hostsDir = await writeHostsDir(trustgate.url, {
+      dir: fresh("hosts"),
+      registries: [],
+      catchAll: true,
+    });
     const pull = await ctrPull(containerd, "unknown.example/acme/ctr-app:v1", { hostsDir });
     expect(pull.code).not.toBe(0);
     // NAME_UNKNOWN is a 404: containerd reports "not found" and, with server = trustgate, tries no other host.
