@@ -13,7 +13,8 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { type Peer, runCommand, startPeer, tempDir, waitFor } from "./process.js";
+import { waitUntilReady } from "./peer-ready.js";
+import { type Peer, runCommand, startPeer, tempDir } from "./process.js";
 
 export interface ContainerdPeer extends Peer {
   /** the gRPC socket, for `ctr -a` */
@@ -88,7 +89,12 @@ export async function startContainerd(): Promise<ContainerdPeer> {
     },
   };
   try {
-    await waitFor(`containerd on ${socket}`, async () => (await ctr(ctd, ["version"])).code === 0);
+    await waitUntilReady(
+      `containerd (answering on ${socket})`,
+      peer.pid,
+      async () => (await ctr(ctd, ["version"])).code === 0,
+      20_000,
+    );
   } catch (err) {
     await peer.stop();
     throw new Error(`containerd did not start (log: ${peer.logFile}): ${String(err)}`);

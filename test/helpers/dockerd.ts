@@ -12,6 +12,7 @@
  */
 import { readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { alive, waitUntilReady } from "./peer-ready.js";
 import { type Peer, runCommand, startPeer, tempDir, waitFor } from "./process.js";
 
 export interface DockerdPeer extends Peer {
@@ -107,12 +108,10 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<DockerdPe
     },
   };
   try {
-    await waitFor(
-      "dockerd to answer on its socket",
-      async () => {
-        if (!alive(peer.pid)) throw new Error("dockerd exited");
-        return (await docker(dockerd, ["version", "--format", "{{.Server.Version}}"])).code === 0;
-      },
+    await waitUntilReady(
+      "dockerd (answering on its socket)",
+      peer.pid,
+      async () => (await docker(dockerd, ["version", "--format", "{{.Server.Version}}"])).code === 0,
       opts.startTimeoutMs ?? 30_000,
       100,
     );
@@ -122,15 +121,6 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<DockerdPe
     throw new DockerdUnavailable(`${err instanceof Error ? err.message : String(err)}\n${log}`);
   }
   return dockerd;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Run `docker -H unix://SOCK <args>` with an empty client config (no credentials, no contexts). */

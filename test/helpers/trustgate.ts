@@ -8,6 +8,7 @@ import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
+import { PeerExited, waitUntilReady } from "./peer-ready.js";
 import { freePort, type Peer, runCommand, startPeer, tempDir, waitFor } from "./process.js";
 
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -70,15 +71,6 @@ export async function ensureBuilt(): Promise<void> {
   if (res.code !== 0) throw new Error(`build failed:\n${res.stdout}${res.stderr}`);
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function readLogLines(file: string): Promise<LogLine[]> {
   const text = await readFile(file, "utf8").catch(() => "");
   const lines: LogLine[] = [];
@@ -93,10 +85,8 @@ async function readLogLines(file: string): Promise<LogLine[]> {
   return lines;
 }
 
-export async function startTrustgate(opts: TrustgateOptions): Promise<TrustgatePeer> {
-  await ensureBuilt();
-  const dir = await tempDir("trustgate");
-  const port = await freePort();
+/** Write the config and spawn `serve`; undefined if the port was taken meanwhile (then retry). */
+async function spawnTrustgate(opts: TrustgateOptions, dir: string, port: number) {
   const policies = join(dir, "policies");
   await mkdir(policies, { recursive: true });
   const config = {
@@ -110,31 +100,44 @@ export async function startTrustgate(opts: TrustgateOptions): Promise<TrustgateP
   const configFile = join(dir, "config.yaml");
   await writeFile(configFile, stringify(config));
   const [command, ...prefix] = [...(opts.wrapper ?? []), process.execPath];
+  const logFile = join(dir, `trustgate-${port}.log`);
   const peer = startPeer(
     "trustgate",
     command ?? process.execPath,
     [...prefix, CLI, "serve", "--config", configFile],
-    {
-      cwd: dir,
-      env: { ...process.env, ...opts.env },
-      logFile: join(dir, "trustgate.log"),
-    },
+    { cwd: dir, env: { ...process.env, ...opts.env }, logFile },
   );
   const url = `http://127.0.0.1:${port}`;
   try {
-    await waitFor(
-      `trustgate GET ${url}/v2/ to answer 200`,
-      async () => {
-        if (!alive(peer.pid)) throw new Error("trustgate exited");
-        return (await fetch(`${url}/v2/`)).status === 200;
-      },
+    await waitUntilReady(
+      `trustgate (GET ${url}/v2/ answering 200)`,
+      peer.pid,
+      async () => (await fetch(`${url}/v2/`)).status === 200,
       opts.startTimeoutMs ?? 20_000,
     );
   } catch (err) {
-    const log = await readFile(peer.logFile, "utf8").catch(() => "");
     await peer.stop();
+    const log = await readFile(logFile, "utf8").catch(() => "");
+    // freePort releases the port before trustgate binds it: another process may have taken it.
+    if (err instanceof PeerExited && log.includes("EADDRINUSE")) return undefined;
     throw new Error(`${err instanceof Error ? err.message : String(err)}\n--- trustgate output ---\n${log}`);
   }
+  return { peer, url, configFile };
+}
+
+export async function startTrustgate(opts: TrustgateOptions): Promise<TrustgatePeer> {
+  await ensureBuilt();
+  const dir = await tempDir("trustgate");
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const started = await spawnTrustgate(opts, dir, port);
+    if (started) return peerFor(started.peer, started.url, port, dir, started.configFile);
+    if (attempt === 3)
+      throw new Error("trustgate: three free ports in a row were taken before it could bind");
+  }
+}
+
+function peerFor(peer: Peer, url: string, port: number, dir: string, configFile: string): TrustgatePeer {
   return {
     ...peer,
     url,

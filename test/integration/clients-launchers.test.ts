@@ -26,6 +26,7 @@ import { type Image, makeImage, makeIndex, pushImage } from "../helpers/image.js
 import { tempDir } from "../helpers/process.js";
 import { type RegistryPeer, startRegistry } from "../helpers/registry.js";
 import { registriesConf, skopeoCopyToOciDir, skopeoInspect } from "../helpers/skopeo.js";
+import { startTrustgate } from "../helpers/trustgate.js";
 
 interface Seen {
   method: string;
@@ -255,5 +256,12 @@ describe("real pull clients against docker-registry", () => {
     const direct = await dockerPull(dockerd, `${mirrorHost()}/acme/hello:${DENIED_TAG}`);
     expect(direct.code).not.toBe(0);
     expect(direct.stderr).toContain(`denied: ${DENIED_MESSAGE}`);
+  });
+});
+
+describe("trustgate launcher", () => {
+  it("reports a proxy that exits at startup with its own message, not a timeout", async () => {
+    const start = startTrustgate({ registries: { "docker.io": { upstream: "ftp://127.0.0.1:1" } } });
+    await expect(start).rejects.toThrow(/exited before it was ready[\s\S]*registries\.docker\.io\.upstream/);
   });
 });

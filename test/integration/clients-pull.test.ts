@@ -89,6 +89,8 @@ describe("issue 2: real clients pull through trustgate, byte for byte", () => {
       registries: {
         "docker.io": { upstream: registry.url },
         [OTHER_REGISTRY]: { upstream: registry.url },
+        // the registry under its own host:port name, as containerd's _default sends it (ns=127.0.0.1%3APORT)
+        [registry.host]: { upstream: registry.url },
       },
       defaultRegistry: "docker.io",
     });
@@ -188,6 +190,25 @@ describe("issue 2: real clients pull through trustgate, byte for byte", () => {
     expect(head.status).toBe(200);
     expect(head.ns).toBe(OTHER_REGISTRY);
     expect(head.registry).toBe(OTHER_REGISTRY);
+  });
+
+  it("ctr pull via _default of a host:port registry sends ns=host:port and is routed there", async () => {
+    const hostsDir = await writeHostsDir(trustgate.url, {
+      dir: fresh("hosts"),
+      registries: [],
+      catchAll: true,
+    });
+    const ref = `${registry.host}/acme/ctr-ns-app:v1`;
+    const pull = await ctrPull(containerd, ref, { hostsDir });
+    expect(pull.stderr).toBe("");
+    expect(pull.code).toBe(0);
+    expect(await ctrImageDigest(containerd, ref)).toBe(forCtrNs.digest);
+    const head = await trustgate.waitForLog((l) => {
+      const r = asRequest(l);
+      return r?.method === "HEAD" && r.ns === registry.host;
+    });
+    expect(asRequest(head)?.registry).toBe(registry.host);
+    expect(asRequest(head)?.status).toBe(200);
   });
 
   it("ctr pull --platform of a multi-arch index fetches that platform's manifest by digest", async () => {
