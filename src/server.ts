@@ -269,6 +269,9 @@ async function blob(
           },
           "blob digest mismatch: connection aborted",
         );
+      } else if ((err as { code?: unknown }).code === "ERR_STREAM_PREMATURE_CLOSE") {
+        // The client went away; nothing is wrong upstream.
+        requestLog.outcome = "client-aborted";
       } else {
         requestLog.outcome = "broken";
         deps.logger.warn(

@@ -144,6 +144,8 @@ async function readCa(r: Reader, value: unknown, key: string): Promise<{ file: s
 async function readRegistry(r: Reader, name: string, value: unknown): Promise<RegistryConfig> {
   const key = `registries.${name}`;
   if (!isValidRegistryHost(name)) r.fail(key, "the registry name must be a host[:port] such as docker.io");
+  // Requests name registries in lower case (containerd's ns, Docker's normalisation).
+  if (name !== name.toLowerCase()) r.fail(key, "the registry name must be lower case");
   const o = r.object(value, key, ["upstream", "caFile", "username", "passwordEnv", "notary", "tuf"]);
   const reg: RegistryConfig = { name, upstream: r.url(o.upstream, `${key}.upstream`) };
   if (o.caFile !== undefined) {
@@ -208,11 +210,14 @@ export async function parseConfig(
 ): Promise<Config> {
   const absFile = resolve(file);
   const r = new Reader(absFile, dirname(absFile), env);
-  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
   const yamlError = doc.errors[0];
   if (yamlError) {
     const line = yamlError.linePos?.[0];
-    r.fail(line ? `line ${line.line}` : "(document)", `invalid YAML: ${yamlError.message.split("\n")[0]}`);
+    r.fail(
+      line ? `line ${line.line}` : "(document)",
+      `invalid YAML: ${(yamlError.message.split("\n")[0] ?? "").replace(/ at line \d+, column \d+:?$/, "")}`,
+    );
   }
   const o = r.object(doc.toJS() ?? {}, "", TOP_LEVEL_KEYS);
 

@@ -92,6 +92,8 @@ export class TokenCache {
     this.#tokens = new LRUCache<string, string>({
       max: opts.max ?? 10_000,
       ttlAutopurge: false,
+      // Check expiry against the clock on every read (no cached "now").
+      ttlResolution: 0,
       // lru-cache's clock follows ours so tests can move time.
       perf: { now: () => this.#now() },
     });

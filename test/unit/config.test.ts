@@ -1,0 +1,196 @@
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { DEFAULTS, loadConfig, parseConfig } from "../../src/config/load.js";
+import { ConfigError } from "../../src/errors.js";
+
+const FILE = "/etc/trustgate/config.yaml";
+const PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+let dir: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "trustgate-config-"));
+  await writeFile(join(dir, "ca.pem"), PEM);
+  await writeFile(join(dir, "root.json"), "{}");
+});
+
+async function errorOf(yaml: string, env: NodeJS.ProcessEnv = {}): Promise<string> {
+  try {
+    await parseConfig(yaml, join(dir, "config.yaml"), env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as Error).message;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("config loading", () => {
+  it("fills defaults and resolves paths against the config's directory", async () => {
+    const c = await parseConfig(
+      "registries:\n  docker.io:\n    upstream: https://registry-1.docker.io/\n",
+      FILE,
+      {},
+    );
+    expect(c.listen).toEqual({ host: "127.0.0.1", port: 5000 });
+    expect(c.stateDir).toBe("/etc/trustgate/var/trustgate");
+    expect(c.policies).toBe("/etc/trustgate/policies");
+    expect(c.defaultPolicy).toBe("deny");
+    expect(c.trustRefreshSeconds).toBe(30);
+    expect(c.logLevel).toBe("info");
+    expect(c.upstreamTimeouts).toEqual(DEFAULTS.upstreamTimeouts);
+    expect(c.manifestCacheBytes).toBe(DEFAULTS.manifestCacheBytes);
+    expect(c.blobRedirect).toBe(false);
+    expect(c.defaultRegistry).toBeUndefined();
+    expect(c.registries.get("docker.io")?.upstream.href).toBe("https://registry-1.docker.io/");
+  });
+
+  it("reads every key", async () => {
+    const c = await parseConfig(
+      `
+listen: "[::1]:6000"
+stateDir: state
+defaultRegistry: docker.io
+policies: /abs/policies
+defaultPolicy: allow
+trustRefreshSeconds: 5
+logLevel: debug
+upstreamTimeouts: { connectMs: 1000, headersMs: 2000, bodyMs: 3000 }
+manifestCacheBytes: 1024
+blobRedirect: false
+registries:
+  docker.io:
+    upstream: https://registry-1.docker.io
+    caFile: ca.pem
+    username: robot
+    passwordEnv: HUB_TOKEN
+    notary: { url: "https://notary.docker.io", caFile: ca.pem }
+  "127.0.0.1:5000":
+    upstream: http://127.0.0.1:5000
+    tuf: { metadataUrl: "http://127.0.0.1:8080/metadata", trustedRoot: root.json, targetPath: "{repository}/{tag}" }
+`,
+      join(dir, "config.yaml"),
+      { HUB_TOKEN: "s3cret" },
+    );
+    expect(c.listen).toEqual({ host: "::1", port: 6000 });
+    expect(c.stateDir).toBe(join(dir, "state"));
+    expect(c.policies).toBe("/abs/policies");
+    expect(c.upstreamTimeouts).toEqual({ connectMs: 1000, headersMs: 2000, bodyMs: 3000 });
+    const hub = c.registries.get("docker.io");
+    expect(hub?.caFile).toBe(join(dir, "ca.pem"));
+    expect(hub?.ca).toBe(PEM);
+    expect(hub?.credentials?.username).toBe("robot");
+    expect(hub?.credentials?.password.reveal()).toBe("s3cret");
+    expect(hub?.notary?.url.href).toBe("https://notary.docker.io/");
+    expect(hub?.notary?.caFile).toBe(join(dir, "ca.pem"));
+    const local = c.registries.get("127.0.0.1:5000");
+    expect(local?.tuf?.trustedRoot).toBe(join(dir, "root.json"));
+    expect(local?.tuf?.targetPath).toBe("{repository}/{tag}");
+  });
+
+  it("never shows the password in JSON or inspection", async () => {
+    const c = await parseConfig(
+      "registries:\n  r.io:\n    upstream: https://r.io\n    username: u\n    passwordEnv: P\n",
+      FILE,
+      { P: "hunter2-secret" },
+    );
+    const reg = c.registries.get("r.io");
+    expect(JSON.stringify(reg)).not.toContain("hunter2");
+    const { inspect } = await import("node:util");
+    expect(inspect(reg, { depth: 5 })).not.toContain("hunter2");
+  });
+
+  it.each([
+    ["bogus: 1", "bogus: unknown key"],
+    [
+      "registries:\n  Docker.IO:\n    upstream: https://x",
+      "registries.Docker.IO: the registry name must be lower case",
+    ],
+    ["listen: nowhere", "listen: must be HOST:PORT"],
+    ["listen: 1.2.3.4:99999", "listen: must be HOST:PORT"],
+    ["defaultPolicy: maybe", "defaultPolicy: must be one of deny, allow"],
+    ["trustRefreshSeconds: 0", "trustRefreshSeconds: must be an integer"],
+    ["trustRefreshSeconds: '30'", "trustRefreshSeconds: must be an integer"],
+    ["logLevel: loud", "logLevel: must be one of"],
+    ["manifestCacheBytes: -1", "manifestCacheBytes: must be an integer"],
+    ["blobRedirect: yes please", "blobRedirect: must be true or false"],
+    ["upstreamTimeouts: { connectMs: 0 }", "upstreamTimeouts.connectMs: must be an integer"],
+    ["upstreamTimeouts: { readMs: 5 }", "upstreamTimeouts.readMs: unknown key"],
+    ["defaultRegistry: docker.io", 'defaultRegistry: names "docker.io", which is not under registries'],
+    ["registries: []", "registries: must be a mapping"],
+    ["registries:\n  docker.io: {}", "registries.docker.io.upstream: must be a non-empty string"],
+    [
+      "registries:\n  docker.io:\n    upstream: ftp://x",
+      "registries.docker.io.upstream: must be an http:// or https:// URL",
+    ],
+    [
+      "registries:\n  docker.io:\n    upstream: https://u:p@x",
+      "registries.docker.io.upstream: must not carry credentials",
+    ],
+    ["registries:\n  docker.io:\n    upstream: not a url", "registries.docker.io.upstream: not a URL"],
+    [
+      "registries:\n  docker.io:\n    upstream: https://x\n    mirror: y",
+      "registries.docker.io.mirror: unknown key",
+    ],
+    [
+      "registries:\n  'http://x':\n    upstream: https://x",
+      "registries.http://x: the registry name must be a host",
+    ],
+    [
+      "registries:\n  r.io:\n    upstream: https://x\n    caFile: missing.pem",
+      "registries.r.io.caFile: cannot read",
+    ],
+    ["registries:\n  r.io:\n    upstream: https://x\n    caFile: root.json", "registries.r.io.caFile: "],
+    [
+      "registries:\n  r.io:\n    upstream: https://x\n    username: u",
+      "registries.r.io.passwordEnv: is required",
+    ],
+    [
+      "registries:\n  r.io:\n    upstream: https://x\n    passwordEnv: P",
+      "registries.r.io.username: is required",
+    ],
+    [
+      "registries:\n  r.io:\n    upstream: https://x\n    username: u\n    passwordEnv: NOT_SET_ANYWHERE",
+      "registries.r.io.passwordEnv: environment variable NOT_SET_ANYWHERE is not set",
+    ],
+    [
+      "registries:\n  r.io:\n    upstream: https://x\n    notary: { url: 'https://n' }\n    tuf: { metadataUrl: 'https://t', trustedRoot: root.json }",
+      "registries.r.io: notary and tuf are mutually exclusive",
+    ],
+    [
+      "registries:\n  r.io:\n    upstream: https://x\n    notary: { url: 'https://n', key: 1 }",
+      "registries.r.io.notary.key: unknown key",
+    ],
+    [
+      "registries:\n  r.io:\n    upstream: https://x\n    notary: {}",
+      "registries.r.io.notary.url: must be a non-empty string",
+    ],
+    [
+      "registries:\n  r.io:\n    upstream: https://x\n    tuf: { metadataUrl: 'https://t' }",
+      "registries.r.io.tuf.trustedRoot: must be",
+    ],
+    [
+      "blobRedirect: true\nregistries:\n  r.io:\n    upstream: https://x\n    username: u\n    passwordEnv: P",
+      "blobRedirect: cannot be used with registries.r.io.username",
+    ],
+    ["listen: [1", "line 1: invalid YAML"],
+    ["a: 1\na: 2", "invalid YAML"],
+    ["- 1", "(document): must be a mapping"],
+  ])("%j -> names the key", async (yaml, expected) => {
+    const message = await errorOf(yaml, { P: "x" });
+    expect(message.startsWith(`${join(dir, "config.yaml")}: `)).toBe(true);
+    expect(message).toContain(expected);
+  });
+
+  it("names the file when it cannot be read", async () => {
+    await expect(loadConfig(join(dir, "absent.yaml"))).rejects.toThrow(
+      /absent\.yaml: \(file\): cannot read: ENOENT/,
+    );
+  });
+
+  it("loads the repository's default config.yaml", async () => {
+    const c = await loadConfig(join(import.meta.dirname, "../../config.yaml"), {});
+    expect(c.defaultRegistry).toBe("docker.io");
+    expect(c.registries.has("docker.io")).toBe(true);
+  });
+});

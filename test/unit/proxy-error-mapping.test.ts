@@ -1,0 +1,60 @@
+import { describe, expect, it } from "vitest";
+import { OciCode, OciError } from "../../src/oci/errors.js";
+import { toOciError } from "../../src/proxy/error-mapping.js";
+import { TrustError } from "../../src/trust/errors.js";
+import { UpstreamError, type UpstreamResource } from "../../src/upstream/errors.js";
+
+const status = (s: number, resource: UpstreamResource, ociCode?: string) =>
+  new UpstreamError("UPSTREAM_STATUS", "ghcr.io", resource, "x", {
+    status: s,
+    ...(ociCode ? { ociCode } : {}),
+  });
+
+describe("typed errors to OCI errors", () => {
+  it.each([
+    [status(404, "manifest"), "MANIFEST_UNKNOWN", 404],
+    [status(404, "blob"), "BLOB_UNKNOWN", 404],
+    [status(404, "tags"), "NAME_UNKNOWN", 404],
+    [status(404, "manifest", "NAME_UNKNOWN"), "NAME_UNKNOWN", 404],
+    [status(404, "manifest", "SOMETHING_ELSE"), "MANIFEST_UNKNOWN", 404],
+    [status(401, "manifest"), "DENIED", 403],
+    [status(403, "blob"), "DENIED", 403],
+    [status(429, "blob"), "TOOMANYREQUESTS", 429],
+    [status(400, "manifest", "DIGEST_INVALID"), "DIGEST_INVALID", 400],
+    [status(500, "manifest"), "UPSTREAM_ERROR", 502],
+    [status(416, "blob"), "UNKNOWN", 416],
+    [new UpstreamError("UPSTREAM_UNREACHABLE", "ghcr.io", "manifest", "x"), "UNAVAILABLE", 503],
+    [new UpstreamError("UPSTREAM_TIMEOUT", "ghcr.io", "blob", "x"), "UNAVAILABLE", 504],
+    [new UpstreamError("UPSTREAM_INVALID", "ghcr.io", "manifest", "x"), "UPSTREAM_ERROR", 502],
+    [new UpstreamError("UPSTREAM_AUTH_FAILED", "ghcr.io", "token", "x"), "UPSTREAM_ERROR", 502],
+  ] as const)("%s -> %s %i", (err, code, httpStatus) => {
+    const oci = toOciError(err);
+    expect(oci.code).toBe(code);
+    expect(oci.status).toBe(httpStatus);
+  });
+
+  it("names the registry for upstream trouble", () => {
+    expect(
+      toOciError(new UpstreamError("UPSTREAM_UNREACHABLE", "ghcr.io", "manifest", "x")).message,
+    ).toContain("ghcr.io");
+    expect(toOciError(status(500, "blob")).message).toContain("ghcr.io");
+  });
+
+  it("refuses when trust cannot be established (fail closed)", () => {
+    const oci = toOciError(
+      new TrustError("TRUST_UNAVAILABLE", "docker.io/acme/app", undefined, "notary down"),
+    );
+    expect(oci.code).toBe("DENIED");
+    expect(oci.status).toBe(403);
+    expect(oci.reasonPhrase).toBeTruthy();
+  });
+
+  it("keeps OciErrors and hides everything else behind 500 UNKNOWN", () => {
+    const own = new OciError(OciCode.NAME_INVALID);
+    expect(toOciError(own)).toBe(own);
+    const hidden = toOciError(new TypeError("cannot read properties of undefined (secret internals)"));
+    expect(hidden.code).toBe("UNKNOWN");
+    expect(hidden.status).toBe(500);
+    expect(hidden.message).toBe("internal error");
+  });
+});
