@@ -31,6 +31,8 @@ export interface TrustgateOptions {
   /** run under another command, e.g. ["faketime", "+30 days"] */
   wrapper?: string[];
   startTimeoutMs?: number;
+  /** reuse this directory (its state/ survives: a restart keeps persisted trust state) */
+  dir?: string;
 }
 
 /** One pino line; the fields are the proxy's (method, path, registry, status, ...). */
@@ -127,7 +129,7 @@ async function spawnTrustgate(opts: TrustgateOptions, dir: string, port: number)
 
 export async function startTrustgate(opts: TrustgateOptions): Promise<TrustgatePeer> {
   await ensureBuilt();
-  const dir = await tempDir("trustgate");
+  const dir = opts.dir ?? (await tempDir("trustgate"));
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     const started = await spawnTrustgate(opts, dir, port);
