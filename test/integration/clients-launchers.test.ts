@@ -1,4 +1,4 @@
-import { rm } from "node:fs/promises";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -224,6 +224,18 @@ describe("real pull clients against docker-registry", () => {
     const missing = await ctrPull(containerd, "docker.io/acme/hello:nope", { hostsDir });
     expect(missing.code).not.toBe(0);
     expect(missing.stderr).toMatch(/not found/);
+  });
+
+  it("a hosts.toml with only `server` is rejected and containerd goes to the origin: why the pair is written", async () => {
+    const hostsDir = fresh("hosts");
+    await mkdir(join(hostsDir, "docker.io"), { recursive: true });
+    await writeFile(join(hostsDir, "docker.io", "hosts.toml"), `server = ${JSON.stringify(mirror.url)}\n`);
+    const from = mirror.seen.length;
+    const pull = await ctrPull(containerd, "docker.io/acme/hello:v1", { hostsDir });
+    expect(pull.stderr).toContain("invalid `host` tree");
+    expect(mirror.seen.length).toBe(from);
+    // It went to the origin instead (unreachable here; with internet, Docker Hub has no acme/hello).
+    expect(pull.code).not.toBe(0);
   });
 
   it("dockerd with registry-mirrors pulls docker.io/acme/hello from the mirror and unpacks it", async (ctx) => {
