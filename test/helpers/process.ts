@@ -137,6 +137,9 @@ export function runCommand(
       clearTimeout(timer);
       resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr });
     });
+    // A child that exits without reading stdin (e.g. a failed `ctr version` poll) closes the pipe:
+    // the EPIPE is harmless (the exit code tells what happened) and must not crash the test run.
+    child.stdin.on("error", () => {});
     child.stdin.end(opts.input ?? "");
   });
 }

@@ -1,0 +1,164 @@
+/**
+ * trustgate itself as a test peer: writes a config.yaml (issue 2's format) into a temp dir and runs
+ * `node dist/cli.js serve --config FILE` on a free loopback port, exactly as a user would. Its pino
+ * log (JSON, one line per request) is kept in a file so tests can assert what the proxy saw.
+ */
+import { existsSync } from "node:fs";
+import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { stringify } from "yaml";
+import { PeerExited, waitUntilReady } from "./peer-ready.js";
+import { freePort, type Peer, runCommand, startPeer, tempDir, waitFor } from "./process.js";
+
+const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const CLI = join(REPO_ROOT, "dist", "cli.js");
+
+export interface RegistryConfig {
+  /** e.g. http://127.0.0.1:PORT */
+  upstream: string;
+  [key: string]: unknown;
+}
+
+export interface TrustgateOptions {
+  /** registries.<name>: the canonical registry name → its upstream (and any later keys) */
+  registries: Record<string, RegistryConfig>;
+  defaultRegistry?: string;
+  /** more top-level config keys, merged over the generated ones */
+  extraConfig?: Record<string, unknown>;
+  /** extra environment (e.g. a passwordEnv secret, or FAKETIME settings) */
+  env?: NodeJS.ProcessEnv;
+  /** run under another command, e.g. ["faketime", "+30 days"] */
+  wrapper?: string[];
+  startTimeoutMs?: number;
+  /** reuse this directory (its state/ survives: a restart keeps persisted trust state) */
+  dir?: string;
+}
+
+/** One pino line; the fields are the proxy's (method, path, registry, status, ...). */
+export type LogLine = Record<string, unknown>;
+
+export interface TrustgatePeer extends Peer {
+  /** http://127.0.0.1:PORT */
+  url: string;
+  /** 127.0.0.1:PORT, the proxy's name in image references */
+  host: string;
+  port: number;
+  dir: string;
+  configFile: string;
+  /** every JSON line the proxy has logged so far (non-JSON lines are skipped) */
+  logs(): Promise<LogLine[]>;
+  /** resolves with the first line matching `predicate`, waiting for it to be written */
+  waitForLog(predicate: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+}
+
+async function newestMtime(dir: string): Promise<number> {
+  let newest = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    const mtime = entry.isDirectory() ? await newestMtime(path) : (await stat(path)).mtimeMs;
+    newest = Math.max(newest, mtime);
+  }
+  return newest;
+}
+
+/**
+ * Build dist/ when it is missing or older than src/ (`npm test` builds first; this keeps a single
+ * `npx vitest run <file>` honest instead of testing a stale proxy).
+ */
+export async function ensureBuilt(): Promise<void> {
+  const built = existsSync(CLI) ? (await stat(CLI)).mtimeMs : 0;
+  if (built > 0 && built >= (await newestMtime(join(REPO_ROOT, "src")))) return;
+  const res = await runCommand("npx", ["tsc", "-p", "tsconfig.json"], { cwd: REPO_ROOT, timeoutMs: 180_000 });
+  if (res.code !== 0) throw new Error(`build failed:\n${res.stdout}${res.stderr}`);
+}
+
+async function readLogLines(file: string): Promise<LogLine[]> {
+  const text = await readFile(file, "utf8").catch(() => "");
+  const lines: LogLine[] = [];
+  for (const raw of text.split("\n")) {
+    if (!raw.startsWith("{")) continue;
+    try {
+      lines.push(JSON.parse(raw) as LogLine);
+    } catch {
+      // a line still being written
+    }
+  }
+  return lines;
+}
+
+/** Write the config and spawn `serve`; undefined if the port was taken meanwhile (then retry). */
+async function spawnTrustgate(opts: TrustgateOptions, dir: string, port: number) {
+  const policies = join(dir, "policies");
+  await mkdir(policies, { recursive: true });
+  const config = {
+    listen: `127.0.0.1:${port}`,
+    stateDir: join(dir, "state"),
+    defaultRegistry: opts.defaultRegistry ?? "docker.io",
+    registries: opts.registries,
+    policies,
+    ...opts.extraConfig,
+  };
+  const configFile = join(dir, "config.yaml");
+  await writeFile(configFile, stringify(config));
+  const [command, ...prefix] = [...(opts.wrapper ?? []), process.execPath];
+  const logFile = join(dir, `trustgate-${port}.log`);
+  const peer = startPeer(
+    "trustgate",
+    command ?? process.execPath,
+    [...prefix, CLI, "serve", "--config", configFile],
+    { cwd: dir, env: { ...process.env, ...opts.env }, logFile },
+  );
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitUntilReady(
+      `trustgate (GET ${url}/v2/ answering 200)`,
+      peer.pid,
+      async () => (await fetch(`${url}/v2/`)).status === 200,
+      opts.startTimeoutMs ?? 20_000,
+    );
+  } catch (err) {
+    await peer.stop();
+    const log = await readFile(logFile, "utf8").catch(() => "");
+    // freePort releases the port before trustgate binds it: another process may have taken it.
+    if (err instanceof PeerExited && log.includes("EADDRINUSE")) return undefined;
+    throw new Error(`${err instanceof Error ? err.message : String(err)}\n--- trustgate output ---\n${log}`);
+  }
+  return { peer, url, configFile };
+}
+
+export async function startTrustgate(opts: TrustgateOptions): Promise<TrustgatePeer> {
+  await ensureBuilt();
+  const dir = opts.dir ?? (await tempDir("trustgate"));
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const started = await spawnTrustgate(opts, dir, port);
+    if (started) return peerFor(started.peer, started.url, port, dir, started.configFile);
+    if (attempt === 3)
+      throw new Error("trustgate: three free ports in a row were taken before it could bind");
+  }
+}
+
+function peerFor(peer: Peer, url: string, port: number, dir: string, configFile: string): TrustgatePeer {
+  return {
+    ...peer,
+    url,
+    host: `127.0.0.1:${port}`,
+    port,
+    dir,
+    configFile,
+    logs: () => readLogLines(peer.logFile),
+    async waitForLog(predicate, timeoutMs = 5_000) {
+      let found: LogLine | undefined;
+      await waitFor(
+        "a matching trustgate log line",
+        async () => {
+          found = (await readLogLines(peer.logFile)).find(predicate);
+          return found !== undefined;
+        },
+        timeoutMs,
+      );
+      return found as LogLine;
+    },
+  };
+}
