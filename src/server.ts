@@ -23,8 +23,13 @@ import type { RegistryClient } from "./upstream/client.js";
 export interface RequestLog {
   registry?: string;
   repository?: string;
-  /** body bytes sent (for streams: counted as they pass) */
+  /** body bytes sent, for answers whose size is known up front */
   bytes: number;
+  /**
+   * For streams: counts the bytes handed to the client so far. Read when the access-log line is
+   * written, which is when the response closes — before the stream's own completion callbacks run.
+   */
+  streamedBytes?: () => number;
   /** how a transfer ended when it did not end cleanly */
   outcome?: string;
 }
@@ -78,7 +83,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
           ns: c.req.query("ns"),
           registry: requestLog.registry,
           status,
-          bytes: requestLog.bytes,
+          bytes: requestLog.streamedBytes?.() ?? requestLog.bytes,
           durationMs: Math.round((performance.now() - started) * 10) / 10,
           ...(requestLog.outcome ? { outcome: requestLog.outcome } : aborted ? { outcome: "aborted" } : {}),
         },
@@ -247,40 +252,35 @@ async function blob(
     return response;
   }
   const verifier = new DigestVerifier(digest);
+  requestLog.streamedBytes = () => verifier.bytesPassed;
   upstream.body.pipe(verifier);
   upstream.body.once("error", (err) => verifier.destroy(err));
   const { response, done } = sendStream(c, 200, headers, verifier);
-  done.then(
-    () => {
-      requestLog.bytes = verifier.bytesPassed;
-    },
-    (err: unknown) => {
-      requestLog.bytes = verifier.bytesPassed;
-      upstream.body.destroy();
-      if (err instanceof BlobDigestMismatchError) {
-        requestLog.outcome = "digest-mismatch";
-        deps.logger.error(
-          {
-            reqId: c.get("requestId"),
-            registry: target.registry.name,
-            repository: target.repository,
-            expected: err.expected,
-            actual: err.actual,
-          },
-          "blob digest mismatch: connection aborted",
-        );
-      } else if ((err as { code?: unknown }).code === "ERR_STREAM_PREMATURE_CLOSE") {
-        // The client went away; nothing is wrong upstream.
-        requestLog.outcome = "client-aborted";
-      } else {
-        requestLog.outcome = "broken";
-        deps.logger.warn(
-          { reqId: c.get("requestId"), registry: target.registry.name, err: String(err) },
-          "blob transfer broken",
-        );
-      }
-    },
-  );
+  done.catch((err: unknown) => {
+    upstream.body.destroy();
+    if (err instanceof BlobDigestMismatchError) {
+      requestLog.outcome = "digest-mismatch";
+      deps.logger.error(
+        {
+          reqId: c.get("requestId"),
+          registry: target.registry.name,
+          repository: target.repository,
+          expected: err.expected,
+          actual: err.actual,
+        },
+        "blob digest mismatch: connection aborted",
+      );
+    } else if ((err as { code?: unknown }).code === "ERR_STREAM_PREMATURE_CLOSE") {
+      // The client went away; nothing is wrong upstream.
+      requestLog.outcome = "client-aborted";
+    } else {
+      requestLog.outcome = "broken";
+      deps.logger.warn(
+        { reqId: c.get("requestId"), registry: target.registry.name, err: String(err) },
+        "blob transfer broken",
+      );
+    }
+  });
   return response;
 }
 
