@@ -1,6 +1,85 @@
-import { UsageError } from "../errors.js";
+/**
+ * `trustgate serve --config FILE [--listen HOST:PORT]`: run the proxy until SIGTERM/SIGINT,
+ * then stop accepting, let in-flight transfers finish (bounded), and close upstream pools.
+ */
+import type { AddressInfo } from "node:net";
+import { parseArgs } from "node:util";
+import { createAdaptorServer } from "@hono/node-server";
+import { buildRuntime } from "../app.js";
+import { loadConfig, parseListen } from "../config/load.js";
+import { ConfigError, UsageError } from "../errors.js";
+import { createLogger } from "../log.js";
+import { createApp } from "../server.js";
 
-/** Placeholder until the proxy lands (issue 2). */
-export async function run(_argv: string[]): Promise<number> {
-  throw new UsageError("serve is not implemented yet");
+const USAGE = "usage: trustgate serve --config FILE [--listen HOST:PORT]";
+/** In-flight blob transfers get this long after a stop signal before connections are cut. */
+const DRAIN_MS = 10_000;
+
+export async function run(argv: string[]): Promise<number> {
+  let values: { config?: string | undefined; listen?: string | undefined };
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: { config: { type: "string" }, listen: { type: "string" } },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new UsageError(`serve: ${(err as Error).message.split("\n")[0]} (${USAGE})`);
+  }
+  if (!values.config) throw new UsageError(`serve: --config is required (${USAGE})`);
+
+  const config = await loadConfig(values.config);
+  if (values.listen !== undefined) {
+    config.listen = parseListen(values.listen, (problem) => {
+      throw new ConfigError(`${config.file}: --listen: ${problem}`);
+    });
+  }
+
+  const logger = createLogger(config.logLevel);
+  const runtime = buildRuntime(config, logger);
+  const app = createApp(runtime.deps);
+  const server = createAdaptorServer({ fetch: app.fetch });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(config.listen.port, config.listen.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  }).catch((err: NodeJS.ErrnoException) => {
+    throw new ConfigError(
+      `${config.file}: listen: cannot listen on ${config.listen.host}:${config.listen.port}: ${err.code ?? err.message}`,
+    );
+  });
+  const addr = server.address() as AddressInfo;
+  logger.info(
+    {
+      listen: `${addr.address}:${addr.port}`,
+      registries: [...config.registries.keys()],
+      defaultRegistry: config.defaultRegistry,
+    },
+    "trustgate listening",
+  );
+
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once("SIGTERM", () => resolve("SIGTERM"));
+    process.once("SIGINT", () => resolve("SIGINT"));
+  });
+  logger.info({ signal }, "stopping");
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      // Cut what is still running: a half-sent blob fails on the client, never ends cleanly.
+      (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+    }, DRAIN_MS);
+    timer.unref();
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    (server as unknown as { closeIdleConnections?: () => void }).closeIdleConnections?.();
+  });
+  await runtime.close();
+  logger.info("stopped");
+  return 0;
 }

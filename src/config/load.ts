@@ -1,0 +1,293 @@
+/**
+ * Load and validate config.yaml. Every problem becomes a ConfigError whose message is
+ * `<file>: <key path>: <what is wrong>` (the CLI prints it after "trustgate: " and exits 2).
+ * Unknown keys are errors: a typo must not silently turn a setting off.
+ * Relative paths resolve against the directory of the config file.
+ */
+import { readFile } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
+import { parseDocument } from "yaml";
+import { ConfigError } from "../errors.js";
+import { isValidRegistryHost } from "../oci/reference.js";
+import {
+  type Config,
+  type ListenAddress,
+  type NotaryConfig,
+  type RegistryConfig,
+  Secret,
+  type TufConfig,
+  type UpstreamTimeouts,
+} from "./types.js";
+
+export const DEFAULTS = {
+  listen: "127.0.0.1:5000",
+  stateDir: "./var/trustgate",
+  policies: "./policies",
+  defaultPolicy: "deny",
+  trustRefreshSeconds: 30,
+  logLevel: "info",
+  upstreamTimeouts: { connectMs: 10_000, headersMs: 30_000, bodyMs: 60_000 },
+  manifestCacheBytes: 64 * 1024 * 1024,
+  blobRedirect: false,
+} as const;
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+type Obj = Record<string, unknown>;
+
+/** Walks the parsed document, naming every key it complains about. */
+class Reader {
+  constructor(
+    readonly file: string,
+    readonly baseDir: string,
+    readonly env: NodeJS.ProcessEnv,
+  ) {}
+
+  fail(key: string, problem: string): never {
+    throw new ConfigError(`${this.file}: ${key || "(document)"}: ${problem}`);
+  }
+
+  object(value: unknown, key: string, allowed: readonly string[]): Obj {
+    if (value === null || typeof value !== "object" || Array.isArray(value))
+      this.fail(key, `must be a mapping, got ${describe(value)}`);
+    const obj = value as Obj;
+    for (const k of Object.keys(obj)) {
+      if (!allowed.includes(k))
+        this.fail(join(key, k), `unknown key (allowed: ${allowed.join(", ") || "none"})`);
+    }
+    return obj;
+  }
+
+  string(value: unknown, key: string): string {
+    if (typeof value !== "string" || value.trim() === "")
+      this.fail(key, `must be a non-empty string, got ${describe(value)}`);
+    return value;
+  }
+
+  optionalString(value: unknown, key: string): string | undefined {
+    return value === undefined || value === null ? undefined : this.string(value, key);
+  }
+
+  integer(value: unknown, key: string, min: number, max: number): number {
+    if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max)
+      this.fail(key, `must be an integer from ${min} to ${max}, got ${describe(value)}`);
+    return value;
+  }
+
+  boolean(value: unknown, key: string): boolean {
+    if (typeof value !== "boolean") this.fail(key, `must be true or false, got ${describe(value)}`);
+    return value;
+  }
+
+  oneOf<T extends string>(value: unknown, key: string, options: readonly T[]): T {
+    if (typeof value !== "string" || !options.includes(value as T))
+      this.fail(key, `must be one of ${options.join(", ")}, got ${describe(value)}`);
+    return value as T;
+  }
+
+  path(value: unknown, key: string): string {
+    return resolve(this.baseDir, this.string(value, key));
+  }
+
+  url(value: unknown, key: string): URL {
+    const text = this.string(value, key);
+    let url: URL;
+    try {
+      url = new URL(text);
+    } catch {
+      this.fail(key, `not a URL: ${JSON.stringify(text)}`);
+    }
+    if (url.protocol !== "https:" && url.protocol !== "http:")
+      this.fail(key, `must be an http:// or https:// URL, got ${JSON.stringify(text)}`);
+    if (url.username || url.password)
+      this.fail(key, "must not carry credentials (use username / passwordEnv)");
+    if (url.search || url.hash) this.fail(key, "must not have a query or fragment");
+    // Normalise: no trailing slash, so callers append "/v2/...".
+    url.pathname = url.pathname.replace(/\/+$/, "");
+    return url;
+  }
+}
+
+function join(parent: string, key: string): string {
+  return parent ? `${parent}.${key}` : key;
+}
+
+function describe(value: unknown): string {
+  if (value === null || value === undefined) return "nothing";
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "object") return "a mapping";
+  return `${typeof value} ${JSON.stringify(value)}`;
+}
+
+/** "HOST:PORT" or "[v6]:PORT"; `what` names the key or flag for the message. */
+export function parseListen(text: string, fail: (problem: string) => never): ListenAddress {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):([0-9]{1,5})$/.exec(text.trim());
+  const host = m?.[1] ?? m?.[2];
+  const port = Number(m?.[3]);
+  if (!m || host === undefined || !Number.isInteger(port) || port > 65535)
+    fail(`must be HOST:PORT (e.g. 127.0.0.1:5000), got ${JSON.stringify(text)}`);
+  return { host, port };
+}
+
+async function readCa(r: Reader, value: unknown, key: string): Promise<{ file: string; pem: string }> {
+  const file = r.path(value, key);
+  let pem: string;
+  try {
+    pem = await readFile(file, "utf8");
+  } catch (err) {
+    r.fail(key, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  if (!pem.includes("-----BEGIN CERTIFICATE-----")) r.fail(key, `${file} holds no PEM certificate`);
+  return { file, pem };
+}
+
+async function readRegistry(r: Reader, name: string, value: unknown): Promise<RegistryConfig> {
+  const key = `registries.${name}`;
+  if (!isValidRegistryHost(name)) r.fail(key, "the registry name must be a host[:port] such as docker.io");
+  const o = r.object(value, key, ["upstream", "caFile", "username", "passwordEnv", "notary", "tuf"]);
+  const reg: RegistryConfig = { name, upstream: r.url(o.upstream, `${key}.upstream`) };
+  if (o.caFile !== undefined) {
+    const ca = await readCa(r, o.caFile, `${key}.caFile`);
+    reg.caFile = ca.file;
+    reg.ca = ca.pem;
+  }
+  const username = r.optionalString(o.username, `${key}.username`);
+  const passwordEnv = r.optionalString(o.passwordEnv, `${key}.passwordEnv`);
+  if (username !== undefined || passwordEnv !== undefined) {
+    if (username === undefined) r.fail(`${key}.username`, "is required when passwordEnv is set");
+    if (passwordEnv === undefined) r.fail(`${key}.passwordEnv`, "is required when username is set");
+    const password = r.env[passwordEnv];
+    // Name the variable, never its value.
+    if (password === undefined || password === "")
+      r.fail(`${key}.passwordEnv`, `environment variable ${passwordEnv} is not set`);
+    reg.credentials = { username, password: new Secret(password) };
+  }
+  if (o.notary !== undefined && o.tuf !== undefined)
+    r.fail(key, "notary and tuf are mutually exclusive: a registry has one trust source");
+  if (o.notary !== undefined) {
+    const nk = `${key}.notary`;
+    const n = r.object(o.notary, nk, ["url", "caFile"]);
+    const notary: NotaryConfig = { url: r.url(n.url, `${nk}.url`) };
+    if (n.caFile !== undefined) notary.caFile = (await readCa(r, n.caFile, `${nk}.caFile`)).file;
+    reg.notary = notary;
+  }
+  if (o.tuf !== undefined) {
+    const tk = `${key}.tuf`;
+    const t = r.object(o.tuf, tk, ["metadataUrl", "trustedRoot", "targetPath", "caFile"]);
+    const tuf: TufConfig = {
+      metadataUrl: r.url(t.metadataUrl, `${tk}.metadataUrl`),
+      trustedRoot: r.path(t.trustedRoot, `${tk}.trustedRoot`),
+    };
+    const targetPath = r.optionalString(t.targetPath, `${tk}.targetPath`);
+    if (targetPath !== undefined) tuf.targetPath = targetPath;
+    if (t.caFile !== undefined) tuf.caFile = (await readCa(r, t.caFile, `${tk}.caFile`)).file;
+    reg.tuf = tuf;
+  }
+  return reg;
+}
+
+const TOP_LEVEL_KEYS = [
+  "listen",
+  "stateDir",
+  "defaultRegistry",
+  "registries",
+  "policies",
+  "defaultPolicy",
+  "trustRefreshSeconds",
+  "logLevel",
+  "upstreamTimeouts",
+  "manifestCacheBytes",
+  "blobRedirect",
+] as const;
+
+/** Validate an already-read YAML text; `file` is used for messages and relative paths. */
+export async function parseConfig(
+  text: string,
+  file: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<Config> {
+  const absFile = resolve(file);
+  const r = new Reader(absFile, dirname(absFile), env);
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
+  const yamlError = doc.errors[0];
+  if (yamlError) {
+    const line = yamlError.linePos?.[0];
+    r.fail(line ? `line ${line.line}` : "(document)", `invalid YAML: ${yamlError.message.split("\n")[0]}`);
+  }
+  const o = r.object(doc.toJS() ?? {}, "", TOP_LEVEL_KEYS);
+
+  const listen = parseListen(
+    o.listen === undefined ? DEFAULTS.listen : r.string(o.listen, "listen"),
+    (problem) => r.fail("listen", problem),
+  );
+
+  const registries = new Map<string, RegistryConfig>();
+  if (o.registries !== undefined && o.registries !== null) {
+    const regs = r.object(o.registries, "registries", Object.keys(o.registries as Obj));
+    for (const [name, value] of Object.entries(regs))
+      registries.set(name, await readRegistry(r, name, value));
+  }
+
+  const defaultRegistry = r.optionalString(o.defaultRegistry, "defaultRegistry");
+  if (defaultRegistry !== undefined && !registries.has(defaultRegistry))
+    r.fail("defaultRegistry", `names ${JSON.stringify(defaultRegistry)}, which is not under registries`);
+
+  const timeouts: UpstreamTimeouts = { ...DEFAULTS.upstreamTimeouts };
+  if (o.upstreamTimeouts !== undefined) {
+    const t = r.object(o.upstreamTimeouts, "upstreamTimeouts", ["connectMs", "headersMs", "bodyMs"]);
+    for (const k of ["connectMs", "headersMs", "bodyMs"] as const) {
+      if (t[k] !== undefined) timeouts[k] = r.integer(t[k], `upstreamTimeouts.${k}`, 1, 3_600_000);
+    }
+  }
+
+  const blobRedirect =
+    o.blobRedirect === undefined ? DEFAULTS.blobRedirect : r.boolean(o.blobRedirect, "blobRedirect");
+  if (blobRedirect) {
+    // A redirect sends the client to the upstream itself, which cannot work when only the
+    // proxy holds the credentials for it.
+    for (const reg of registries.values()) {
+      if (reg.credentials)
+        r.fail(
+          "blobRedirect",
+          `cannot be used with registries.${reg.name}.username (clients lack those credentials)`,
+        );
+    }
+  }
+
+  return {
+    file: absFile,
+    listen,
+    stateDir: r.path(o.stateDir ?? DEFAULTS.stateDir, "stateDir"),
+    defaultRegistry,
+    registries,
+    policies: r.path(o.policies ?? DEFAULTS.policies, "policies"),
+    defaultPolicy:
+      o.defaultPolicy === undefined
+        ? DEFAULTS.defaultPolicy
+        : r.oneOf(o.defaultPolicy, "defaultPolicy", ["deny", "allow"]),
+    trustRefreshSeconds:
+      o.trustRefreshSeconds === undefined
+        ? DEFAULTS.trustRefreshSeconds
+        : r.integer(o.trustRefreshSeconds, "trustRefreshSeconds", 1, 86_400),
+    logLevel: o.logLevel === undefined ? DEFAULTS.logLevel : r.oneOf(o.logLevel, "logLevel", LOG_LEVELS),
+    upstreamTimeouts: timeouts,
+    manifestCacheBytes:
+      o.manifestCacheBytes === undefined
+        ? DEFAULTS.manifestCacheBytes
+        : r.integer(o.manifestCacheBytes, "manifestCacheBytes", 0, 2 ** 40),
+    blobRedirect,
+  };
+}
+
+/** Read and validate a config file. */
+export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    throw new ConfigError(
+      `${resolve(file)}: (file): cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+    );
+  }
+  return parseConfig(text, file, env);
+}

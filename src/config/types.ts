@@ -1,0 +1,78 @@
+/** The validated configuration every module receives (see load.ts for the file format). */
+
+/** A secret that never reaches a log or a JSON dump by accident: read it with reveal(). */
+export class Secret {
+  readonly #value: string;
+  constructor(value: string) {
+    this.#value = value;
+  }
+  reveal(): string {
+    return this.#value;
+  }
+  toJSON(): string {
+    return "[redacted]";
+  }
+  toString(): string {
+    return "[redacted]";
+  }
+  [Symbol.for("nodejs.util.inspect.custom")](): string {
+    return "[redacted]";
+  }
+}
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export interface NotaryConfig {
+  url: URL;
+  /** absolute path of an extra CA (PEM) for the trust server */
+  caFile?: string;
+}
+
+export interface TufConfig {
+  metadataUrl: URL;
+  /** absolute path of the trusted root.json shipped out of band */
+  trustedRoot: string;
+  targetPath?: string;
+  caFile?: string;
+}
+
+export interface RegistryConfig {
+  /** canonical registry name (the key under `registries`), e.g. "docker.io"; GUN prefix for trust */
+  name: string;
+  /** base URL of the upstream (http or https), without a trailing slash */
+  upstream: URL;
+  /** absolute path of an extra CA (PEM) for the upstream */
+  caFile?: string;
+  /** that CA's PEM text, read at load time */
+  ca?: string;
+  credentials?: { username: string; password: Secret };
+  notary?: NotaryConfig;
+  tuf?: TufConfig;
+}
+
+export interface UpstreamTimeouts {
+  connectMs: number;
+  /** until the response headers arrive */
+  headersMs: number;
+  /** the longest pause between two body chunks */
+  bodyMs: number;
+}
+
+export interface Config {
+  /** absolute path of the file this came from (for messages) */
+  file: string;
+  listen: ListenAddress;
+  stateDir: string;
+  defaultRegistry: string | undefined;
+  registries: ReadonlyMap<string, RegistryConfig>;
+  policies: string;
+  defaultPolicy: "deny" | "allow";
+  trustRefreshSeconds: number;
+  logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+  upstreamTimeouts: UpstreamTimeouts;
+  manifestCacheBytes: number;
+  blobRedirect: boolean;
+}

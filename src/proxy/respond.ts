@@ -1,0 +1,66 @@
+/**
+ * Writing answers. Under @hono/node-server we write to the raw Node ServerResponse
+ * (`c.env.outgoing`): it lets us set a custom reason phrase (containerd shows only the status
+ * line), pipe undici's Node Readable straight in with backpressure, and skip web-stream
+ * conversion on the hot path. Without it (hono's app.request in unit tests) we build a Response.
+ */
+import type { ServerResponse } from "node:http";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
+import type { Context } from "hono";
+import type { AppEnv } from "../server.js";
+
+export function rawResponse(c: Context<AppEnv>): ServerResponse | undefined {
+  return c.env?.outgoing as ServerResponse | undefined;
+}
+
+/** A complete answer (body null for HEAD or empty bodies: headers are sent as given). */
+export function sendBytes(
+  c: Context<AppEnv>,
+  status: number,
+  headers: Record<string, string>,
+  body: Buffer | string | null,
+  reasonPhrase?: string,
+): Response {
+  const out = rawResponse(c);
+  const sendBody = c.req.method !== "HEAD" ? body : null;
+  if (body !== null && headers["content-length"] === undefined)
+    headers = { ...headers, "content-length": String(Buffer.byteLength(body)) };
+  if (out) {
+    if (reasonPhrase) out.writeHead(status, reasonPhrase, headers);
+    else out.writeHead(status, headers);
+    out.end(sendBody ?? undefined);
+    return RESPONSE_ALREADY_SENT;
+  }
+  return new Response(sendBody, { status, headers, ...(reasonPhrase ? { statusText: reasonPhrase } : {}) });
+}
+
+/**
+ * Stream `body` as the answer. `done` settles when the transfer ends: rejected if the source
+ * fails (then the client connection is destroyed, so it never sees a clean end) or the client
+ * goes away.
+ */
+export function sendStream(
+  c: Context<AppEnv>,
+  status: number,
+  headers: Record<string, string>,
+  body: Readable,
+): { response: Response; done: Promise<void> } {
+  const out = rawResponse(c);
+  if (out) {
+    out.writeHead(status, headers);
+    // pipeline destroys `out` (and with it the socket) on any error on either side.
+    return { response: RESPONSE_ALREADY_SENT, done: pipeline(body, out) };
+  }
+  let settle!: { resolve: () => void; reject: (e: unknown) => void };
+  const done = new Promise<void>((resolve, reject) => {
+    settle = { resolve, reject };
+  });
+  body.once("end", () => settle.resolve());
+  body.once("error", (e) => settle.reject(e));
+  return {
+    response: new Response(Readable.toWeb(body) as ReadableStream, { status, headers }),
+    done,
+  };
+}

@@ -1,0 +1,297 @@
+/**
+ * The HTTP app: OCI distribution read routes, request-id and access-log middleware, and the one
+ * error handler that renders every failure as an OCI error. Dependencies come in through
+ * `createApp(deps)` so tests (and issue 4's enforcement) build the app with their own parts.
+ */
+import { randomUUID } from "node:crypto";
+import type { HttpBindings } from "@hono/node-server";
+import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
+import { type Context, Hono } from "hono";
+import type { RegistryConfig } from "./config/types.js";
+import type { Logger } from "./log.js";
+import { OciCode, OciError, renderOciError } from "./oci/errors.js";
+import { parseDigest, parseReference } from "./oci/reference.js";
+import { BlobDigestMismatchError, blobHeaders, blobRedirectUrl, DigestVerifier } from "./proxy/blobs.js";
+import { toOciError } from "./proxy/error-mapping.js";
+import type { ManifestResolver } from "./proxy/manifests.js";
+import { rawResponse, sendBytes, sendStream } from "./proxy/respond.js";
+import { parseApiPath, selectTarget, type Target } from "./proxy/route.js";
+import type { TagLister } from "./proxy/tags.js";
+import type { RegistryClient } from "./upstream/client.js";
+
+/** Per-request facts the access log line reports; handlers fill them in. */
+export interface RequestLog {
+  registry?: string;
+  repository?: string;
+  /** body bytes sent (for streams: counted as they pass) */
+  bytes: number;
+  /** how a transfer ended when it did not end cleanly */
+  outcome?: string;
+}
+
+export type AppEnv = {
+  Bindings: HttpBindings | undefined;
+  Variables: { requestId: string; requestLog: RequestLog };
+};
+
+export interface AppDeps {
+  config: {
+    registries: ReadonlyMap<string, RegistryConfig>;
+    defaultRegistry: string | undefined;
+    blobRedirect: boolean;
+  };
+  /** one upstream client per configured registry, keyed by registry name */
+  clients: ReadonlyMap<string, RegistryClient>;
+  /** the enforcement seam for manifests (pass-through today; trust-enforcing in issue 4) */
+  manifests: ManifestResolver;
+  tags: TagLister;
+  logger: Logger;
+}
+
+const API_VERSION_HEADER = "docker-distribution-api-version";
+
+function clientFor(deps: AppDeps, target: Target): RegistryClient {
+  const client = deps.clients.get(target.registry.name);
+  if (!client) throw new Error(`no upstream client for ${target.registry.name}`);
+  return client;
+}
+
+export function createApp(deps: AppDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  const log = deps.logger;
+
+  // Request id + one access-log line per request. Under node-server the line is written when
+  // the connection's response closes, so streamed blobs report their real outcome and bytes.
+  app.use("*", async (c, next) => {
+    const requestId = randomUUID();
+    const requestLog: RequestLog = { bytes: 0 };
+    c.set("requestId", requestId);
+    c.set("requestLog", requestLog);
+    const started = performance.now();
+    const out = rawResponse(c);
+    const line = (status: number, aborted: boolean) => {
+      log.info(
+        {
+          reqId: requestId,
+          method: c.req.method,
+          path: c.req.path,
+          ns: c.req.query("ns"),
+          registry: requestLog.registry,
+          status,
+          bytes: requestLog.bytes,
+          durationMs: Math.round((performance.now() - started) * 10) / 10,
+          ...(requestLog.outcome ? { outcome: requestLog.outcome } : aborted ? { outcome: "aborted" } : {}),
+        },
+        "request",
+      );
+    };
+    if (out) {
+      out.setHeader(API_VERSION_HEADER, "registry/2.0");
+      out.setHeader("x-request-id", requestId);
+      out.once("close", () => line(out.statusCode, !out.writableFinished));
+    }
+    await next();
+    if (!out) {
+      c.res.headers.set(API_VERSION_HEADER, "registry/2.0");
+      c.res.headers.set("x-request-id", requestId);
+      line(c.res.status, false);
+    }
+  });
+
+  app.onError((err, c) => {
+    const oci = toOciError(err);
+    // Full detail (with stack) only for our own bugs; upstream trouble is one readable line.
+    if (oci.code === OciCode.UNKNOWN && oci.status === 500)
+      log.error({ reqId: c.get("requestId"), err }, "internal error");
+    else if (oci.status >= 500)
+      log.warn(
+        {
+          reqId: c.get("requestId"),
+          code: oci.code,
+          cause: String((oci.cause as Error | undefined)?.message ?? err.message),
+        },
+        oci.message,
+      );
+    return sendOciError(c, oci);
+  });
+
+  app.notFound((c) =>
+    sendOciError(c, new OciError(OciCode.UNSUPPORTED, { message: "no such endpoint", status: 404 })),
+  );
+
+  // distribution-spec "Determining support": 200 with the API version header.
+  const ping = (c: Context<AppEnv>) => sendBytes(c, 200, { "content-type": "application/json" }, "{}");
+  app.get("/v2", ping);
+  app.get("/v2/", ping);
+
+  // Read-only proxy: every write is refused (distribution-spec: UNSUPPORTED).
+  app.on(["POST", "PUT", "PATCH", "DELETE"], "/v2/*", () => {
+    throw new OciError(OciCode.UNSUPPORTED, { message: "trustgate is a read-only proxy" });
+  });
+
+  // GET, and HEAD (hono dispatches HEAD to GET routes; c.req.method still says HEAD).
+  app.get("/v2/*", async (c) => {
+    const route = parseApiPath(decodePath(c.req.path));
+    if (!route) throw new OciError(OciCode.UNSUPPORTED, { message: "no such endpoint", status: 404 });
+    const target = selectTarget(deps.config, route.name, c.req.query("ns"));
+    const requestLog = c.get("requestLog");
+    requestLog.registry = target.registry.name;
+    requestLog.repository = target.repository;
+    const method = c.req.method === "HEAD" ? "HEAD" : "GET";
+    switch (route.kind) {
+      case "manifest":
+        return manifest(c, deps, target, route.reference, method);
+      case "blob":
+        return blob(c, deps, target, route.digest, method);
+      case "tags":
+        return tags(c, deps, target);
+    }
+  });
+
+  return app;
+}
+
+function decodePath(path: string): string {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    throw new OciError(OciCode.NAME_INVALID, { message: "malformed percent-encoding in the path" });
+  }
+}
+
+function sendOciError(c: Context<AppEnv>, err: OciError): Response {
+  const r = renderOciError(err);
+  const out = rawResponse(c);
+  if (out?.headersSent) {
+    // Too late for an error body: break the connection rather than end it cleanly.
+    out.destroy();
+    return RESPONSE_ALREADY_SENT;
+  }
+  c.get("requestLog").bytes = c.req.method === "HEAD" ? 0 : r.body.length;
+  return sendBytes(c, r.status, r.headers, r.body, r.reasonPhrase);
+}
+
+async function manifest(
+  c: Context<AppEnv>,
+  deps: AppDeps,
+  target: Target,
+  rawReference: string,
+  method: "GET" | "HEAD",
+): Promise<Response> {
+  const reference = parseReference(rawReference);
+  if (!reference)
+    throw rawReference.includes(":")
+      ? new OciError(OciCode.DIGEST_INVALID, { message: `invalid digest ${JSON.stringify(rawReference)}` })
+      : new OciError(OciCode.MANIFEST_INVALID, {
+          message: `invalid tag ${JSON.stringify(rawReference)}`,
+          detail: { tag: rawReference },
+        });
+  const answer = await deps.manifests.resolve({
+    registry: target.registry.name,
+    repository: target.repository,
+    reference,
+    method,
+    accept: c.req.header("accept"),
+  });
+  c.get("requestLog").bytes = method === "HEAD" ? 0 : answer.bytes.length;
+  return sendBytes(
+    c,
+    200,
+    {
+      "content-type": answer.mediaType,
+      "content-length": String(answer.bytes.length),
+      "docker-content-digest": answer.digest,
+      etag: `"${answer.digest}"`,
+    },
+    answer.bytes,
+  );
+}
+
+async function blob(
+  c: Context<AppEnv>,
+  deps: AppDeps,
+  target: Target,
+  rawDigest: string,
+  method: "GET" | "HEAD",
+): Promise<Response> {
+  const digest = parseDigest(rawDigest);
+  if (!digest)
+    throw new OciError(OciCode.DIGEST_INVALID, { message: `invalid digest ${JSON.stringify(rawDigest)}` });
+  const client = clientFor(deps, target);
+  if (deps.config.blobRedirect) {
+    // Only for anonymous upstreams (config refuses credentials with it): the client fetches
+    // the blob itself and verifies its digest, as every client does.
+    return sendBytes(
+      c,
+      307,
+      { location: blobRedirectUrl(client, target.repository, digest), "content-length": "0" },
+      null,
+    );
+  }
+  const range = method === "GET" ? c.req.header("range") : undefined;
+  const upstream = await client.openBlob(target.repository, digest.value, method, range);
+  const headers = blobHeaders(upstream.headers, digest, upstream.statusCode);
+  if (method === "HEAD") {
+    upstream.body.resume();
+    return sendBytes(c, 200, headers, null);
+  }
+  const requestLog = c.get("requestLog");
+  if (upstream.statusCode === 206) {
+    // A slice cannot be verified against the digest of the whole blob: it passes as is. The
+    // client verifies the assembled blob, which is what the digest is for.
+    requestLog.bytes = Number(headers["content-length"] ?? 0);
+    const { response, done } = sendStream(c, 206, headers, upstream.body);
+    done.catch(() => {
+      requestLog.outcome = "broken";
+    });
+    return response;
+  }
+  const verifier = new DigestVerifier(digest);
+  upstream.body.pipe(verifier);
+  upstream.body.once("error", (err) => verifier.destroy(err));
+  const { response, done } = sendStream(c, 200, headers, verifier);
+  done.then(
+    () => {
+      requestLog.bytes = verifier.bytesPassed;
+    },
+    (err: unknown) => {
+      requestLog.bytes = verifier.bytesPassed;
+      upstream.body.destroy();
+      if (err instanceof BlobDigestMismatchError) {
+        requestLog.outcome = "digest-mismatch";
+        deps.logger.error(
+          {
+            reqId: c.get("requestId"),
+            registry: target.registry.name,
+            repository: target.repository,
+            expected: err.expected,
+            actual: err.actual,
+          },
+          "blob digest mismatch: connection aborted",
+        );
+      } else {
+        requestLog.outcome = "broken";
+        deps.logger.warn(
+          { reqId: c.get("requestId"), registry: target.registry.name, err: String(err) },
+          "blob transfer broken",
+        );
+      }
+    },
+  );
+  return response;
+}
+
+async function tags(c: Context<AppEnv>, deps: AppDeps, target: Target): Promise<Response> {
+  const list = await deps.tags.list({
+    registry: target.registry.name,
+    repository: target.repository,
+    query: new URL(c.req.url).searchParams,
+  });
+  c.get("requestLog").bytes = list.bytes.length;
+  return sendBytes(
+    c,
+    200,
+    { "content-type": list.contentType, "content-length": String(list.bytes.length) },
+    list.bytes,
+  );
+}

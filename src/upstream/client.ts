@@ -1,0 +1,468 @@
+/**
+ * The registry client for one configured upstream: an undici keep-alive Agent (pools per
+ * origin, so a blob CDN gets its own pool too), the token flow and Basic auth (auth.ts), custom
+ * CA, timeouts, bounded retries of idempotent requests on connection errors, and redirects
+ * followed without sending the upstream's credentials to another host.
+ */
+import type { Readable } from "node:stream";
+import { rootCertificates } from "node:tls";
+import { Agent, type Dispatcher, request } from "undici";
+import type { RegistryConfig, UpstreamTimeouts } from "../config/types.js";
+import type { Logger } from "../log.js";
+import {
+  basicAuthorization,
+  type Challenge,
+  interpretTokenResponse,
+  parseChallenge,
+  pullScope,
+  type TokenCache,
+} from "./auth.js";
+import { UpstreamError, type UpstreamResource } from "./errors.js";
+
+export type ResponseHeaders = Record<string, string | string[] | undefined>;
+
+export interface UpstreamResponse {
+  statusCode: number;
+  headers: ResponseHeaders;
+  /** undici's body: a Node Readable with backpressure; always consume or destroy it */
+  body: Readable;
+  /** where the answer finally came from (after redirects) */
+  url: URL;
+}
+
+export interface FetchedManifest {
+  bytes: Buffer;
+  /** Content-Type as the upstream sent it (may be absent) */
+  contentType: string | undefined;
+  /** the upstream's Docker-Content-Digest header (unverified) */
+  digestHeader: string | undefined;
+}
+
+/** distribution refuses manifests over 4 MiB (registry/handlers/manifests.go maxManifestBodySize). */
+export const MANIFEST_MAX_BYTES = 4 * 1024 * 1024;
+const TAGS_MAX_BYTES = 16 * 1024 * 1024;
+const TOKEN_MAX_BYTES = 1024 * 1024;
+const ERROR_BODY_MAX_BYTES = 64 * 1024;
+const MAX_REDIRECTS = 5;
+const MAX_ATTEMPTS = 3;
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+/** Failures before any response: safe to retry for GET/HEAD. */
+const RETRYABLE_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "EAI_AGAIN",
+  "UND_ERR_SOCKET",
+  "UND_ERR_CLOSED",
+  "UND_ERR_CONNECT_TIMEOUT",
+]);
+const TIMEOUT_CODES = new Set(["UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT"]);
+const USER_AGENT = "trustgate/0.1";
+
+export function header(headers: ResponseHeaders, name: string): string | undefined {
+  const v = headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Read a body completely, failing once it exceeds `max` bytes (the rest is never buffered). */
+export async function readCapped(body: Readable, max: number, onTooLarge: () => Error): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > max) {
+      body.destroy();
+      throw onTooLarge();
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, total);
+}
+
+function drain(body: Readable): void {
+  // Reading to the end returns the connection to the pool; errors here do not matter.
+  body.resume();
+  body.on("error", () => {});
+}
+
+function errorCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+export interface RegistryClientOptions {
+  registry: RegistryConfig;
+  timeouts: UpstreamTimeouts;
+  tokens: TokenCache;
+  logger: Logger;
+  /** for tests: a dispatcher to use instead of a new Agent */
+  dispatcher?: Dispatcher;
+}
+
+export class RegistryClient {
+  readonly name: string;
+  readonly upstream: URL;
+  readonly #registry: RegistryConfig;
+  readonly #dispatcher: Dispatcher;
+  readonly #ownsDispatcher: boolean;
+  readonly #tokens: TokenCache;
+  readonly #logger: Logger;
+
+  constructor(opts: RegistryClientOptions) {
+    this.#registry = opts.registry;
+    this.name = opts.registry.name;
+    this.upstream = opts.registry.upstream;
+    this.#tokens = opts.tokens;
+    this.#logger = opts.logger;
+    this.#ownsDispatcher = opts.dispatcher === undefined;
+    this.#dispatcher =
+      opts.dispatcher ??
+      new Agent({
+        connect: {
+          timeout: opts.timeouts.connectMs,
+          // An extra CA adds to the system roots; it does not replace them (a CDN behind a
+          // redirect still has a public certificate).
+          ...(opts.registry.ca ? { ca: [...rootCertificates, opts.registry.ca] } : {}),
+        },
+        headersTimeout: opts.timeouts.headersMs,
+        bodyTimeout: opts.timeouts.bodyMs,
+        keepAliveTimeout: 30_000,
+        connections: 64,
+      });
+  }
+
+  /** `<upstream>/v2/<repository>/<rest>` */
+  apiUrl(repository: string, rest: string): URL {
+    return new URL(`${this.upstream.href.replace(/\/$/, "")}/v2/${repository}/${rest}`);
+  }
+
+  async close(): Promise<void> {
+    if (this.#ownsDispatcher) await this.#dispatcher.close();
+  }
+
+  /** GET a manifest by tag or digest with the given Accept; bytes capped at MANIFEST_MAX_BYTES. */
+  async fetchManifest(repository: string, reference: string, accept: string): Promise<FetchedManifest> {
+    const res = await this.send("GET", this.apiUrl(repository, `manifests/${reference}`), {
+      repository,
+      resource: "manifest",
+      headers: { accept },
+      followRedirects: true,
+    });
+    await this.#expectStatus(res, "manifest", [200]);
+    const tooLarge = () =>
+      new UpstreamError(
+        "UPSTREAM_INVALID",
+        this.name,
+        "manifest",
+        `registry ${this.name} sent a manifest larger than ${MANIFEST_MAX_BYTES} bytes for ${repository}:${reference}`,
+      );
+    const declared = Number(header(res.headers, "content-length"));
+    if (Number.isFinite(declared) && declared > MANIFEST_MAX_BYTES) {
+      res.body.destroy();
+      throw tooLarge();
+    }
+    const bytes = await this.#readBody(res.body, MANIFEST_MAX_BYTES, "manifest", tooLarge);
+    return {
+      bytes,
+      contentType: header(res.headers, "content-type"),
+      digestHeader: header(res.headers, "docker-content-digest"),
+    };
+  }
+
+  /**
+   * Open a blob (GET streams, HEAD has no body). The caller owns `body`. A client Range header is
+   * forwarded; 200 and 206 are success.
+   */
+  async openBlob(
+    repository: string,
+    digest: string,
+    method: "GET" | "HEAD",
+    range: string | undefined,
+  ): Promise<UpstreamResponse> {
+    const res = await this.send(method, this.apiUrl(repository, `blobs/${digest}`), {
+      repository,
+      resource: "blob",
+      headers: range ? { range } : {},
+      followRedirects: true,
+    });
+    await this.#expectStatus(res, "blob", [200, 206]);
+    return res;
+  }
+
+  /** GET tags/list with the client's pagination parameters (n, last). */
+  async listTags(
+    repository: string,
+    query: URLSearchParams,
+  ): Promise<{ bytes: Buffer; contentType: string | undefined }> {
+    const url = this.apiUrl(repository, "tags/list");
+    for (const key of ["n", "last"]) {
+      const v = query.get(key);
+      if (v !== null) url.searchParams.set(key, v);
+    }
+    const res = await this.send("GET", url, {
+      repository,
+      resource: "tags",
+      headers: {},
+      followRedirects: true,
+    });
+    await this.#expectStatus(res, "tags", [200]);
+    const bytes = await this.#readBody(
+      res.body,
+      TAGS_MAX_BYTES,
+      "tags",
+      () =>
+        new UpstreamError(
+          "UPSTREAM_INVALID",
+          this.name,
+          "tags",
+          `registry ${this.name} sent a tag list too large`,
+        ),
+    );
+    return { bytes, contentType: header(res.headers, "content-type") };
+  }
+
+  /**
+   * One logical request: authorization from the token cache (or after a 401 challenge, retried
+   * once), redirects followed (bounded) with Authorization only ever sent to the upstream's own
+   * origin: every client drops it for a blob 307 to a CDN, and so do we.
+   */
+  async send(
+    method: "GET" | "HEAD",
+    start: URL,
+    opts: {
+      repository: string;
+      resource: UpstreamResource;
+      headers: Record<string, string>;
+      followRedirects: boolean;
+    },
+  ): Promise<UpstreamResponse> {
+    let url = start;
+    let authorization = await this.#authorizationFor(opts.repository);
+    let answeredChallenge = false;
+    for (let redirects = 0; ; ) {
+      const sameOrigin = url.origin === this.upstream.origin;
+      const headers: Record<string, string> = { ...opts.headers, "user-agent": USER_AGENT };
+      if (sameOrigin && authorization !== undefined) headers.authorization = authorization;
+      const res = await this.#requestWithRetry(method, url, headers, opts.resource);
+      if (res.statusCode === 401 && sameOrigin && !answeredChallenge) {
+        const challenge = parseChallenge(header(res.headers, "www-authenticate"));
+        drain(res.body);
+        const fresh = await this.#authorizeAfterChallenge(challenge, opts.repository);
+        if (fresh === undefined) return { ...res, url };
+        authorization = fresh;
+        answeredChallenge = true;
+        continue;
+      }
+      const location = header(res.headers, "location");
+      if (opts.followRedirects && REDIRECT_STATUSES.has(res.statusCode) && location) {
+        drain(res.body);
+        if (++redirects > MAX_REDIRECTS)
+          throw new UpstreamError(
+            "UPSTREAM_INVALID",
+            this.name,
+            opts.resource,
+            `registry ${this.name}: too many redirects`,
+          );
+        const next = new URL(location, url);
+        if (next.protocol !== "https:" && next.protocol !== "http:")
+          throw new UpstreamError(
+            "UPSTREAM_INVALID",
+            this.name,
+            opts.resource,
+            `registry ${this.name}: redirect to a non-HTTP URL`,
+          );
+        url = next;
+        continue;
+      }
+      return { ...res, url };
+    }
+  }
+
+  /** Authorization to send before any challenge: a cached token, or one fetched for a known realm. */
+  async #authorizationFor(repository: string): Promise<string | undefined> {
+    const challenge = this.#tokens.challengeFor(this.name);
+    if (challenge?.scheme === "basic" && this.#registry.credentials) return this.#basic();
+    const scope = pullScope(repository);
+    const cached = this.#tokens.get(this.name, scope);
+    if (cached !== undefined) return `Bearer ${cached}`;
+    if (challenge?.scheme === "bearer") return `Bearer ${await this.#token(challenge, scope)}`;
+    return undefined;
+  }
+
+  async #authorizeAfterChallenge(
+    challenge: Challenge | undefined,
+    repository: string,
+  ): Promise<string | undefined> {
+    if (challenge?.scheme === "bearer" && challenge.params.realm) {
+      this.#tokens.rememberChallenge(this.name, challenge);
+      const scope = pullScope(repository);
+      // The token we sent (if any) was refused: fetch a new one.
+      this.#tokens.invalidate(this.name, scope);
+      return `Bearer ${await this.#token(challenge, scope)}`;
+    }
+    if (challenge?.scheme === "basic" && this.#registry.credentials) {
+      this.#tokens.rememberChallenge(this.name, challenge);
+      return this.#basic();
+    }
+    return undefined;
+  }
+
+  #basic(): string {
+    const creds = this.#registry.credentials;
+    if (!creds) throw new Error("no credentials configured");
+    return basicAuthorization(creds.username, creds.password.reveal());
+  }
+
+  /**
+   * A pull token for `scope`, cached. We always ask for `repository:<name>:pull`, never the
+   * scope the upstream suggests, so the proxy never holds more than read access.
+   */
+  #token(challenge: Challenge, scope: string): Promise<string> {
+    return this.#tokens.getOrFetch(this.name, scope, async () => {
+      const realm = challenge.params.realm ?? "";
+      let url: URL;
+      try {
+        url = new URL(realm);
+      } catch {
+        throw new UpstreamError(
+          "UPSTREAM_AUTH_FAILED",
+          this.name,
+          "token",
+          `registry ${this.name} named an invalid token realm`,
+        );
+      }
+      if (url.protocol !== "https:" && url.protocol !== "http:")
+        throw new UpstreamError(
+          "UPSTREAM_AUTH_FAILED",
+          this.name,
+          "token",
+          `registry ${this.name} named a non-HTTP token realm`,
+        );
+      const creds = this.#registry.credentials;
+      // Never downgrade: credentials for an https upstream do not travel over plain http.
+      if (creds && url.protocol === "http:" && this.upstream.protocol === "https:")
+        throw new UpstreamError(
+          "UPSTREAM_AUTH_FAILED",
+          this.name,
+          "token",
+          `registry ${this.name} named a plain-http token realm`,
+        );
+      if (challenge.params.service) url.searchParams.set("service", challenge.params.service);
+      url.searchParams.set("scope", scope);
+      const headers: Record<string, string> = { "user-agent": USER_AGENT, accept: "application/json" };
+      if (creds) headers.authorization = basicAuthorization(creds.username, creds.password.reveal());
+      const res = await this.#requestWithRetry("GET", url, headers, "token");
+      if (res.statusCode !== 200) {
+        drain(res.body);
+        throw new UpstreamError(
+          "UPSTREAM_AUTH_FAILED",
+          this.name,
+          "token",
+          `token endpoint of registry ${this.name} answered HTTP ${res.statusCode}`,
+          { status: res.statusCode },
+        );
+      }
+      const bytes = await this.#readBody(
+        res.body,
+        TOKEN_MAX_BYTES,
+        "token",
+        () => new UpstreamError("UPSTREAM_AUTH_FAILED", this.name, "token", "token response too large"),
+      );
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(bytes.toString("utf8"));
+      } catch {
+        parsed = undefined;
+      }
+      const answer =
+        parsed && typeof parsed === "object" ? interpretTokenResponse(parsed, Date.now()) : undefined;
+      if (!answer)
+        throw new UpstreamError(
+          "UPSTREAM_AUTH_FAILED",
+          this.name,
+          "token",
+          `token endpoint of registry ${this.name} sent no token`,
+        );
+      this.#logger.debug({ registry: this.name, scope, ttlMs: answer.ttlMs }, "upstream token issued");
+      return answer;
+    });
+  }
+
+  async #requestWithRetry(
+    method: "GET" | "HEAD",
+    url: URL,
+    headers: Record<string, string>,
+    resource: UpstreamResource,
+  ): Promise<Omit<UpstreamResponse, "url">> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const res = await request(url, { method, headers, dispatcher: this.#dispatcher });
+        return { statusCode: res.statusCode, headers: res.headers, body: res.body };
+      } catch (err) {
+        const code = errorCode(err);
+        // Only failures before any response are retried, and only GET/HEAD (idempotent) reach here.
+        if (code !== undefined && RETRYABLE_CODES.has(code) && attempt < MAX_ATTEMPTS) {
+          this.#logger.debug({ registry: this.name, code, attempt }, "retrying upstream request");
+          await new Promise((r) => setTimeout(r, 50 * 4 ** (attempt - 1)));
+          continue;
+        }
+        const timeout = code !== undefined && TIMEOUT_CODES.has(code);
+        throw new UpstreamError(
+          timeout ? "UPSTREAM_TIMEOUT" : "UPSTREAM_UNREACHABLE",
+          this.name,
+          resource,
+          `registry ${this.name} (${url.origin}) ${timeout ? "timed out" : "is unreachable"}${code ? ` (${code})` : ""}`,
+          {},
+          { cause: err },
+        );
+      }
+    }
+  }
+
+  async #readBody(
+    body: Readable,
+    max: number,
+    resource: UpstreamResource,
+    onTooLarge: () => Error,
+  ): Promise<Buffer> {
+    try {
+      return await readCapped(body, max, onTooLarge);
+    } catch (err) {
+      if (err instanceof UpstreamError) throw err;
+      const code = errorCode(err);
+      const timeout = code !== undefined && TIMEOUT_CODES.has(code);
+      throw new UpstreamError(
+        timeout ? "UPSTREAM_TIMEOUT" : "UPSTREAM_UNREACHABLE",
+        this.name,
+        resource,
+        `registry ${this.name} broke off the ${resource} response${code ? ` (${code})` : ""}`,
+        {},
+        { cause: err },
+      );
+    }
+  }
+
+  /** Throw an UpstreamError carrying the status and the upstream's OCI code (if its body has one). */
+  async #expectStatus(res: UpstreamResponse, resource: UpstreamResource, ok: number[]): Promise<void> {
+    if (ok.includes(res.statusCode)) return;
+    let ociCode: string | undefined;
+    try {
+      const text = (await readCapped(res.body, ERROR_BODY_MAX_BYTES, () => new Error("too large"))).toString(
+        "utf8",
+      );
+      const parsed = JSON.parse(text) as { errors?: { code?: unknown }[] };
+      const c = parsed.errors?.[0]?.code;
+      if (typeof c === "string") ociCode = c;
+    } catch {
+      // HEAD answers, HTML error pages and oversized bodies carry no usable code.
+      res.body.destroy();
+    }
+    throw new UpstreamError(
+      "UPSTREAM_STATUS",
+      this.name,
+      resource,
+      `registry ${this.name} answered HTTP ${res.statusCode} for the ${resource}`,
+      { status: res.statusCode, ...(ociCode ? { ociCode } : {}) },
+    );
+  }
+}
