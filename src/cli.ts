@@ -11,6 +11,7 @@ type Command = (argv: string[]) => Promise<number>;
 
 const commands: Record<string, () => Promise<Command>> = {
   serve: async () => (await import("./commands/serve.js")).run,
+  trust: async () => (await import("./commands/trust.js")).run,
 };
 
 const USAGE = `usage: trustgate <command> [options]

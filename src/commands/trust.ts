@@ -1,0 +1,99 @@
+/**
+ * `trustgate trust list <gun> --server <url> [--ca <file>] [--state-dir <dir>] [--root-key <id>]... [--json]`
+ *
+ * trustgate's `notary list`: verifies a GUN's Notary metadata and prints every signed tag as
+ * Docker Content Trust resolves it (per tag the first of targets/releases, targets that signs it).
+ * Exit 0 when everything verified, 1 with a one-line reason when it did not (nothing is listed
+ * then), 2 for usage errors. Without --state-dir the trust is kept in a throwaway directory.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { UsageError } from "../errors.js";
+import { TrustError } from "../trust/errors.js";
+import { DOCKER_ROLES, NotarySource } from "../trust/notary/source.js";
+import type { SignedTarget } from "../trust/types.js";
+
+const USAGE =
+  "usage: trustgate trust list <gun> --server <url> [--ca <file>] [--state-dir <dir>] [--root-key <keyid>]... [--json]";
+
+export async function run(argv: string[]): Promise<number> {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(argv);
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}\n${USAGE}`);
+  }
+  const { values, positionals } = parsed;
+  const [sub, gun, ...extra] = positionals;
+  if (sub !== "list" || gun === undefined || extra.length > 0) throw new UsageError(USAGE);
+  if (!values.server) throw new UsageError(`--server is required\n${USAGE}`);
+  const slash = gun.indexOf("/");
+  if (slash <= 0 || slash === gun.length - 1)
+    throw new UsageError(`'${gun}' is not a GUN (<registry>/<repository>)`);
+  try {
+    const u = new URL(values.server);
+    if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error();
+  } catch {
+    throw new UsageError(`--server must be an http:// or https:// URL, not '${values.server}'`);
+  }
+
+  const throwaway = values["state-dir"] ? undefined : await mkdtemp(join(tmpdir(), "trustgate-trust-"));
+  let source: NotarySource | undefined;
+  try {
+    try {
+      source = new NotarySource({
+        url: values.server,
+        stateDir: values["state-dir"] ?? (throwaway as string),
+        ...(values.ca ? { caFile: values.ca } : {}),
+      });
+    } catch (err) {
+      throw new UsageError(`cannot use --server/--ca: ${(err as Error).message}`);
+    }
+    const rootKeys = values["root-key"] ?? [];
+    const targets = await source.listSigned({
+      registry: gun.slice(0, slash),
+      repository: gun.slice(slash + 1),
+      roles: DOCKER_ROLES,
+      ...(rootKeys.length > 0 ? { rootKeys } : {}),
+    });
+    process.stdout.write(values.json ? `${JSON.stringify({ gun, targets })}\n` : table(targets));
+    return 0;
+  } catch (err) {
+    if (err instanceof TrustError) {
+      process.stderr.write(`trustgate: trust verification failed [${err.code}]: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  } finally {
+    await source?.close();
+    if (throwaway) await rm(throwaway, { recursive: true, force: true });
+  }
+}
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      server: { type: "string" },
+      ca: { type: "string" },
+      "state-dir": { type: "string" },
+      "root-key": { type: "string", multiple: true },
+      json: { type: "boolean" },
+    },
+  });
+}
+
+/** `notary list`'s layout: columns padded to the widest cell plus four spaces. */
+function table(targets: SignedTarget[]): string {
+  const rows = [
+    ["NAME", "DIGEST", "SIZE (BYTES)", "ROLE"],
+    ["----", "------", "------------", "----"],
+    ...targets.map((t) => [t.name, t.digest.replace(/^sha256:/, ""), String(t.size), t.role]),
+  ];
+  const widths = [0, 1, 2].map((i) => Math.max(...rows.map((r) => (r[i] ?? "").length)) + 4);
+  return `${rows.map((r) => r.map((cell, i) => (i < 3 ? cell.padEnd(widths[i] ?? 0) : cell)).join("")).join("\n")}\n`;
+}

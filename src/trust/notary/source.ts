@@ -1,0 +1,168 @@
+/**
+ * NotarySource: the TrustSource for one registry's Notary server (Docker Content Trust).
+ *
+ * GUN = `${registry}/${repository}`. Verified metadata is kept in memory per GUN and on disk
+ * (store.ts); the server is asked again at most every `refreshSeconds`, and concurrent callers
+ * share one in-flight update per GUN. When the server cannot be reached, answers come from the
+ * trusted metadata until it expires; after that every answer is a TrustError (fail closed).
+ */
+import { TrustError } from "../errors.js";
+import type { SignedTarget, TagSignatures, TrustQuery, TrustSource } from "../types.js";
+import { HttpMetadataFetcher, type MetadataFetcher } from "./fetcher.js";
+import { NotaryStateStore } from "./store.js";
+import { earliestExpiry, expiredRole, type TrustedRepo, updateRepository } from "./update.js";
+
+export interface NotarySourceOptions {
+  /** notary server base URL, http(s) */
+  url: string;
+  caFile?: string;
+  stateDir: string;
+  /** seconds between timestamp checks for one GUN (default 30) */
+  refreshSeconds?: number;
+  /** the clock used for expiry and refresh decisions (tests pin it) */
+  now?: () => Date;
+  fetchTimeoutMs?: number;
+  fetcher?: MetadataFetcher;
+}
+
+interface GunEntry {
+  repo?: TrustedRepo;
+  /** ms (by the injected clock) of the last update attempt that ended in a usable answer */
+  checkedAt: number;
+  inflight?: Promise<TrustedRepo>;
+}
+
+/** Docker Content Trust's roles, in the order docker/cli resolves a tag. */
+export const DOCKER_ROLES: readonly string[] = ["targets/releases", "targets"];
+
+export class NotarySource implements TrustSource {
+  readonly kind = "notary" as const;
+  private readonly fetcher: MetadataFetcher;
+  private readonly store: NotaryStateStore;
+  private readonly refreshMs: number;
+  private readonly now: () => Date;
+  private readonly entries = new Map<string, GunEntry>();
+
+  constructor(private readonly options: NotarySourceOptions) {
+    this.fetcher =
+      options.fetcher ??
+      new HttpMetadataFetcher({
+        url: options.url,
+        ...(options.caFile ? { caFile: options.caFile } : {}),
+        ...(options.fetchTimeoutMs ? { timeoutMs: options.fetchTimeoutMs } : {}),
+      });
+    this.store = new NotaryStateStore(options.stateDir);
+    this.refreshMs = (options.refreshSeconds ?? 30) * 1000;
+    this.now = options.now ?? (() => new Date());
+  }
+
+  async resolveTag(query: TrustQuery, tag: string): Promise<TagSignatures> {
+    const repo = await this.trusted(query);
+    const signatures: SignedTarget[] = [];
+    for (const role of query.roles) {
+      const t = repo.roles.get(role)?.targets.get(tag);
+      if (t) signatures.push({ name: tag, digest: t.digest, size: t.size, role });
+    }
+    return {
+      tag,
+      signatures,
+      source: `notary ${this.options.url} ${repo.gun}`,
+      expires: new Date(earliestExpiry(repo, query.roles)),
+    };
+  }
+
+  /** Per tag, the first role in `query.roles` that signs it (Docker's GetTargetByName order). */
+  async listSigned(query: TrustQuery): Promise<SignedTarget[]> {
+    const repo = await this.trusted(query);
+    const byTag = new Map<string, SignedTarget>();
+    for (const role of query.roles) {
+      for (const [name, t] of repo.roles.get(role)?.targets ?? []) {
+        if (!byTag.has(name)) byTag.set(name, { name, digest: t.digest, size: t.size, role });
+      }
+    }
+    return [...byTag.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  /** Is `digest` signed for this GUN in one of the query's roles? (digest pulls) */
+  async isSignedDigest(query: TrustQuery, digest: string): Promise<SignedTarget | undefined> {
+    return (await this.listSigned(query)).find((t) => t.digest === digest);
+  }
+
+  async close(): Promise<void> {
+    await this.fetcher.close?.();
+  }
+
+  private async trusted(query: TrustQuery): Promise<TrustedRepo> {
+    const gun = `${query.registry}/${query.repository}`;
+    let entry = this.entries.get(gun);
+    if (!entry) {
+      entry = { checkedAt: Number.NEGATIVE_INFINITY };
+      this.entries.set(gun, entry);
+    }
+    if (entry.inflight) return entry.inflight;
+    const now = this.now();
+    if (entry.repo && now.getTime() - entry.checkedAt < this.refreshMs && !expiredRole(entry.repo, now)) {
+      return entry.repo;
+    }
+    const e = entry;
+    e.inflight = this.refresh(gun, e, now, query.rootKeys).finally(() => {
+      e.inflight = undefined;
+    });
+    return e.inflight;
+  }
+
+  private async refresh(
+    gun: string,
+    entry: GunEntry,
+    now: Date,
+    pins?: readonly string[],
+  ): Promise<TrustedRepo> {
+    let trusted = entry.repo ?? null;
+    if (!trusted) {
+      const stored = await this.store.load(gun);
+      if (stored) trusted = await updateRepository(null, { gun, source: stored, now, reloading: true });
+    }
+    let repo: TrustedRepo;
+    try {
+      repo = await updateRepository(trusted, {
+        gun,
+        now,
+        ...(pins ? { pins } : {}),
+        source: (file, _role, maxBytes) => this.fetcher.fetch(gun, file, maxBytes),
+      });
+    } catch (err) {
+      // Offline: answer from what is trusted while it is fresh; never from expired metadata.
+      if (err instanceof TrustError && err.code === "TRUST_UNAVAILABLE" && trusted) {
+        const expired = expiredRole(trusted, now);
+        if (!expired) {
+          entry.repo = trusted;
+          entry.checkedAt = now.getTime();
+          return trusted;
+        }
+        throw new TrustError(
+          "EXPIRED",
+          gun,
+          expired,
+          `${gun}: ${expired}: trusted metadata has expired and the server is unreachable (${err.message})`,
+          { cause: err },
+        );
+      }
+      throw err;
+    }
+    if (!trusted || changed(trusted, repo)) await this.store.save(repo);
+    entry.repo = repo;
+    entry.checkedAt = now.getTime();
+    return repo;
+  }
+}
+
+function changed(a: TrustedRepo, b: TrustedRepo): boolean {
+  const same = (x: Uint8Array, y: Uint8Array) => Buffer.from(x).equals(Buffer.from(y));
+  if (!same(a.root.bytes, b.root.bytes) || !same(a.timestamp.bytes, b.timestamp.bytes)) return true;
+  if (!same(a.snapshot.bytes, b.snapshot.bytes) || a.roles.size !== b.roles.size) return true;
+  for (const [name, r] of b.roles) {
+    const old = a.roles.get(name);
+    if (!old || !same(old.bytes, r.bytes)) return true;
+  }
+  return false;
+}
