@@ -4,7 +4,11 @@
  * `notary-server` and `notary` on PATH. Everything listens on 127.0.0.1 on free ports, lives in a
  * temp dir, and is stopped by PID at the end, on an error and on Ctrl-C.
  *
- *   npm run bench -- [--quick] [--full] [--connections N] [--threads N] [--log-level L] [--cpu-prof DIR]
+ *   npm run bench -- [--quick] [--full] [--only manifests,blobs,scale] [--connections N] [--threads N]
+ *                    [--log-level L] [--cpu-prof DIR]
+ *
+ * --quick: short runs, a 64 MiB blob, 100 GUNs (< 60 s). --full: a 1 GiB blob (the RSS target).
+ * --cpu-prof DIR: the blob scenario's trustgate runs with `node --cpu-prof` and writes its profile there.
  *
  * Ratios are measured side by side in one run (absolute numbers drift on a shared machine).
  */
@@ -12,6 +16,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Agent, request } from "undici";
+import { DOCKER_ROLES, NotarySource } from "../src/trust/notary/index.js";
 import { type Image, makeImage, pushImage, sha256Digest } from "../test/helpers/image.js";
 import { startNotary } from "../test/helpers/notary.js";
 import { runCommand, tempDir } from "../test/helpers/process.js";
@@ -33,6 +38,7 @@ const { values: flags } = parseArgs({
     threads: { type: "string", default: "1" },
     "log-level": { type: "string", default: "info" },
     "cpu-prof": { type: "string" },
+    only: { type: "string", default: "manifests,blobs,scale" },
   },
   strict: true,
 });
@@ -51,6 +57,14 @@ const settings = {
   coldConcurrency: 100,
   logLevel: flags["log-level"] as string,
 };
+
+const groups = new Set((flags.only as string).split(",").map((g) => g.trim()));
+for (const g of groups) {
+  if (!["manifests", "blobs", "scale"].includes(g)) {
+    process.stderr.write(`bench: --only: unknown group ${JSON.stringify(g)} (manifests, blobs, scale)\n`);
+    process.exit(2);
+  }
+}
 
 const REPO = "bench/app";
 const REGISTRY_NAME = "bench.local";
@@ -95,6 +109,11 @@ function skippedRow(id: string, scenario: string, why: string): Row {
   return { id, scenario, unit: "rps", skipped: why };
 }
 
+/** "GET /v2/x/_trust/tuf/snapshot.<64 hex>.json" -> "snapshot.394a638a….json" (table width) */
+function shortFile(requestLine: string): string {
+  return (requestLine.split("/").pop() ?? requestLine).replace(/([0-9a-f]{8})[0-9a-f]{56}/, "$1…");
+}
+
 function errorText(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).split("\n")[0] ?? "";
 }
@@ -123,6 +142,40 @@ async function main(): Promise<number> {
   const unsigned = makeImage("trustgate bench, never signed");
   await pushImage(direct.url, REPO, "unsigned", unsigned);
   const pull = own("docker-registry (pull-through)", await startRegistry({ proxyRemoteUrl: direct.url }));
+  if (groups.has("manifests")) await manifestScenarios(work, direct, pull, image, unsigned, buildProblem);
+
+  // ---- blobs: (4) direct, (5) pull-through, (c) trustgate
+  if (groups.has("blobs")) await blobScenarios(work, direct, pull, buildProblem);
+
+  // ---- (e) trust at scale
+  if (groups.has("scale")) await scaleScenarios();
+
+  // ---- report
+  process.stdout.write(`\n${formatTable(rows)}\n`);
+  const file = await writeResults(
+    join(REPO_ROOT, "bench-results"),
+    {
+      date: new Date().toISOString(),
+      mode: flags.quick ? "quick" : flags.full ? "full" : "normal",
+      node: process.version,
+      settings,
+      manifestBytes: image.size,
+    },
+    rows,
+  );
+  process.stdout.write(`\nresults: ${file}\n`);
+  return 0;
+}
+
+/** Baselines (1)-(3), then trustgate's manifest scenarios (a), (b), (d), compared with them. */
+async function manifestScenarios(
+  work: string,
+  direct: RegistryPeer,
+  pull: RegistryPeer,
+  image: Image,
+  unsigned: Image,
+  buildProblem: string | undefined,
+): Promise<void> {
   const manifestFile = join(work, "manifest.json");
   await writeFile(manifestFile, image.manifest);
   const ceiling = own(
@@ -155,6 +208,7 @@ async function main(): Promise<number> {
     p50Ms: reg.p50Ms,
     p99Ms: reg.p99Ms,
     ratios: [{ vs: "node", value: reg.rps / node.rps }],
+    peakRssBytes: await peakRss(direct.pid),
   });
   note("baseline: docker-registry pull-through cache");
   const ptc = await loadManifest(byTag(pull.url), image); // checkManifest inside warms the cache
@@ -178,28 +232,6 @@ async function main(): Promise<number> {
 
   // ---- (b) warm trust-enforced tag, (d) cold path
   await notaryScenarios(direct, image, unsigned, manifestRatios, buildProblem);
-
-  // ---- blobs: (4) direct, (5) pull-through, (c) trustgate
-  await blobScenarios(work, direct, pull, buildProblem);
-
-  // ---- (e) trust at scale
-  await scaleScenarios();
-
-  // ---- report
-  process.stdout.write(`\n${formatTable(rows)}\n`);
-  const file = await writeResults(
-    join(REPO_ROOT, "bench-results"),
-    {
-      date: new Date().toISOString(),
-      mode: flags.quick ? "quick" : flags.full ? "full" : "normal",
-      node: process.version,
-      settings,
-      manifestBytes: image.size,
-    },
-    rows,
-  );
-  process.stdout.write(`\nresults: ${file}\n`);
-  return 0;
 }
 
 type RatioFn = (r: LoadResult, mins?: { pull?: number; node?: number }) => Row["ratios"];
@@ -326,6 +358,13 @@ async function notaryScenarios(
     );
   };
 
+  // The Notary module on its own (no proxy): the cold path's round trips and its single-flight.
+  await notaryModuleColdPath(`https://127.0.0.1:${trustRelay.port}`, lab.ca, image, () => {
+    const c = counts().trust;
+    reset();
+    return c;
+  });
+
   // Probe: is trust enforced by `serve` yet? An unsigned tag must be refused with 403.
   let probe: TrustgateProcess;
   try {
@@ -365,7 +404,7 @@ async function notaryScenarios(
         duplicates === 0 &&
         manifestFetches.length === 1 &&
         manifestFetches[0]?.endsWith(image.digest) === true,
-      note: `trust: ${c.trust.map((l) => l.split("/").pop()).join(", ")}; upstream: ${c.upstream.join(", ")}`,
+      note: `trust: ${c.trust.map(shortFile).join(", ")}; upstream: ${c.upstream.map(shortFile).join(", ")}`,
     });
   } catch (err) {
     rows.push(skippedRow(COLD1[0], COLD1[1], `failed: ${errorText(err)}`));
@@ -431,6 +470,64 @@ async function notaryScenarios(
     rows.push(skippedRow(WARM[0], WARM[1], `failed: ${errorText(err)}`));
   }
   await warm?.stop();
+}
+
+/** Cold path through src/trust/notary alone, against the real notary-server behind the relay. */
+async function notaryModuleColdPath(
+  url: string,
+  caFile: string,
+  image: Image,
+  takeTrustRequests: () => string[],
+): Promise<void> {
+  const query = { registry: REGISTRY_NAME, repository: REPO, roles: DOCKER_ROLES };
+  const signedRight = (a: { signatures: { digest: string }[] }) => a.signatures[0]?.digest === image.digest;
+  const one = ["module-cold-one", "Notary module: one cold tag (trust requests)"] as const;
+  const many = [
+    "module-cold-100",
+    `Notary module: ${settings.coldConcurrency} concurrent cold resolves, one GUN`,
+  ] as const;
+  note(one[1]);
+  try {
+    takeTrustRequests();
+    const source = new NotarySource({ url, caFile, stateDir: ownDir(await tempDir("bench-notary-one")) });
+    const answer = await source.resolveTag(query, "v1");
+    await source.close();
+    const files = takeTrustRequests();
+    const distinct = new Set(files).size;
+    rows.push({
+      id: one[0],
+      scenario: one[1],
+      unit: "count",
+      value: files.length,
+      target: "1 per role needed",
+      met: signedRight(answer) && distinct === files.length,
+      note: files.map(shortFile).join(", "),
+    });
+  } catch (err) {
+    rows.push(skippedRow(one[0], one[1], `failed: ${errorText(err)}`));
+  }
+  note(many[1]);
+  try {
+    const source = new NotarySource({ url, caFile, stateDir: ownDir(await tempDir("bench-notary-many")) });
+    takeTrustRequests();
+    const answers = await Promise.all(
+      Array.from({ length: settings.coldConcurrency }, () => source.resolveTag(query, "v1")),
+    );
+    await source.close();
+    const files = takeTrustRequests();
+    const timestamps = files.filter((l) => l.endsWith("/timestamp.json")).length;
+    rows.push({
+      id: many[0],
+      scenario: many[1],
+      unit: "count",
+      value: files.length,
+      target: "1 refresh (1 timestamp fetch)",
+      met: timestamps === 1 && answers.every(signedRight),
+      note: `${answers.filter(signedRight).length}/${answers.length} resolved to the signed digest; timestamp fetched ${timestamps}x`,
+    });
+  } catch (err) {
+    rows.push(skippedRow(many[0], many[1], `failed: ${errorText(err)}`));
+  }
 }
 
 async function blobSpeed(url: string, blob: BlobFile): Promise<number> {
