@@ -8,7 +8,7 @@
  *                    [--log-level L] [--cpu-prof DIR]
  *
  * --quick: short runs, a 64 MiB blob, 100 GUNs (< 60 s). --full: a 1 GiB blob (the RSS target).
- * --cpu-prof DIR: the blob scenario's trustgate runs with `node --cpu-prof` and writes its profile there.
+ * --cpu-prof DIR: the pass-through and blob scenarios' trustgates run with `node --cpu-prof` and writes its profile there.
  *
  * Ratios are measured side by side in one run (absolute numbers drift on a shared machine).
  */
@@ -259,6 +259,7 @@ async function passThroughScenarios(
       await startTrustgate(
         dir,
         trustgateConfig(dir, { name: REGISTRY_NAME, upstream: direct.url }, settings.logLevel),
+        profiling(),
       ),
     );
   } catch (err) {
@@ -286,6 +287,12 @@ async function passThroughScenarios(
     }
   }
   await tg.stop();
+}
+
+/** `--cpu-prof DIR`: the pass-through and blob trustgates write a V8 CPU profile there when stopped. */
+function profiling(): { nodeArgs?: string[] } {
+  const dir = flags["cpu-prof"];
+  return dir ? { nodeArgs: ["--cpu-prof", "--cpu-prof-dir", dir] } : {};
 }
 
 function byTagPath(tag = "v1"): string {
@@ -586,7 +593,7 @@ async function blobScenarios(
       await startTrustgate(
         dir,
         trustgateConfig(dir, { name: REGISTRY_NAME, upstream: direct.url }, settings.logLevel),
-        flags["cpu-prof"] ? { nodeArgs: ["--cpu-prof", "--cpu-prof-dir", flags["cpu-prof"]] } : {},
+        profiling(),
       ),
     );
   } catch (err) {
@@ -648,8 +655,9 @@ async function scaleScenarios(): Promise<void> {
       scenario: `Notary: ${g.guns} GUNs of cached trust (process RSS)`,
       unit: "bytes",
       value: g.rssAfterBytes,
-      target: "1000 GUNs < 200 MB",
-      met: at1000 < 200 * 1e6,
+      target: g.guns >= 1000 ? "1000 GUNs < 200 MB" : "1000 GUNs < 200 MB (not --quick)",
+      // A linear estimate from a small N over-counts (fixed costs); only a real 1,000 is a verdict.
+      ...(g.guns >= 1000 ? { met: g.rssAfterBytes < 200 * 1e6 } : {}),
       peakRssBytes: g.rssAfterBytes,
       note: `${(per / 1024).toFixed(0)} KiB/GUN over a ${(g.rssBeforeBytes / MiB).toFixed(0)} MiB base${g.guns === 1000 ? "" : `; at 1000 est. ${(at1000 / MiB).toFixed(0)} MiB`}; ${g.tagsPerGun} tags each; filled in ${(g.elapsedMs / 1000).toFixed(1)} s`,
     });
