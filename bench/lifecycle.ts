@@ -15,6 +15,18 @@ export function own<T extends { stop: () => Promise<void> }>(what: string, thing
   return thing;
 }
 
+/** Like own(), and once `thing` has stopped, remove `dir` (a peer's storage). */
+export function ownWithDir<T extends { stop: () => Promise<void> }>(what: string, thing: T, dir: string): T {
+  stoppers.push({
+    what,
+    stop: async () => {
+      await thing.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  });
+  return thing;
+}
+
 /** A temp dir removed at the end of the run. */
 export function ownDir(dir: string): string {
   stoppers.push({ what: `rm ${dir}`, stop: () => rm(dir, { recursive: true, force: true }) });

@@ -23,7 +23,7 @@ import { runCommand, tempDir } from "../test/helpers/process.js";
 import { type RegistryPeer, startRegistry } from "../test/helpers/registry.js";
 import { type BlobFile, curlDownload, peakRss, pushBlobFile, writeRandomBlob } from "./blob.js";
 import { startChildServer } from "./children.js";
-import { own, ownDir, stopAll, stopOnSignals } from "./lifecycle.js";
+import { own, ownDir, ownWithDir, stopAll, stopOnSignals } from "./lifecycle.js";
 import { startCountingRelay } from "./relay.js";
 import { formatTable, type Row, writeResults } from "./report.js";
 import { measureGunCache, timeTargetsIndex } from "./trust-scale.js";
@@ -136,12 +136,15 @@ async function main(): Promise<number> {
     build.code === 0 ? undefined : `not available: build failed: ${build.stdout.trim().split("\n")[0]}`;
 
   // Peers: the direct registry with the image, and a pull-through cache in front of it.
-  const direct = own("docker-registry (direct)", await startRegistry());
+  // Registry storage holds the big blob: it is removed once each registry has stopped.
+  const directPeer = await startRegistry();
+  const direct = ownWithDir("docker-registry (direct)", directPeer, directPeer.dir);
   const image = makeImage("trustgate bench");
   await pushImage(direct.url, REPO, "v1", image);
   const unsigned = makeImage("trustgate bench, never signed");
   await pushImage(direct.url, REPO, "unsigned", unsigned);
-  const pull = own("docker-registry (pull-through)", await startRegistry({ proxyRemoteUrl: direct.url }));
+  const pullPeer = await startRegistry({ proxyRemoteUrl: direct.url });
+  const pull = ownWithDir("docker-registry (pull-through)", pullPeer, pullPeer.dir);
   if (groups.has("manifests")) await manifestScenarios(work, direct, pull, image, unsigned, buildProblem);
 
   // ---- blobs: (4) direct, (5) pull-through, (c) trustgate
