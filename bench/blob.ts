@@ -1,0 +1,79 @@
+/**
+ * Blob throughput: a large random blob written to disk once (hashed while written), pushed to
+ * the direct registry as one monolithic upload streamed from the file, then downloaded with
+ * curl, which discards the bytes and reports its average speed.
+ */
+import { createHash, randomFillSync } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { open, readFile } from "node:fs/promises";
+import { request } from "undici";
+import { runCommand } from "../test/helpers/process.js";
+
+const CHUNK = 4 * 1024 * 1024;
+
+export interface BlobFile {
+  file: string;
+  digest: string;
+  size: number;
+}
+
+/** Random bytes so nothing on the path can compress or dedupe them. */
+export async function writeRandomBlob(file: string, size: number): Promise<BlobFile> {
+  const hash = createHash("sha256");
+  const fh = await open(file, "w");
+  try {
+    const chunk = Buffer.allocUnsafe(CHUNK);
+    for (let written = 0; written < size; ) {
+      const n = Math.min(CHUNK, size - written);
+      randomFillSync(chunk, 0, n);
+      const part = chunk.subarray(0, n);
+      hash.update(part);
+      await fh.write(part);
+      written += n;
+    }
+  } finally {
+    await fh.close();
+  }
+  return { file, digest: `sha256:${hash.digest("hex")}`, size };
+}
+
+/** POST an upload, then PUT the whole file with `?digest=` (distribution spec: monolithic upload). */
+export async function pushBlobFile(registryUrl: string, repo: string, blob: BlobFile): Promise<void> {
+  const start = await request(`${registryUrl}/v2/${repo}/blobs/uploads/`, { method: "POST" });
+  await start.body.dump();
+  if (start.statusCode !== 202) throw new Error(`start upload: HTTP ${start.statusCode}`);
+  const location = new URL(String(start.headers.location ?? ""), registryUrl);
+  location.searchParams.set("digest", blob.digest);
+  const put = await request(location, {
+    method: "PUT",
+    headers: { "content-type": "application/octet-stream", "content-length": String(blob.size) },
+    body: createReadStream(blob.file, { highWaterMark: CHUNK }),
+  });
+  const text = await put.body.text();
+  if (put.statusCode !== 201) throw new Error(`upload of ${blob.digest}: HTTP ${put.statusCode} ${text}`);
+}
+
+/** Download `url` with curl into /dev/null; bytes per second, after checking status and size. */
+export async function curlDownload(url: string, expectedSize: number): Promise<number> {
+  const out = await runCommand(
+    "curl",
+    ["-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{speed_download}", url],
+    { timeoutMs: 300_000 },
+  );
+  const [status, size, speed] = out.stdout.trim().split(" ").map(Number);
+  if (out.code !== 0 || status !== 200 || size !== expectedSize) {
+    throw new Error(`curl ${url}: exit ${out.code}, HTTP ${status}, ${size} of ${expectedSize} bytes`);
+  }
+  return speed ?? 0;
+}
+
+/** Peak resident set size of a process (VmHWM, /proc/<pid>/status), in bytes. */
+export async function peakRss(pid: number): Promise<number | undefined> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, "utf8");
+    const m = /^VmHWM:\s+(\d+) kB$/m.exec(status);
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
