@@ -38,12 +38,28 @@ export function asyncStdout(): DestinationStream {
   return pino.destination({ dest: 1, sync: false, minLength: 0 });
 }
 
+let isoMs = Number.NaN;
+let isoField = "";
+
+/**
+ * pino's isoTime, formatted once per millisecond: a busy proxy writes many lines within one
+ * millisecond and Date#toISOString was ~2.5% of a cached manifest answer. Same output.
+ */
+function isoTimeCached(): string {
+  const now = Date.now();
+  if (now !== isoMs) {
+    isoMs = now;
+    isoField = `,"time":"${new Date(now).toISOString()}"`;
+  }
+  return isoField;
+}
+
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   const options = {
     level,
     base: { service: "trustgate" },
     redact: { paths: REDACT_PATHS, censor: "[redacted]" },
-    timestamp: pino.stdTimeFunctions.isoTime,
+    timestamp: isoTimeCached,
   };
   return destination ? pino(options, destination) : pino(options);
 }

@@ -14,7 +14,7 @@ import { parseDigest, parseReference } from "./oci/reference.js";
 import { BlobDigestMismatchError, blobHeaders, blobRedirectUrl, DigestVerifier } from "./proxy/blobs.js";
 import { toOciError } from "./proxy/error-mapping.js";
 import type { ManifestResolver } from "./proxy/manifests.js";
-import { rawResponse, sendBytes, sendStream } from "./proxy/respond.js";
+import { rawResponse, requestHeader, sendBytes, sendStream } from "./proxy/respond.js";
 import { parseApiPath, selectTarget, type Target } from "./proxy/route.js";
 import type { TagLister } from "./proxy/tags.js";
 import type { RegistryClient } from "./upstream/client.js";
@@ -214,7 +214,7 @@ async function manifest(
     repository: target.repository,
     reference,
     method,
-    accept: c.req.header("accept"),
+    accept: requestHeader(c, "accept"),
   });
   c.get("requestLog").bytes = method === "HEAD" ? 0 : answer.bytes.length;
   return sendBytes(
@@ -251,7 +251,7 @@ async function blob(
       null,
     );
   }
-  const range = method === "GET" ? c.req.header("range") : undefined;
+  const range = method === "GET" ? requestHeader(c, "range") : undefined;
   const upstream = await client.openBlob(target.repository, digest.value, method, range);
   const headers = blobHeaders(upstream.headers, digest, upstream.statusCode);
   if (method === "HEAD") {
