@@ -59,3 +59,32 @@ describe("serve: logs are flushed on SIGTERM", () => {
     expect(lines.at(-1)?.msg).toBe("stopped");
   });
 });
+
+// A crash (uncaught exception) must not lose buffered lines either: pino's exit hook flushes the
+// asynchronous destination synchronously. Stdout is a pipe read slowly here, so writes back up.
+describe("asynchronous log destination: flushed on a fatal error", () => {
+  it("writes every line logged before an uncaught exception", async () => {
+    const LOG = resolve(import.meta.dirname, "../../dist/log.js");
+    const script = [
+      `import { asyncStdout, createLogger } from ${JSON.stringify(LOG)};`,
+      'const log = createLogger("info", asyncStdout());',
+      'for (let i = 0; i < 5000; i++) log.info({ i }, "line");',
+      'setImmediate(() => { log.info({ i: 5000 }, "line"); throw new Error("fatal"); });',
+    ].join("\n");
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    // Start reading only after a while, so the pipe fills and the process must wait to write.
+    await new Promise((r) => setTimeout(r, 300));
+    let out = "";
+    for await (const chunk of child.stdout as AsyncIterable<Buffer>) out += chunk.toString("utf8");
+    expect(await exited).toBe(1);
+    const indices = out
+      .trim()
+      .split("\n")
+      .map((l) => (JSON.parse(l) as { i: number }).i);
+    expect(indices).toHaveLength(5001);
+    expect(indices.at(-1)).toBe(5000);
+  });
+});
