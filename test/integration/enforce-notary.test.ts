@@ -53,6 +53,12 @@ async function logLines(peer: TrustgatePeer): Promise<AuditRecord[]> {
     .map((l) => JSON.parse(l) as AuditRecord);
 }
 
+const POLL = { timeout: 5000, interval: 100 };
+
+async function decisions(peer: TrustgatePeer): Promise<AuditRecord[]> {
+  return (await logLines(peer)).filter((l) => l.msg === "trust decision");
+}
+
 describe("trust enforcement with notary-server, docker-registry and the notary CLI", () => {
   let registry: RegistryPeer;
   let notary: NotaryLab;
@@ -179,8 +185,9 @@ describe("trust enforcement with notary-server, docker-registry and the notary C
     const head = await get(`${R}/acme/app/manifests/unsigned`, "HEAD");
     expect(head.status).toBe(403);
     expect(head.statusText).toContain(`${R}/acme/app:unsigned`);
-    const lines = (await logLines(proxy)).filter((l) => l.msg === "trust decision");
-    expect(lines).toContainEqual(
+    // the log line is written by the proxy's own stream: poll until it is on disk
+    const lines = () => decisions(proxy);
+    await expect.poll(lines, POLL).toContainEqual(
       expect.objectContaining({
         decision: "deny",
         image: `${R}/acme/app`,
@@ -190,7 +197,7 @@ describe("trust enforcement with notary-server, docker-registry and the notary C
         reason: `${R}/acme/app:unsigned is not signed in targets/releases or targets`,
       }),
     );
-    expect(lines).toContainEqual(
+    await expect.poll(lines, POLL).toContainEqual(
       expect.objectContaining({
         decision: "allow",
         tag: "v1",
@@ -274,8 +281,9 @@ describe("trust enforcement with notary-server, docker-registry and the notary C
     expect(Buffer.from(await audited.arrayBuffer()).equals(unsigned.manifest)).toBe(true);
     const off = await get(`${R}/off/app/manifests/unsigned`);
     expect(off.status).toBe(200);
-    const lines = (await logLines(proxy)).filter((l) => l.msg === "trust decision");
-    expect(lines).toContainEqual(
+    // the log line is written by the proxy's own stream: poll until it is on disk
+    const lines = () => decisions(proxy);
+    await expect.poll(lines, POLL).toContainEqual(
       expect.objectContaining({
         decision: "allow",
         wouldDeny: true,
@@ -285,9 +293,11 @@ describe("trust enforcement with notary-server, docker-registry and the notary C
         mode: "audit",
       }),
     );
-    expect(lines).toContainEqual(
-      expect.objectContaining({ decision: "allow", image: `${R}/off/app`, mode: "off", policy: "off" }),
-    );
+    await expect
+      .poll(lines, POLL)
+      .toContainEqual(
+        expect.objectContaining({ decision: "allow", image: `${R}/off/app`, mode: "off", policy: "off" }),
+      );
   });
 
   it("a pinned root key that does not match the server's root is refused, naming both key IDs", async () => {
@@ -413,14 +423,11 @@ describe("trust enforcement with notary-server, docker-registry and the notary C
     // an invalid file is rejected with the error logged; the set in force stays
     await writeFile(join(proxy.dir, "policies", "audit.yaml"), "match: [not a pattern\nmode: enforce\n");
     process.kill(proxy.pid, "SIGHUP");
-    const until = Date.now() + 5000;
-    while (
-      !(await logLines(proxy)).some((l) => l.msg.startsWith("policy reload rejected")) &&
-      Date.now() < until
-    )
-      await sleep(100);
-    expect((await logLines(proxy)).some((l) => l.msg.startsWith("policy reload rejected"))).toBe(true);
-    expect((await logLines(proxy)).some((l) => l.msg === "policies reloaded")).toBe(true);
+    const messages = async () => (await logLines(proxy)).map((l) => l.msg);
+    await expect
+      .poll(messages, POLL)
+      .toContain("policy reload rejected: the previous policies stay in force");
+    expect(await messages()).toContain("policies reloaded");
     expect((await get(path)).status).toBe(403);
     expect((await get(`${R}/acme/app/manifests/v1`)).status).toBe(200);
   });
