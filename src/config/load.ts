@@ -90,7 +90,8 @@ class Reader {
     return resolve(this.baseDir, this.string(value, key));
   }
 
-  url(value: unknown, key: string): URL {
+  /** An http(s) URL; `allowFile` also takes file:// (air-gapped TUF metadata). */
+  url(value: unknown, key: string, opts: { allowFile?: boolean } = {}): URL {
     const text = this.string(value, key);
     let url: URL;
     try {
@@ -98,8 +99,12 @@ class Reader {
     } catch {
       this.fail(key, `not a URL: ${JSON.stringify(text)}`);
     }
-    if (url.protocol !== "https:" && url.protocol !== "http:")
-      this.fail(key, `must be an http:// or https:// URL, got ${JSON.stringify(text)}`);
+    const fileOk = opts.allowFile === true && url.protocol === "file:";
+    if (url.protocol !== "https:" && url.protocol !== "http:" && !fileOk)
+      this.fail(
+        key,
+        `must be an http:// or https:// URL${opts.allowFile ? " (or file://)" : ""}, got ${JSON.stringify(text)}`,
+      );
     if (url.username || url.password)
       this.fail(key, "must not carry credentials (use username / passwordEnv)");
     if (url.search || url.hash) this.fail(key, "must not have a query or fragment");
@@ -178,7 +183,7 @@ async function readRegistry(r: Reader, name: string, value: unknown): Promise<Re
     const tk = `${key}.tuf`;
     const t = r.object(o.tuf, tk, ["metadataUrl", "trustedRoot", "targetPath", "caFile"]);
     const tuf: TufConfig = {
-      metadataUrl: r.url(t.metadataUrl, `${tk}.metadataUrl`),
+      metadataUrl: r.url(t.metadataUrl, `${tk}.metadataUrl`, { allowFile: true }),
       trustedRoot: r.path(t.trustedRoot, `${tk}.trustedRoot`),
     };
     const targetPath = r.optionalString(t.targetPath, `${tk}.targetPath`);

@@ -88,6 +88,14 @@ registries:
     expect(local?.tuf?.targetPath).toBe("{repository}/{tag}");
   });
 
+  it("takes a file:// TUF metadataUrl for air-gapped sites", async () => {
+    const c = await parseConfig(
+      "registries:\n  r.io:\n    upstream: https://r.io\n    tuf: { metadataUrl: 'file:///srv/tuf/metadata/', trustedRoot: root.json }\n",
+      join(dir, "config.yaml"),
+    );
+    expect(c.registries.get("r.io")?.tuf?.metadataUrl.href).toBe("file:///srv/tuf/metadata");
+  });
+
   it("never shows the password in JSON or inspection", async () => {
     const c = await parseConfig(
       "registries:\n  r.io:\n    upstream: https://r.io\n    username: u\n    passwordEnv: P\n",
@@ -169,6 +177,10 @@ registries:
     [
       "registries:\n  r.io:\n    upstream: https://x\n    tuf: { metadataUrl: 'https://t' }",
       "registries.r.io.tuf.trustedRoot: must be",
+    ],
+    [
+      "registries:\n  r.io:\n    upstream: file:///srv/registry",
+      "registries.r.io.upstream: must be an http:// or https:// URL",
     ],
     [
       "blobRedirect: true\nregistries:\n  r.io:\n    upstream: https://x\n    username: u\n    passwordEnv: P",
