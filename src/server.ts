@@ -197,6 +197,7 @@ async function manifest(
     reference,
     method,
     accept: c.req.header("accept"),
+    requestId: c.get("requestId"),
   });
   c.get("requestLog").bytes = method === "HEAD" ? 0 : answer.bytes.length;
   return sendBytes(

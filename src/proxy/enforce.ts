@@ -34,6 +34,8 @@ export interface EnforcementDeps {
 
 /** What one audit line says (issue 4/5: decision, image, tag|digest, digest, role, policy, mode, source, reason). */
 export interface AuditLine {
+  /** the request id of the access-log line for the same request */
+  reqId?: string;
   decision: "allow" | "deny";
   image: string;
   tag?: string;
@@ -63,7 +65,7 @@ export class TrustEnforcingResolver implements ManifestResolver {
     const { registry, repository } = req;
     const decided = await this.deps.decider.decideTag(registry, repository, tag);
     const { decision } = decided;
-    const line = (d: PolicyDecision): AuditLine => auditLine(decided, d, { tag });
+    const line = (d: PolicyDecision): AuditLine => auditLine(decided, d, { reqId: req.requestId, tag });
     if (decision.decision === "deny") {
       this.audit(line(decision));
       throw denied(decision.reason, `${decided.image}:${tag}`, decision, { tag }, decided.trustFailure);
@@ -90,7 +92,7 @@ export class TrustEnforcingResolver implements ManifestResolver {
     );
     const { decision } = decided;
     const line = (d: PolicyDecision): AuditLine =>
-      auditLine(decided, d, { reference: digest.value, digest: digest.value });
+      auditLine(decided, d, { reqId: req.requestId, reference: digest.value, digest: digest.value });
     if (decision.decision === "deny") {
       this.audit(line(decision));
       throw denied(

@@ -189,6 +189,8 @@ describe("trust enforcement with notary-server, docker-registry and the notary C
     const lines = () => decisions(proxy);
     await expect.poll(lines, POLL).toContainEqual(
       expect.objectContaining({
+        // joined to the access-log line of the same request
+        reqId: res.headers.get("x-request-id"),
         decision: "deny",
         image: `${R}/acme/app`,
         tag: "unsigned",
