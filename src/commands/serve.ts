@@ -1,6 +1,10 @@
 /**
  * `trustgate serve --config FILE [--listen HOST:PORT]`: run the proxy until SIGTERM/SIGINT,
  * then stop accepting, let in-flight transfers finish (bounded), and close upstream pools.
+ *
+ * Policies: the directory is loaded at start (an invalid file refuses the start: exit 2 with
+ * `file:line: message` lines), watched, and reloaded on SIGHUP; every reload outcome is logged,
+ * and a rejected reload keeps the previous set in force (issue 5).
  */
 import type { AddressInfo } from "node:net";
 import { parseArgs } from "node:util";
@@ -8,8 +12,10 @@ import { createAdaptorServer } from "@hono/node-server";
 import { buildRuntime } from "../app.js";
 import { loadConfig, parseListen } from "../config/load.js";
 import { ConfigError, UsageError } from "../errors.js";
-import { createLogger } from "../log.js";
+import { createLogger, type Logger } from "../log.js";
+import { formatProblem, PolicyStore, type ReloadOutcome } from "../policy/index.js";
 import { createApp } from "../server.js";
+import { sourceMismatches } from "../trust/sources.js";
 
 const USAGE = "usage: trustgate serve --config FILE [--listen HOST:PORT]";
 /** In-flight blob transfers get this long after a stop signal before connections are cut. */
@@ -37,7 +43,13 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   const logger = createLogger(config.logLevel);
-  const runtime = buildRuntime(config, logger);
+  const policies = await PolicyStore.open(config.policies, { onReload: (o) => logReload(logger, o) });
+  const runtime = await buildRuntime(config, logger, { policies });
+  const mismatches = sourceMismatches(policies.current, runtime.sources);
+  if (mismatches.length > 0) {
+    await runtime.close();
+    throw new ConfigError(mismatches.join("\n"));
+  }
   const app = createApp(runtime.deps);
   const server = createAdaptorServer({ fetch: app.fetch });
 
@@ -58,15 +70,28 @@ export async function run(argv: string[]): Promise<number> {
       listen: `${addr.address}:${addr.port}`,
       registries: [...config.registries.keys()],
       defaultRegistry: config.defaultRegistry,
+      policies: policies.current.policies.map((p) => p.name),
+      defaultPolicy: config.defaultPolicy,
+      trustSources: Object.fromEntries(
+        [...config.registries.keys()].map((r) => [r, runtime.sources.kindOf(r) ?? "none"]),
+      ),
     },
     "trustgate listening",
   );
+  policies.watch();
+  const onHangup = () => {
+    logger.info({ trigger: "signal" }, "policy reload requested");
+    void policies.reload("signal");
+  };
+  process.on("SIGHUP", onHangup);
 
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once("SIGTERM", () => resolve("SIGTERM"));
     process.once("SIGINT", () => resolve("SIGINT"));
   });
   logger.info({ signal }, "stopping");
+  process.off("SIGHUP", onHangup);
+  policies.close();
   await new Promise<void>((resolve) => {
     const timer = setTimeout(() => {
       // Cut what is still running: a half-sent blob fails on the client, never ends cleanly.
@@ -82,4 +107,20 @@ export async function run(argv: string[]): Promise<number> {
   await runtime.close();
   logger.info("stopped");
   return 0;
+}
+
+/** One line per reload attempt; a rejected one names every problem and says the old set stays. */
+function logReload(logger: Logger, outcome: ReloadOutcome): void {
+  if (outcome.ok) {
+    logger.info({ trigger: outcome.trigger, policies: outcome.policies }, "policies reloaded");
+  } else {
+    logger.error(
+      {
+        trigger: outcome.trigger,
+        policies: outcome.policies,
+        problems: outcome.problems.map(formatProblem),
+      },
+      "policy reload rejected: the previous policies stay in force",
+    );
+  }
 }

@@ -9,6 +9,7 @@ import { dirname, resolve } from "node:path";
 import { parseDocument } from "yaml";
 import { ConfigError } from "../errors.js";
 import { isValidRegistryHost } from "../oci/reference.js";
+import { DEFAULT_POLICY_SETTINGS, SHIPPED_DEFAULT_POLICY } from "../policy/applied.js";
 import {
   type Config,
   type ListenAddress,
@@ -23,7 +24,7 @@ export const DEFAULTS = {
   listen: "127.0.0.1:5000",
   stateDir: "./var/trustgate",
   policies: "./policies",
-  defaultPolicy: "deny",
+  defaultPolicy: SHIPPED_DEFAULT_POLICY,
   trustRefreshSeconds: 30,
   logLevel: "info",
   upstreamTimeouts: { connectMs: 10_000, headersMs: 30_000, bodyMs: 60_000 },
@@ -269,7 +270,7 @@ export async function parseConfig(
     defaultPolicy:
       o.defaultPolicy === undefined
         ? DEFAULTS.defaultPolicy
-        : r.oneOf(o.defaultPolicy, "defaultPolicy", ["deny", "allow"]),
+        : r.oneOf(o.defaultPolicy, "defaultPolicy", DEFAULT_POLICY_SETTINGS),
     trustRefreshSeconds:
       o.trustRefreshSeconds === undefined
         ? DEFAULTS.trustRefreshSeconds

@@ -43,7 +43,13 @@ describe("proxy in front of a lying upstream", () => {
     await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
     const port = (upstream.address() as AddressInfo).port;
     proxy = await startTrustgate(
-      ["logLevel: info", "registries:", "  liar.test:", `    upstream: http://127.0.0.1:${port}`].join("\n"),
+      [
+        "defaultPolicy: off",
+        "logLevel: info",
+        "registries:",
+        "  liar.test:",
+        `    upstream: http://127.0.0.1:${port}`,
+      ].join("\n"),
     );
   });
   afterAll(async () => {

@@ -44,6 +44,7 @@ describe("proxy pull against a real docker-registry", () => {
     proxy = await startTrustgate(
       [
         "defaultRegistry: docker.io",
+        "defaultPolicy: off", // pass-through behaviour: no trust check
         "logLevel: warn",
         "registries:",
         "  docker.io:",
@@ -175,7 +176,13 @@ describe("proxy pull against a real docker-registry", () => {
 
   it("answers 503 naming the registry when the upstream is unreachable", async () => {
     const down = await startTrustgate(
-      ["registries:", "  down.example:", "    upstream: http://127.0.0.1:1", "logLevel: silent"].join("\n"),
+      [
+        "defaultPolicy: off",
+        "registries:",
+        "  down.example:",
+        "    upstream: http://127.0.0.1:1",
+        "logLevel: silent",
+      ].join("\n"),
     );
     try {
       const res = await fetch(`${down.url}/v2/down.example/acme/app/manifests/v1`);

@@ -116,6 +116,7 @@ describe("proxy against a registry that demands bearer tokens", () => {
     proxy = await startTrustgate(
       [
         "logLevel: debug",
+        "defaultPolicy: off", // pass-through behaviour: no trust check
         "registries:",
         `  "${registry.host}":`,
         `    upstream: ${registry.url}`,

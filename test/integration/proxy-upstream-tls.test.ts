@@ -71,6 +71,7 @@ describe("https upstream with a private CA", () => {
     const config = (ca: boolean) =>
       [
         "logLevel: silent",
+        "defaultPolicy: off",
         "registries:",
         "  tls.test:",
         `    upstream: ${url}`,

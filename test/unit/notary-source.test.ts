@@ -78,6 +78,26 @@ describe("NotarySource", () => {
     expect((await again.resolveTag(query, "v1")).signatures).toHaveLength(1);
   });
 
+  it("applies a root pin on every query, also to a root first trusted without one (TOFU)", async () => {
+    const f = new MapFetcher(loadRepoFiles(BASIC));
+    const src = new NotarySource({ url: "http://x", stateDir: tmp(), fetcher: f, now: () => FIXTURE_NOW });
+    await src.listSigned(query); // trust on first use, no pin
+    const root = JSON.parse(readFileSync(join(BASIC, "root.json"), "utf8")) as {
+      signed: { roles: { root: { keyids: string[] } } };
+    };
+    const serverRootId = root.signed.roles.root.keyids[0] as string;
+    const wrongPin = "ab".repeat(32);
+    const err = await src.resolveTag({ ...query, rootKeys: [wrongPin] }, "v1").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TrustError);
+    expect((err as TrustError).code).toBe("ROOT_PIN_MISMATCH");
+    expect((err as TrustError).message).toContain(wrongPin);
+    expect((err as TrustError).message).toContain(serverRootId);
+    // the right pin (cert key ID) is accepted from the same trusted state, without a new fetch
+    const before = f.requests.length;
+    expect((await src.resolveTag({ ...query, rootKeys: [serverRootId] }, "v1")).signatures).toHaveLength(1);
+    expect(f.requests.length).toBe(before);
+  });
+
   it("a corrupt state file is an error, not a silent fresh start", async () => {
     const state = tmp();
     const f = new MapFetcher(loadRepoFiles(BASIC));
