@@ -100,7 +100,9 @@ async function waitForPort(
 }
 
 function stopPid(proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null || proc.pid === undefined) return Promise.resolve();
+  // A process ended by a signal has exitCode null and signalCode set: both mean "already gone"
+  // (a second stop() must not signal a PID that may have been reused).
+  if (proc.exitCode !== null || proc.signalCode !== null || proc.pid === undefined) return Promise.resolve();
   return new Promise((resolve) => {
     const t = setTimeout(() => proc.kill("SIGKILL"), 5000);
     proc.once("exit", () => {
