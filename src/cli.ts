@@ -13,6 +13,7 @@ const commands: Record<string, () => Promise<Command>> = {
   serve: async () => (await import("./commands/serve.js")).run,
   policy: async () => (await import("./commands/policy.js")).run,
   trust: async () => (await import("./commands/trust.js")).run,
+  resolve: async () => (await import("./commands/resolve.js")).run,
 };
 
 const USAGE = `usage: trustgate <command> [options]
