@@ -117,6 +117,8 @@ export interface NotaryLab {
   dir: string;
   url: string;
   ca: string;
+  /** PIDs of the processes this lab started (notary-signer first, when there is one) */
+  pids: number[];
   /** a `notary` CLI client with its own trust dir */
   client(): NotaryClient;
   stop(): Promise<void>;
@@ -186,6 +188,7 @@ export async function startNotary(opts: { ecdsaSigner?: boolean } = {}): Promise
       dir,
       url,
       ca: certs.ca,
+      pids: procs.map((p) => p.pid).filter((pid): pid is number => pid !== undefined),
       client: () => new NotaryClient(join(dir, `client-${clients++}`), url, certs.ca),
       stop,
     };
