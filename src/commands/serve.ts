@@ -43,8 +43,20 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   const logger = createLogger(config.logLevel);
-  const policies = await PolicyStore.open(config.policies, { onReload: (o) => logReload(logger, o) });
-  const runtime = await buildRuntime(config, logger, { policies });
+  let runtime: Awaited<ReturnType<typeof buildRuntime>> | undefined;
+  const policies = await PolicyStore.open(config.policies, {
+    onReload: (outcome) => {
+      logReload(logger, outcome);
+      // A reloaded set may name a trust source a registry does not have: those pulls are refused
+      // at request time (with that message); say so now, too.
+      if (outcome.ok && runtime) {
+        const mismatches = sourceMismatches(policies.current, runtime.sources);
+        if (mismatches.length > 0)
+          logger.error({ problems: mismatches }, "reloaded policies name trust sources the registries lack");
+      }
+    },
+  });
+  runtime = await buildRuntime(config, logger, { policies });
   const mismatches = sourceMismatches(policies.current, runtime.sources);
   if (mismatches.length > 0) {
     await runtime.close();

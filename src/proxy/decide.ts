@@ -64,6 +64,7 @@ export class TrustDecider {
         const s = this.deps.sources.sourceFor(applied.policy, registry, repository);
         source = s.kind;
         trust = await s.resolveTag(trustQueryFor(applied.policy, registry, repository), tag);
+        if (s.kind === "tuf") trust = tufSignaturesAsPolicyRoles(trust, applied.policy.trust.roles);
         source = trust.source;
       } catch (err) {
         // Fail closed: any TrustError is handed to the policy, which refuses (or, in audit, logs).
@@ -190,4 +191,22 @@ export class TrustDecider {
       size: undefined,
     };
   }
+}
+
+/**
+ * TUF answers with the delegated role its walk found (e.g. "acme"), after TufSource has already
+ * applied the query's roles (trust/tuf/source.ts roleCounts): with Docker's default roles, any role
+ * the walk reaches counts, because in TUF the repository's own delegations, signed by the
+ * top-level targets key that root pins, decide who may sign which path. To the policy engine,
+ * which matches signature roles against `trust.roles`, such a signature is one made through
+ * `targets`; the audit line keeps the real signer in `source`.
+ */
+function tufSignaturesAsPolicyRoles(trust: TagSignatures, roles: readonly string[]): TagSignatures {
+  const outside = trust.signatures.filter((sig) => !roles.includes(sig.role));
+  if (outside.length === 0 || !roles.includes("targets")) return trust;
+  return {
+    ...trust,
+    signatures: trust.signatures.map((sig) => (roles.includes(sig.role) ? sig : { ...sig, role: "targets" })),
+    source: `${trust.source} (signed by delegation ${outside.map((s) => s.role).join(", ")})`,
+  };
 }

@@ -40,6 +40,11 @@ export class TrustSources {
     return new TrustSources(sources);
   }
 
+  /** Sources already built, keyed by registry name (tests; embedding). */
+  static fromMap(sources: ReadonlyMap<string, TrustSource>): TrustSources {
+    return new TrustSources(sources);
+  }
+
   /** The configured source of `registry`, if any. */
   get(registry: string): TrustSource | undefined {
     return this.byRegistry.get(registry);
