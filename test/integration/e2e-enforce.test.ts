@@ -155,7 +155,10 @@ describe("issue 4: trust-enforcing pulls through trustgate with real clients", (
     await containerd?.stop();
     await trustgate?.stop();
     await Promise.all([registry?.stop(), notary?.stop(), notaryLocal?.stop()]);
-    if (scratch && !process.env.TRUSTGATE_KEEP_TEST_DIRS) await rm(scratch, { recursive: true, force: true });
+    // the launchers leave their dirs (logs for post-mortems); this file's run is over
+    if (!process.env.TRUSTGATE_KEEP_TEST_DIRS)
+      for (const dir of [scratch, trustgate?.dir, registry?.dir])
+        if (dir) await rm(dir, { recursive: true, force: true });
   });
 
   it("skopeo: a signed tag pulls, and the stored manifest is exactly the signed one", async () => {

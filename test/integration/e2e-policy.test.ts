@@ -103,7 +103,10 @@ describe("issue 5: policy modes decide real pulls through trustgate", () => {
     await containerd?.stop();
     await trustgate?.stop();
     await Promise.all([registry?.stop(), notary?.stop()]);
-    if (scratch && !process.env.TRUSTGATE_KEEP_TEST_DIRS) await rm(scratch, { recursive: true, force: true });
+    // the launchers leave their dirs (logs for post-mortems); this file's run is over
+    if (!process.env.TRUSTGATE_KEEP_TEST_DIRS)
+      for (const dir of [scratch, trustgate?.dir, registry?.dir])
+        if (dir) await rm(dir, { recursive: true, force: true });
   });
 
   const pair = (org: string) => images.get(org) as { signed: Image; unsigned: Image };

@@ -100,7 +100,10 @@ describe("issue 7: pulls through trustgate with a TUF-backed registry (skopeo, c
     await trustgate?.stop();
     await registry?.stop();
     await tuf?.close();
-    if (scratch && !process.env.TRUSTGATE_KEEP_TEST_DIRS) await rm(scratch, { recursive: true, force: true });
+    // the launchers leave their dirs (logs for post-mortems); this file's run is over
+    if (!process.env.TRUSTGATE_KEEP_TEST_DIRS)
+      for (const dir of [scratch, trustgate?.dir, registry?.dir])
+        if (dir) await rm(dir, { recursive: true, force: true });
   });
 
   it("skopeo: a TUF-signed tag pulls with exactly the signed manifest", async () => {
@@ -154,14 +157,13 @@ describe("issue 7: pulls through trustgate with a TUF-backed registry (skopeo, c
     expect(pull.stderr).toContain("403 Forbidden");
   });
 
-  // KNOWN BUG (reported to the lead): with a policy's default roles, TufSource.resolveTag returns
-  // the path-delegated signature (role "initech"), but the policy engine (src/policy/decision.ts)
-  // only counts roles literally named in `roles`, so the pull is refused as "not signed in
-  // targets/releases or targets". `it.fails` turns green-to-red once that is fixed: then make it `it`.
-  it.fails("default roles: a tag signed by a path-delegated TUF role pulls (skopeo)", async () => {
+  it("default roles: a tag signed by a path-delegated TUF role pulls (skopeo)", async () => {
+    const mark = await logMark(trustgate);
     const copy = await skopeoCopyToOciDir(`${trustgate.host}/initech/app:v1`, layout());
     expect(copy.stderr).toBe("");
     expect(copy.code).toBe(0);
     expect(copy.digest).toBe(initech.digest);
+    const audit = await auditFor(trustgate, "docker.io/initech/app", { tag: "v1" }, mark);
+    expect(audit).toMatchObject({ decision: "allow", policy: "initech", digest: initech.digest });
   });
 });
