@@ -11,7 +11,18 @@ import { stringify } from "yaml";
 import { PeerExited, waitUntilReady } from "./peer-ready.js";
 import { freePort, type Peer, runCommand, startPeer, tempDir, waitFor } from "./process.js";
 
-const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+/**
+ * The repository root: the nearest directory above this file holding package.json. Tests run this
+ * file from test/helpers/, the demo from its compiled copy in .build/test/helpers/ (tsconfig.tools.json).
+ */
+function findRepoRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, "package.json"))) return dir;
+    if (dirname(dir) === dir) throw new Error(`no package.json above ${from}`);
+  }
+}
+
+const REPO_ROOT = findRepoRoot(dirname(fileURLToPath(import.meta.url)));
 const CLI = join(REPO_ROOT, "dist", "cli.js");
 
 export interface RegistryConfig {
