@@ -18,7 +18,7 @@ import {
   startCountingRelay,
   startLyingRegistry,
 } from "../helpers/relay.js";
-import { startTrustgate, type TrustgatePeer } from "../helpers/serve.js";
+import { startTrustgateWithConfig, type TrustgatePeer } from "../helpers/trustgate.js";
 
 const CLI = join(import.meta.dirname, "../../dist/cli.js");
 const REFRESH_S = 1;
@@ -147,7 +147,7 @@ describe("trust enforcement with notary-server, docker-registry and the notary C
     await signer.init("liar.test/acme/app");
     await sign("liar.test/acme/app", "v1", signed);
 
-    proxy = await startTrustgate(configFor(R), { policies: policies(R) });
+    proxy = await startTrustgateWithConfig(configFor(R), { policies: policies(R) });
   }, 180_000);
 
   afterAll(async () => {
@@ -364,7 +364,7 @@ describe("trust enforcement with notary-server, docker-registry and the notary C
   it("the warm path does no network I/O: repeated pulls by tag within the refresh window reach neither peer", async () => {
     const registryRelay: CountingRelay = await startCountingRelay(Number(new URL(registry.url).port));
     const notaryRelay: CountingRelay = await startCountingRelay(Number(new URL(notary.url).port));
-    const warm = await startTrustgate(
+    const warm = await startTrustgateWithConfig(
       [
         "logLevel: warn",
         "trustRefreshSeconds: 3600",
@@ -444,10 +444,13 @@ describe("trust enforcement with notary-server, docker-registry and the notary C
     expect(offline.headers.get("docker-content-digest")).toBe(signed.digest);
     // A second trustgate on the same state dir, its clock 30 days on (Notary's timestamp lives 14
     // days): the persisted metadata has expired and the server is down, so refusal.
-    const later = await startTrustgate(configFor(R, [`stateDir: ${join(proxy.dir, "var", "trustgate")}`]), {
-      policies: policies(R),
-      wrapper: ["faketime", "+30 days"],
-    });
+    const later = await startTrustgateWithConfig(
+      configFor(R, [`stateDir: ${join(proxy.dir, "var", "trustgate")}`]),
+      {
+        policies: policies(R),
+        wrapper: ["faketime", "+30 days"],
+      },
+    );
     try {
       const res = await fetch(`${later.url}/v2/${R}/acme/app/manifests/v1`, { headers: { accept: ACCEPT } });
       expect(res.status).toBe(403);

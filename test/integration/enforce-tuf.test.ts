@@ -15,7 +15,7 @@ import { createApp } from "../../src/server.js";
 import { makeImage, pushImage } from "../helpers/image.js";
 import { runCommand } from "../helpers/process.js";
 import { type RegistryPeer, startRegistry } from "../helpers/registry.js";
-import { startTrustgate, type TrustgatePeer } from "../helpers/serve.js";
+import { startTrustgateWithConfig, type TrustgatePeer } from "../helpers/trustgate.js";
 import { TestKey, TestTufRepository } from "../helpers/tuf-repo.js";
 
 const CLI = join(import.meta.dirname, "../../dist/cli.js");
@@ -58,7 +58,7 @@ describe("trust enforcement with a TUF 1.0 repository", () => {
     tuf.addTarget("acme", "tuf.test/acme/app:v1", signed.manifest);
     tuf.addTarget("acme", "tuf.test/globex/app:v1", globex.manifest);
     tuf.publish();
-    proxy = await startTrustgate(configText(), { policies: policyFiles });
+    proxy = await startTrustgateWithConfig(configText(), { policies: policyFiles });
   }, 60_000);
 
   afterAll(async () => {

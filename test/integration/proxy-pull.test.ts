@@ -9,7 +9,7 @@ import {
   sha256Digest,
 } from "../helpers/image.js";
 import { type RegistryPeer, startRegistry } from "../helpers/registry.js";
-import { startTrustgate, type TrustgatePeer } from "../helpers/serve.js";
+import { startTrustgateWithConfig, type TrustgatePeer } from "../helpers/trustgate.js";
 
 // Plain HTTP through the real proxy (the built CLI) in front of a real docker-registry:
 // manifests and blobs must arrive byte for byte, with the headers clients rely on.
@@ -41,7 +41,7 @@ describe("proxy pull against a real docker-registry", () => {
     await pushImage(registry.url, "library/alpine", "latest", image);
     // Two names for one upstream: the registry's own host (for ns= and prefix routing) and
     // docker.io (the default, with Docker Hub's library/ rule).
-    proxy = await startTrustgate(
+    proxy = await startTrustgateWithConfig(
       [
         "defaultRegistry: docker.io",
         "defaultPolicy: off", // pass-through behaviour: no trust check
@@ -175,7 +175,7 @@ describe("proxy pull against a real docker-registry", () => {
   });
 
   it("answers 503 naming the registry when the upstream is unreachable", async () => {
-    const down = await startTrustgate(
+    const down = await startTrustgateWithConfig(
       [
         "defaultPolicy: off",
         "registries:",
