@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { TrustError } from "../../src/trust/errors.js";
 import { canonicalJson, parseStrictJson } from "../../src/trust/notary/canonical.js";
-import { HttpMetadataFetcher, roleOfFile } from "../../src/trust/notary/fetcher.js";
+import { HttpMetadataFetcher, type MetadataFetcher, roleOfFile } from "../../src/trust/notary/fetcher.js";
 import { parseExpires } from "../../src/trust/notary/models.js";
 import { NotarySource } from "../../src/trust/notary/source.js";
 import {
@@ -76,6 +76,30 @@ describe("NotarySource", () => {
     f.offline = true;
     const again = new NotarySource({ url: "http://x", stateDir: state, fetcher: f, now: () => FIXTURE_NOW });
     expect((await again.resolveTag(query, "v1")).signatures).toHaveLength(1);
+  });
+
+  it("bounds the GUNs kept in memory; an evicted GUN is re-read from the state dir, so a rollback is still refused", async () => {
+    const retag = join(FIXTURES, "signer-ecdsa", "retag");
+    const retagQuery = queryFor(readExpected(retag).gun);
+    const retagFiles = new MapFetcher(loadRepoFiles(join(retag, "after")));
+    const basicFiles = new MapFetcher(loadRepoFiles(BASIC));
+    const byGun: MetadataFetcher = {
+      fetch: (g, file, max) => (g === gun ? basicFiles : retagFiles).fetch(g, file, max),
+    };
+    const src = new NotarySource({
+      url: "http://x",
+      stateDir: tmp(),
+      fetcher: byGun,
+      now: () => FIXTURE_NOW,
+      maxGuns: 1,
+    });
+    await src.listSigned(retagQuery);
+    await src.listSigned(query); // evicts the retag GUN from memory
+    // the server now serves the older metadata: only the persisted state can tell
+    retagFiles.files = loadRepoFiles(join(retag, "before"));
+    const err = await src.listSigned(retagQuery).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TrustError);
+    expect((err as TrustError).code).toBe("ROLLBACK");
   });
 
   it("applies a root pin on every query, also to a root first trusted without one (TOFU)", async () => {

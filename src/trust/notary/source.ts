@@ -6,6 +6,7 @@
  * share one in-flight update per GUN. When the server cannot be reached, answers come from the
  * trusted metadata until it expires; after that every answer is a TrustError (fail closed).
  */
+import { LRUCache } from "lru-cache";
 import { TrustError } from "../errors.js";
 import type { SignedTarget, TagSignatures, TrustQuery, TrustSource } from "../types.js";
 import { HttpMetadataFetcher, type MetadataFetcher } from "./fetcher.js";
@@ -25,6 +26,11 @@ export interface NotarySourceOptions {
   now?: () => Date;
   fetchTimeoutMs?: number;
   fetcher?: MetadataFetcher;
+  /**
+   * How many GUNs' verified metadata stay in memory (default 10,000). An evicted GUN is read
+   * back from the state dir on its next pull, so eviction costs a re-verification, never trust.
+   */
+  maxGuns?: number;
 }
 
 interface GunEntry {
@@ -32,6 +38,12 @@ interface GunEntry {
   /** ms (by the injected clock) of the last update attempt that ended in a usable answer */
   checkedAt: number;
   inflight?: Promise<TrustedRepo>;
+}
+
+/** What a repo signs in one ordered list of roles: the list for tags/list, the index for digest pulls. */
+interface SignedView {
+  list: SignedTarget[];
+  byDigest: Map<string, SignedTarget>;
 }
 
 /** Docker Content Trust's roles, in the order docker/cli resolves a tag. */
@@ -43,7 +55,12 @@ export class NotarySource implements TrustSource {
   private readonly store: NotaryStateStore;
   private readonly refreshMs: number;
   private readonly now: () => Date;
-  private readonly entries = new Map<string, GunEntry>();
+  private readonly entries: LRUCache<string, GunEntry>;
+  /**
+   * Per verified repo object (replaced on every update, so never stale), per role list: built once,
+   * so a pull by digest is a map lookup even with 10,000 tags.
+   */
+  private readonly views = new WeakMap<TrustedRepo, Map<string, SignedView>>();
 
   constructor(private readonly options: NotarySourceOptions) {
     this.fetcher =
@@ -56,6 +73,7 @@ export class NotarySource implements TrustSource {
     this.store = new NotaryStateStore(options.stateDir);
     this.refreshMs = (options.refreshSeconds ?? 30) * 1000;
     this.now = options.now ?? (() => new Date());
+    this.entries = new LRUCache<string, GunEntry>({ max: options.maxGuns ?? 10_000 });
   }
 
   async resolveTag(query: TrustQuery, tag: string): Promise<TagSignatures> {
@@ -75,19 +93,36 @@ export class NotarySource implements TrustSource {
 
   /** Per tag, the first role in `query.roles` that signs it (Docker's GetTargetByName order). */
   async listSigned(query: TrustQuery): Promise<SignedTarget[]> {
-    const repo = await this.trusted(query);
-    const byTag = new Map<string, SignedTarget>();
-    for (const role of query.roles) {
-      for (const [name, t] of repo.roles.get(role)?.targets ?? []) {
-        if (!byTag.has(name)) byTag.set(name, { name, digest: t.digest, size: t.size, role });
-      }
-    }
-    return [...byTag.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return this.signedView(await this.trusted(query), query.roles).list;
   }
 
   /** Is `digest` signed for this GUN in one of the query's roles? (digest pulls) */
   async isSignedDigest(query: TrustQuery, digest: string): Promise<SignedTarget | undefined> {
-    return (await this.listSigned(query)).find((t) => t.digest === digest);
+    return this.signedView(await this.trusted(query), query.roles).byDigest.get(digest);
+  }
+
+  private signedView(repo: TrustedRepo, roles: readonly string[]): SignedView {
+    let perRoles = this.views.get(repo);
+    if (!perRoles) {
+      perRoles = new Map();
+      this.views.set(repo, perRoles);
+    }
+    const key = roles.join("\n");
+    let view = perRoles.get(key);
+    if (!view) {
+      const byTag = new Map<string, SignedTarget>();
+      for (const role of roles) {
+        for (const [name, t] of repo.roles.get(role)?.targets ?? []) {
+          if (!byTag.has(name)) byTag.set(name, { name, digest: t.digest, size: t.size, role });
+        }
+      }
+      const list = [...byTag.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      const byDigest = new Map<string, SignedTarget>();
+      for (const t of list) if (!byDigest.has(t.digest)) byDigest.set(t.digest, t);
+      view = { list, byDigest };
+      perRoles.set(key, view);
+    }
+    return view;
   }
 
   async close(): Promise<void> {
