@@ -13,7 +13,7 @@ describe("README error table", () => {
     expect(end, "errors:end marker").toBeGreaterThan(start);
     const rows = new Map<string, number>();
     for (const line of readme.slice(start, end).split("\n")) {
-      const m = /^\| `([A-Z_]+)` \| (\d{3}) \|/.exec(line);
+      const m = /^\|\s*`([A-Z_]+)`\s*\|\s*(\d{3})\s*\|/.exec(line);
       if (m?.[1] && m[2]) rows.set(m[1], Number(m[2]));
     }
     return rows;
