@@ -1,25 +1,44 @@
 /**
- * Wiring: from a validated Config to the app's dependencies (upstream clients, token cache,
- * manifest store, the pass-through resolvers). `serve` and the integration tests use it; issue 4
- * swaps `manifests` / `tags` for the trust-enforcing ones.
+ * Wiring: from a validated Config (and the live policy set) to the app's dependencies: upstream
+ * clients, token cache, manifest store, one trust source per registry, and the trust-enforcing
+ * manifest resolver and tag lister. `serve`, `resolve` and the in-process tests use it.
  */
 import type { Config } from "./config/types.js";
 import type { Logger } from "./log.js";
-import { ManifestStore, PassThroughManifestResolver } from "./proxy/manifests.js";
+import type { PolicySet } from "./policy/index.js";
+import { TrustDecider } from "./proxy/decide.js";
+import { SignedTagLister, TrustEnforcingResolver } from "./proxy/enforce.js";
+import { IndexChildren } from "./proxy/index-children.js";
+import { ManifestStore } from "./proxy/manifests.js";
 import { PassThroughTagLister } from "./proxy/tags.js";
 import type { AppDeps } from "./server.js";
+import { TrustSources } from "./trust/sources.js";
 import { TokenCache } from "./upstream/auth.js";
 import { RegistryClient } from "./upstream/client.js";
+
+export interface RuntimeOptions {
+  /** the live policy set: a PolicyStore (reloads swap `current`), or a fixed set in tests */
+  policies: { readonly current: PolicySet };
+  /** clock for trust expiry and refresh (tests pin it; default: wall clock) */
+  now?: () => Date;
+}
 
 export interface Runtime {
   deps: AppDeps;
   store: ManifestStore;
   tokens: TokenCache;
-  /** close every upstream pool */
+  sources: TrustSources;
+  decider: TrustDecider;
+  /** close every upstream pool and trust source */
   close(): Promise<void>;
 }
 
-export function buildRuntime(config: Config, logger: Logger): Runtime {
+export async function buildRuntime(
+  config: Config,
+  logger: Logger,
+  options: RuntimeOptions,
+): Promise<Runtime> {
+  const sources = await TrustSources.open(config, options.now ? { now: options.now } : {});
   const tokens = new TokenCache();
   const clients = new Map<string, RegistryClient>();
   for (const registry of config.registries.values()) {
@@ -29,18 +48,32 @@ export function buildRuntime(config: Config, logger: Logger): Runtime {
     );
   }
   const store = new ManifestStore({ clients, cacheBytes: config.manifestCacheBytes });
+  const decider = new TrustDecider({
+    policies: options.policies,
+    defaultPolicy: config.defaultPolicy,
+    sources,
+  });
+  const audit = logger.child({ audit: true });
   return {
     deps: {
       config,
       clients,
-      manifests: new PassThroughManifestResolver(store),
-      tags: new PassThroughTagLister(clients),
+      manifests: new TrustEnforcingResolver({
+        decider,
+        store,
+        reachable: new IndexChildren(),
+        logger: audit,
+      }),
+      tags: new SignedTagLister(decider, new PassThroughTagLister(clients), audit),
       logger,
     },
     store,
     tokens,
+    sources,
+    decider,
     async close() {
       await Promise.all([...clients.values()].map((c) => c.close()));
+      await sources.close();
     },
   };
 }

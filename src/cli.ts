@@ -9,18 +9,39 @@ import { TrustgateError, UsageError } from "./errors.js";
 
 type Command = (argv: string[]) => Promise<number>;
 
-const commands: Record<string, () => Promise<Command>> = {
-  serve: async () => (await import("./commands/serve.js")).run,
-  policy: async () => (await import("./commands/policy.js")).run,
-  trust: async () => (await import("./commands/trust.js")).run,
+interface CommandEntry {
+  summary: string;
+  load: () => Promise<Command>;
+}
+
+// Loaded on demand: `policy lint` in a CI job should not pay for the proxy's imports.
+const commands: Record<string, CommandEntry> = {
+  serve: {
+    summary: "run the proxy (--config FILE [--listen HOST:PORT])",
+    load: async () => (await import("./commands/serve.js")).run,
+  },
+  resolve: {
+    summary: "what the proxy would decide for an image, without pulling",
+    load: async () => (await import("./commands/resolve.js")).run,
+  },
+  policy: {
+    summary: "lint policy files; explain which policy applies to an image",
+    load: async () => (await import("./commands/policy.js")).run,
+  },
+  trust: {
+    summary: "list a GUN's signed tags from a Notary server, verified (like `notary list`)",
+    load: async () => (await import("./commands/trust.js")).run,
+  },
 };
 
 const USAGE = `usage: trustgate <command> [options]
 
 commands:
-${Object.keys(commands)
-  .map((c) => `  ${c}`)
+${Object.entries(commands)
+  .map(([name, c]) => `  ${name.padEnd(9)}${c.summary}`)
   .join("\n")}
+
+Exit codes: 0 success or allow, 1 refusal or failed verification, 2 usage or configuration error.
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -29,9 +50,9 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return name === undefined ? 2 : 0;
   }
-  const load = commands[name];
-  if (!load) throw new UsageError(`unknown command '${name}'\n\n${USAGE}`);
-  return (await load())(rest);
+  const command = commands[name];
+  if (!command) throw new UsageError(`unknown command '${name}'\n\n${USAGE}`);
+  return (await command.load())(rest);
 }
 
 main(process.argv.slice(2)).then(

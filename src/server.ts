@@ -215,6 +215,7 @@ async function manifest(
     reference,
     method,
     accept: requestHeader(c, "accept"),
+    requestId: c.get("requestId"),
   });
   c.get("requestLog").bytes = method === "HEAD" ? 0 : answer.bytes.length;
   return sendBytes(

@@ -12,11 +12,11 @@
  * METADATA_DIR holds verified metadata under unversioned names (root.json, timestamp.json, ...);
  * targets are stored in TARGET_DIR under their URL-encoded target path.
  */
-import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { writeFileAtomic } from "./trust/tuf/persistence.js";
+import { writeFileAtomic } from "./trust/state.js";
 import { openRepositoryClient } from "./trust/tuf/session.js";
 
 const FETCH_TIMEOUT_MS = 30_000;
@@ -47,7 +47,7 @@ async function main(argv: string[]): Promise<void> {
     // "may involve simply copying the trusted root into METADATA_DIR: no checks are expected";
     // no request is made. The root is verified (self-signed) on the first refresh.
     const [rootFile] = rest;
-    await writeFileAtomicIn(metadataDir, "root.json", await readFile(required(rootFile, "ROOT_FILE")));
+    await writeFileAtomic(join(metadataDir, "root.json"), await readFile(required(rootFile, "ROOT_FILE")));
     return;
   }
   if (command !== "refresh" && command !== "download")
@@ -75,11 +75,6 @@ async function main(argv: string[]): Promise<void> {
     await transport.close();
     await rm(workDir, { recursive: true, force: true });
   }
-}
-
-async function writeFileAtomicIn(dir: string, name: string, bytes: Uint8Array): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  await writeFileAtomic(join(dir, name), bytes);
 }
 
 main(process.argv.slice(2)).then(

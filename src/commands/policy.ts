@@ -6,17 +6,20 @@
  * capture or annotate it), and a one-line count on stderr. Exit 2 for usage errors.
  *
  * explain: which policy applies to the image, which pattern made it win, and what it demands.
+ * With --config FILE the policies directory, defaultPolicy and the registry's trust source come
+ * from config.yaml; a policy whose trust.source differs from the registry's is an error (exit 2).
  */
 import { parseArgs } from "node:util";
-import { UsageError } from "../errors.js";
-import { SHIPPED_DEFAULT_POLICY } from "../policy/applied.js";
+import { loadConfig } from "../config/load.js";
+import { ConfigError, UsageError } from "../errors.js";
+import { applyPolicy, SHIPPED_DEFAULT_POLICY } from "../policy/applied.js";
 import { explain, renderExplanation } from "../policy/explain.js";
 import { ImageReferenceError, parseImageReference } from "../policy/image-reference.js";
 import { loadPolicyDir } from "../policy/load-dir.js";
 import { formatProblem, PolicyLoadError } from "../policy/types.js";
 
 const USAGE = `usage: trustgate policy lint [DIR]                      (DIR defaults to ./policies)
-       trustgate policy explain <image[:tag]> --policies DIR [--json]`;
+       trustgate policy explain <image[:tag]> (--policies DIR | --config FILE) [--json]`;
 
 export async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
@@ -52,13 +55,12 @@ async function explainCommand(argv: string[]): Promise<number> {
   );
   const input = positionals[0];
   if (input === undefined || positionals.length > 1) throw new UsageError(USAGE);
-  if (values.config !== undefined) {
-    // TODO(lead): read config.yaml (src/config): `policies` directory, `defaultPolicy`, and the
-    // registry's trust source (notary | tuf), then pass it to explain() as registrySource.
-    throw new UsageError("--config is not wired yet; use --policies DIR");
-  }
-  const dir = values.policies;
-  if (typeof dir !== "string") throw new UsageError(`explain needs --policies DIR\n${USAGE}`);
+  if (values.config !== undefined && values.policies !== undefined)
+    throw new UsageError(`explain takes --policies DIR or --config FILE, not both\n${USAGE}`);
+  const config = values.config !== undefined ? await loadConfig(values.config) : undefined;
+  const dir = config?.policies ?? values.policies;
+  if (typeof dir !== "string")
+    throw new UsageError(`explain needs --policies DIR or --config FILE\n${USAGE}`);
   let ref: ReturnType<typeof parseImageReference>;
   try {
     ref = parseImageReference(input);
@@ -68,11 +70,42 @@ async function explainCommand(argv: string[]): Promise<number> {
   }
   const loaded = await loadPolicyDir(dir);
   if (!loaded.set) throw new PolicyLoadError(loaded.problems);
-  const result = explain(loaded.set, input, ref, SHIPPED_DEFAULT_POLICY);
+  let registrySource: string | undefined;
+  if (config) {
+    const registry = config.registries.get(ref.registry);
+    if (!registry)
+      throw new ConfigError(
+        `${config.file}: registries: ${ref.registry} is not configured: the proxy does not serve ${ref.image}`,
+      );
+    registrySource = registry.notary
+      ? `notary ${registry.notary.url.href}`
+      : registry.tuf
+        ? `tuf ${registry.tuf.metadataUrl.href}`
+        : "none (no trust source configured for this registry: pulls that need trust are refused)";
+    const applied = applyPolicy(loaded.set, ref.image, config.defaultPolicy);
+    const wanted = applied.kind === "policy" ? applied.policy.trust.source : undefined;
+    const has = registry.notary ? "notary" : registry.tuf ? "tuf" : undefined;
+    if (wanted !== undefined && has !== undefined && wanted !== has && applied.kind === "policy")
+      throw new ConfigError(
+        `${applied.policy.file}: policy ${applied.policy.name} demands trust.source ${wanted}, but registry ${ref.registry} is configured with ${has} in ${config.file}`,
+      );
+  }
+  const result = explain(
+    loaded.set,
+    input,
+    ref,
+    config?.defaultPolicy ?? SHIPPED_DEFAULT_POLICY,
+    registrySource,
+  );
+  // With --config, also say which trust source the registry has (explain() covers the policy).
+  const shown = registrySource === undefined ? result : { ...result, registryTrustSource: registrySource };
+  const text = renderExplanation(result);
   process.stdout.write(
     values.json
-      ? `${JSON.stringify(result, (_key, value) => value ?? null, 2)}\n`
-      : renderExplanation(result),
+      ? `${JSON.stringify(shown, (_key, value) => value ?? null, 2)}\n`
+      : registrySource === undefined
+        ? text
+        : text.replace(/^=> /m, `registry:    ${ref.registry}: trust source ${registrySource}\n=> `),
   );
   return 0;
 }

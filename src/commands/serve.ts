@@ -1,6 +1,10 @@
 /**
  * `trustgate serve --config FILE [--listen HOST:PORT]`: run the proxy until SIGTERM/SIGINT,
  * then stop accepting, let in-flight transfers finish (bounded), and close upstream pools.
+ *
+ * Policies: the directory is loaded at start (an invalid file refuses the start: exit 2 with
+ * `file:line: message` lines), watched, and reloaded on SIGHUP; every reload outcome is logged,
+ * and a rejected reload keeps the previous set in force (issue 5).
  */
 import type { AddressInfo } from "node:net";
 import { parseArgs } from "node:util";
@@ -8,8 +12,10 @@ import { createAdaptorServer } from "@hono/node-server";
 import { buildRuntime } from "../app.js";
 import { loadConfig, parseListen } from "../config/load.js";
 import { ConfigError, UsageError } from "../errors.js";
-import { asyncStdout, createLogger, flushLogger } from "../log.js";
+import { asyncStdout, createLogger, flushLogger, type Logger } from "../log.js";
+import { formatProblem, PolicyStore, type ReloadOutcome } from "../policy/index.js";
 import { createApp } from "../server.js";
+import { sourceMismatches } from "../trust/sources.js";
 
 const USAGE = "usage: trustgate serve --config FILE [--listen HOST:PORT]";
 /** In-flight blob transfers get this long after a stop signal before connections are cut. */
@@ -37,7 +43,25 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   const logger = createLogger(config.logLevel, asyncStdout());
-  const runtime = buildRuntime(config, logger);
+  let runtime: Awaited<ReturnType<typeof buildRuntime>> | undefined;
+  const policies = await PolicyStore.open(config.policies, {
+    onReload: (outcome) => {
+      logReload(logger, outcome);
+      // A reloaded set may name a trust source a registry does not have: those pulls are refused
+      // at request time (with that message); say so now, too.
+      if (outcome.ok && runtime) {
+        const mismatches = sourceMismatches(policies.current, runtime.sources);
+        if (mismatches.length > 0)
+          logger.error({ problems: mismatches }, "reloaded policies name trust sources the registries lack");
+      }
+    },
+  });
+  runtime = await buildRuntime(config, logger, { policies });
+  const mismatches = sourceMismatches(policies.current, runtime.sources);
+  if (mismatches.length > 0) {
+    await runtime.close();
+    throw new ConfigError(mismatches.join("\n"));
+  }
   const app = createApp(runtime.deps);
   const server = createAdaptorServer({ fetch: app.fetch });
 
@@ -58,15 +82,28 @@ export async function run(argv: string[]): Promise<number> {
       listen: `${addr.address}:${addr.port}`,
       registries: [...config.registries.keys()],
       defaultRegistry: config.defaultRegistry,
+      policies: policies.current.policies.map((p) => p.name),
+      defaultPolicy: config.defaultPolicy,
+      trustSources: Object.fromEntries(
+        [...config.registries.keys()].map((r) => [r, runtime.sources.kindOf(r) ?? "none"]),
+      ),
     },
     "trustgate listening",
   );
+  policies.watch();
+  const onHangup = () => {
+    logger.info({ trigger: "signal" }, "policy reload requested");
+    void policies.reload("signal");
+  };
+  process.on("SIGHUP", onHangup);
 
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once("SIGTERM", () => resolve("SIGTERM"));
     process.once("SIGINT", () => resolve("SIGINT"));
   });
   logger.info({ signal }, "stopping");
+  process.off("SIGHUP", onHangup);
+  policies.close();
   await new Promise<void>((resolve) => {
     const timer = setTimeout(() => {
       // Cut what is still running: a half-sent blob fails on the client, never ends cleanly.
@@ -84,4 +121,20 @@ export async function run(argv: string[]): Promise<number> {
   // The destination is asynchronous: every line, the last ones included, is on disk before we exit.
   await flushLogger(logger);
   return 0;
+}
+
+/** One line per reload attempt; a rejected one names every problem and says the old set stays. */
+function logReload(logger: Logger, outcome: ReloadOutcome): void {
+  if (outcome.ok) {
+    logger.info({ trigger: outcome.trigger, policies: outcome.policies }, "policies reloaded");
+  } else {
+    logger.error(
+      {
+        trigger: outcome.trigger,
+        policies: outcome.policies,
+        problems: outcome.problems.map(formatProblem),
+      },
+      "policy reload rejected: the previous policies stay in force",
+    );
+  }
 }

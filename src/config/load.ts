@@ -9,6 +9,7 @@ import { dirname, resolve } from "node:path";
 import { parseDocument } from "yaml";
 import { ConfigError } from "../errors.js";
 import { isValidRegistryHost } from "../oci/reference.js";
+import { DEFAULT_POLICY_SETTINGS, SHIPPED_DEFAULT_POLICY } from "../policy/applied.js";
 import {
   type Config,
   type ListenAddress,
@@ -23,7 +24,7 @@ export const DEFAULTS = {
   listen: "127.0.0.1:5000",
   stateDir: "./var/trustgate",
   policies: "./policies",
-  defaultPolicy: "deny",
+  defaultPolicy: SHIPPED_DEFAULT_POLICY,
   trustRefreshSeconds: 30,
   logLevel: "info",
   upstreamTimeouts: { connectMs: 10_000, headersMs: 30_000, bodyMs: 60_000 },
@@ -89,7 +90,8 @@ class Reader {
     return resolve(this.baseDir, this.string(value, key));
   }
 
-  url(value: unknown, key: string): URL {
+  /** An http(s) URL; `allowFile` also takes file:// (air-gapped TUF metadata). */
+  url(value: unknown, key: string, opts: { allowFile?: boolean } = {}): URL {
     const text = this.string(value, key);
     let url: URL;
     try {
@@ -97,8 +99,12 @@ class Reader {
     } catch {
       this.fail(key, `not a URL: ${JSON.stringify(text)}`);
     }
-    if (url.protocol !== "https:" && url.protocol !== "http:")
-      this.fail(key, `must be an http:// or https:// URL, got ${JSON.stringify(text)}`);
+    const fileOk = opts.allowFile === true && url.protocol === "file:";
+    if (url.protocol !== "https:" && url.protocol !== "http:" && !fileOk)
+      this.fail(
+        key,
+        `must be an http:// or https:// URL${opts.allowFile ? " (or file://)" : ""}, got ${JSON.stringify(text)}`,
+      );
     if (url.username || url.password)
       this.fail(key, "must not carry credentials (use username / passwordEnv)");
     if (url.search || url.hash) this.fail(key, "must not have a query or fragment");
@@ -177,7 +183,7 @@ async function readRegistry(r: Reader, name: string, value: unknown): Promise<Re
     const tk = `${key}.tuf`;
     const t = r.object(o.tuf, tk, ["metadataUrl", "trustedRoot", "targetPath", "caFile"]);
     const tuf: TufConfig = {
-      metadataUrl: r.url(t.metadataUrl, `${tk}.metadataUrl`),
+      metadataUrl: r.url(t.metadataUrl, `${tk}.metadataUrl`, { allowFile: true }),
       trustedRoot: r.path(t.trustedRoot, `${tk}.trustedRoot`),
     };
     const targetPath = r.optionalString(t.targetPath, `${tk}.targetPath`);
@@ -269,7 +275,7 @@ export async function parseConfig(
     defaultPolicy:
       o.defaultPolicy === undefined
         ? DEFAULTS.defaultPolicy
-        : r.oneOf(o.defaultPolicy, "defaultPolicy", ["deny", "allow"]),
+        : r.oneOf(o.defaultPolicy, "defaultPolicy", DEFAULT_POLICY_SETTINGS),
     trustRefreshSeconds:
       o.trustRefreshSeconds === undefined
         ? DEFAULTS.trustRefreshSeconds

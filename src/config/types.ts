@@ -1,4 +1,5 @@
 /** The validated configuration every module receives (see load.ts for the file format). */
+import type { DefaultPolicySetting } from "../policy/applied.js";
 
 /** A secret that never reaches a log or a JSON dump by accident: read it with reveal(). */
 export class Secret {
@@ -69,7 +70,8 @@ export interface Config {
   defaultRegistry: string | undefined;
   registries: ReadonlyMap<string, RegistryConfig>;
   policies: string;
-  defaultPolicy: "deny" | "allow";
+  /** rules for images no policy file matches (policy engine enum; shipped: refuse) */
+  defaultPolicy: DefaultPolicySetting;
   trustRefreshSeconds: number;
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
   upstreamTimeouts: UpstreamTimeouts;

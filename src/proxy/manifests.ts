@@ -26,6 +26,8 @@ export interface ManifestRequest {
   method: "GET" | "HEAD";
   /** the client's Accept header as sent (several headers joined with ", "), if any */
   accept: string | undefined;
+  /** the access log's request id, so audit lines can be joined to it */
+  requestId?: string;
 }
 
 export interface ManifestAnswer {

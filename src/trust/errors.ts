@@ -24,7 +24,9 @@ export type TrustErrorCode =
   /** a root certificate is a CA, names another GUN, or is outside its validity period */
   | "ROOT_CERT_INVALID"
   /** a delegation signs a path its parent does not allow */
-  | "DELEGATION_INVALID";
+  | "DELEGATION_INVALID"
+  /** no trust source is configured for the registry, or not the kind the policy names */
+  | "TRUST_NOT_CONFIGURED";
 
 export class TrustError extends TrustgateError {
   override readonly code: TrustErrorCode;

@@ -100,7 +100,9 @@ async function waitForPort(
 }
 
 function stopPid(proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null || proc.pid === undefined) return Promise.resolve();
+  // A process ended by a signal has exitCode null and signalCode set: both mean "already gone"
+  // (a second stop() must not signal a PID that may have been reused).
+  if (proc.exitCode !== null || proc.signalCode !== null || proc.pid === undefined) return Promise.resolve();
   return new Promise((resolve) => {
     const t = setTimeout(() => proc.kill("SIGKILL"), 5000);
     proc.once("exit", () => {
@@ -115,6 +117,8 @@ export interface NotaryLab {
   dir: string;
   url: string;
   ca: string;
+  /** PIDs of the processes this lab started (notary-signer first, when there is one) */
+  pids: number[];
   /** a `notary` CLI client with its own trust dir */
   client(): NotaryClient;
   stop(): Promise<void>;
@@ -184,6 +188,7 @@ export async function startNotary(opts: { ecdsaSigner?: boolean } = {}): Promise
       dir,
       url,
       ca: certs.ca,
+      pids: procs.map((p) => p.pid).filter((pid): pid is number => pid !== undefined),
       client: () => new NotaryClient(join(dir, `client-${clients++}`), url, certs.ca),
       stop,
     };

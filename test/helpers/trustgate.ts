@@ -11,7 +11,18 @@ import { stringify } from "yaml";
 import { PeerExited, waitUntilReady } from "./peer-ready.js";
 import { freePort, type Peer, runCommand, startPeer, tempDir, waitFor } from "./process.js";
 
-const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+/**
+ * The repository root: the nearest directory above this file holding package.json. Tests run this
+ * file from test/helpers/, the demo from its compiled copy in .build/test/helpers/ (tsconfig.tools.json).
+ */
+function findRepoRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, "package.json"))) return dir;
+    if (dirname(dir) === dir) throw new Error(`no package.json above ${from}`);
+  }
+}
+
+const REPO_ROOT = findRepoRoot(dirname(fileURLToPath(import.meta.url)));
 const CLI = join(REPO_ROOT, "dist", "cli.js");
 
 export interface RegistryConfig {
@@ -20,12 +31,8 @@ export interface RegistryConfig {
   [key: string]: unknown;
 }
 
-export interface TrustgateOptions {
-  /** registries.<name>: the canonical registry name → its upstream (and any later keys) */
-  registries: Record<string, RegistryConfig>;
-  defaultRegistry?: string;
-  /** more top-level config keys, merged over the generated ones */
-  extraConfig?: Record<string, unknown>;
+/** How the process is run, whichever way its config is given. */
+export interface LaunchOptions {
   /** extra environment (e.g. a passwordEnv secret, or FAKETIME settings) */
   env?: NodeJS.ProcessEnv;
   /** run under another command, e.g. ["faketime", "+30 days"] */
@@ -33,6 +40,14 @@ export interface TrustgateOptions {
   startTimeoutMs?: number;
   /** reuse this directory (its state/ survives: a restart keeps persisted trust state) */
   dir?: string;
+}
+
+export interface TrustgateOptions extends LaunchOptions {
+  /** registries.<name>: the canonical registry name → its upstream (and any later keys) */
+  registries: Record<string, RegistryConfig>;
+  defaultRegistry?: string;
+  /** more top-level config keys, merged over the generated ones */
+  extraConfig?: Record<string, unknown>;
 }
 
 /** One pino line; the fields are the proxy's (method, path, registry, status, ...). */
@@ -87,26 +102,25 @@ async function readLogLines(file: string): Promise<LogLine[]> {
   return lines;
 }
 
-/** Write the config and spawn `serve`; undefined if the port was taken meanwhile (then retry). */
-async function spawnTrustgate(opts: TrustgateOptions, dir: string, port: number) {
-  const policies = join(dir, "policies");
-  await mkdir(policies, { recursive: true });
-  const config = {
-    listen: `127.0.0.1:${port}`,
+/** The config.yaml the structured options describe (policies in ./policies of the same dir). */
+function configFromOptions(opts: TrustgateOptions, dir: string): string {
+  return stringify({
     stateDir: join(dir, "state"),
     defaultRegistry: opts.defaultRegistry ?? "docker.io",
     registries: opts.registries,
-    policies,
+    policies: join(dir, "policies"),
     ...opts.extraConfig,
-  };
-  const configFile = join(dir, "config.yaml");
-  await writeFile(configFile, stringify(config));
+  });
+}
+
+/** Spawn `serve` on `port`; undefined if the port was taken meanwhile (then retry). */
+async function spawnTrustgate(opts: LaunchOptions, dir: string, configFile: string, port: number) {
   const [command, ...prefix] = [...(opts.wrapper ?? []), process.execPath];
   const logFile = join(dir, `trustgate-${port}.log`);
   const peer = startPeer(
     "trustgate",
     command ?? process.execPath,
-    [...prefix, CLI, "serve", "--config", configFile],
+    [...prefix, CLI, "serve", "--config", configFile, "--listen", `127.0.0.1:${port}`],
     { cwd: dir, env: { ...process.env, ...opts.env }, logFile },
   );
   const url = `http://127.0.0.1:${port}`;
@@ -124,19 +138,45 @@ async function spawnTrustgate(opts: TrustgateOptions, dir: string, port: number)
     if (err instanceof PeerExited && log.includes("EADDRINUSE")) return undefined;
     throw new Error(`${err instanceof Error ? err.message : String(err)}\n--- trustgate output ---\n${log}`);
   }
-  return { peer, url, configFile };
+  return { peer, url };
 }
 
-export async function startTrustgate(opts: TrustgateOptions): Promise<TrustgatePeer> {
+/** Write `configYaml` and `policies` into `dir`, then start `serve` on a free port (3 tries). */
+async function launch(
+  opts: LaunchOptions,
+  dir: string,
+  configYaml: string,
+  policies: Record<string, string> = {},
+): Promise<TrustgatePeer> {
   await ensureBuilt();
-  const dir = opts.dir ?? (await tempDir("trustgate"));
+  const configFile = join(dir, "config.yaml");
+  await writeFile(configFile, configYaml);
+  await mkdir(join(dir, "policies"), { recursive: true });
+  for (const [name, text] of Object.entries(policies)) await writeFile(join(dir, "policies", name), text);
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
-    const started = await spawnTrustgate(opts, dir, port);
-    if (started) return peerFor(started.peer, started.url, port, dir, started.configFile);
+    const started = await spawnTrustgate(opts, dir, configFile, port);
+    if (started) return peerFor(started.peer, started.url, port, dir, configFile);
     if (attempt === 3)
       throw new Error("trustgate: three free ports in a row were taken before it could bind");
   }
+}
+
+/** trustgate from structured options (registries, defaultRegistry, extra top-level keys). */
+export async function startTrustgate(opts: TrustgateOptions): Promise<TrustgatePeer> {
+  const dir = opts.dir ?? (await tempDir("trustgate"));
+  return launch(opts, dir, configFromOptions(opts, dir));
+}
+
+/**
+ * trustgate from a config.yaml text written by the test (relative paths resolve in its temp dir),
+ * with `policies` (file name -> YAML text) in its `./policies`, the config's default directory.
+ */
+export async function startTrustgateWithConfig(
+  configYaml: string,
+  opts: LaunchOptions & { policies?: Record<string, string> } = {},
+): Promise<TrustgatePeer> {
+  return launch(opts, opts.dir ?? (await tempDir("trustgate")), configYaml, opts.policies);
 }
 
 function peerFor(peer: Peer, url: string, port: number, dir: string, configFile: string): TrustgatePeer {

@@ -93,6 +93,8 @@ describe("issue 2: real clients pull through trustgate, byte for byte", () => {
         [registry.host]: { upstream: registry.url },
       },
       defaultRegistry: "docker.io",
+      // The plumbing under test here is trust-agnostic; enforcement has its own e2e files.
+      extraConfig: { defaultPolicy: "off" },
     });
     containerd = await startContainerd();
     try {

@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sha256Digest } from "../helpers/image.js";
 import { waitFor } from "../helpers/process.js";
-import { startTrustgate, type TrustgatePeer } from "../helpers/serve.js";
+import { startTrustgateWithConfig, type TrustgatePeer } from "../helpers/trustgate.js";
 
 // A tiny upstream that lies: it serves bytes that do not match the digest asked for. The
 // client must see a failed transfer, never a clean end of a wrong blob. It also records the
@@ -43,8 +43,14 @@ describe("proxy in front of a lying upstream", () => {
     });
     await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
     const port = (upstream.address() as AddressInfo).port;
-    proxy = await startTrustgate(
-      ["logLevel: info", "registries:", "  liar.test:", `    upstream: http://127.0.0.1:${port}`].join("\n"),
+    proxy = await startTrustgateWithConfig(
+      [
+        "defaultPolicy: off",
+        "logLevel: info",
+        "registries:",
+        "  liar.test:",
+        `    upstream: http://127.0.0.1:${port}`,
+      ].join("\n"),
     );
   });
   afterAll(async () => {

@@ -9,7 +9,7 @@ import {
   sha256Digest,
 } from "../helpers/image.js";
 import { type RegistryPeer, startRegistry } from "../helpers/registry.js";
-import { startTrustgate, type TrustgatePeer } from "../helpers/serve.js";
+import { startTrustgateWithConfig, type TrustgatePeer } from "../helpers/trustgate.js";
 
 // Plain HTTP through the real proxy (the built CLI) in front of a real docker-registry:
 // manifests and blobs must arrive byte for byte, with the headers clients rely on.
@@ -41,9 +41,10 @@ describe("proxy pull against a real docker-registry", () => {
     await pushImage(registry.url, "library/alpine", "latest", image);
     // Two names for one upstream: the registry's own host (for ns= and prefix routing) and
     // docker.io (the default, with Docker Hub's library/ rule).
-    proxy = await startTrustgate(
+    proxy = await startTrustgateWithConfig(
       [
         "defaultRegistry: docker.io",
+        "defaultPolicy: off", // pass-through behaviour: no trust check
         "logLevel: warn",
         "registries:",
         "  docker.io:",
@@ -174,8 +175,14 @@ describe("proxy pull against a real docker-registry", () => {
   });
 
   it("answers 503 naming the registry when the upstream is unreachable", async () => {
-    const down = await startTrustgate(
-      ["registries:", "  down.example:", "    upstream: http://127.0.0.1:1", "logLevel: silent"].join("\n"),
+    const down = await startTrustgateWithConfig(
+      [
+        "defaultPolicy: off",
+        "registries:",
+        "  down.example:",
+        "    upstream: http://127.0.0.1:1",
+        "logLevel: silent",
+      ].join("\n"),
     );
     try {
       const res = await fetch(`${down.url}/v2/down.example/acme/app/manifests/v1`);

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeImage, OCI_MANIFEST, pushImage } from "../helpers/image.js";
 import { runCommand, tempDir, waitFor } from "../helpers/process.js";
 import { type RegistryPeer, startRegistry } from "../helpers/registry.js";
-import { startTrustgate, type TrustgatePeer } from "../helpers/serve.js";
+import { startTrustgateWithConfig, type TrustgatePeer } from "../helpers/trustgate.js";
 
 /** RFC 4648 base32, no padding. */
 function base32(bytes: Buffer): string {
@@ -113,9 +113,10 @@ describe("proxy against a registry that demands bearer tokens", () => {
       storageDir: join(filler.dir, "data"),
       tokenAuth: { realm, service, issuer, rootCertBundle: certFile },
     });
-    proxy = await startTrustgate(
+    proxy = await startTrustgateWithConfig(
       [
         "logLevel: debug",
+        "defaultPolicy: off", // pass-through behaviour: no trust check
         "registries:",
         `  "${registry.host}":`,
         `    upstream: ${registry.url}`,

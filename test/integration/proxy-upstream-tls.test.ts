@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCommand, tempDir } from "../helpers/process.js";
-import { startTrustgate, type TrustgatePeer } from "../helpers/serve.js";
+import { startTrustgateWithConfig, type TrustgatePeer } from "../helpers/trustgate.js";
 
 // An https upstream whose certificate comes from a private CA: trustgate reaches it only with
 // that CA in `caFile` (added to, not replacing, the system roots).
@@ -71,13 +71,14 @@ describe("https upstream with a private CA", () => {
     const config = (ca: boolean) =>
       [
         "logLevel: silent",
+        "defaultPolicy: off",
         "registries:",
         "  tls.test:",
         `    upstream: ${url}`,
         ...(ca ? [`    caFile: ${f("ca.pem")}`] : []),
       ].join("\n");
-    withCa = await startTrustgate(config(true));
-    withoutCa = await startTrustgate(config(false));
+    withCa = await startTrustgateWithConfig(config(true));
+    withoutCa = await startTrustgateWithConfig(config(false));
   });
   afterAll(async () => {
     await withCa?.stop();

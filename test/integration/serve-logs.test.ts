@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, tempDir, waitFor } from "../helpers/process.js";
@@ -19,6 +19,7 @@ describe("serve: logs are flushed on SIGTERM", () => {
   beforeAll(async () => {
     dir = await tempDir("serve-logs");
     const configFile = join(dir, "config.yaml");
+    await mkdir(join(dir, "policies")); // serve refuses to start without its policy directory
     await writeFile(
       configFile,
       ["logLevel: info", "registries:", "  down.example:", "    upstream: http://127.0.0.1:1"].join("\n"),

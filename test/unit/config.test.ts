@@ -35,7 +35,7 @@ describe("config loading", () => {
     expect(c.listen).toEqual({ host: "127.0.0.1", port: 5000 });
     expect(c.stateDir).toBe("/etc/trustgate/var/trustgate");
     expect(c.policies).toBe("/etc/trustgate/policies");
-    expect(c.defaultPolicy).toBe("deny");
+    expect(c.defaultPolicy).toBe("refuse");
     expect(c.trustRefreshSeconds).toBe(30);
     expect(c.logLevel).toBe("info");
     expect(c.upstreamTimeouts).toEqual(DEFAULTS.upstreamTimeouts);
@@ -52,7 +52,7 @@ listen: "[::1]:6000"
 stateDir: state
 defaultRegistry: docker.io
 policies: /abs/policies
-defaultPolicy: allow
+defaultPolicy: audit
 trustRefreshSeconds: 5
 logLevel: debug
 upstreamTimeouts: { connectMs: 1000, headersMs: 2000, bodyMs: 3000 }
@@ -88,6 +88,14 @@ registries:
     expect(local?.tuf?.targetPath).toBe("{repository}/{tag}");
   });
 
+  it("takes a file:// TUF metadataUrl for air-gapped sites", async () => {
+    const c = await parseConfig(
+      "registries:\n  r.io:\n    upstream: https://r.io\n    tuf: { metadataUrl: 'file:///srv/tuf/metadata/', trustedRoot: root.json }\n",
+      join(dir, "config.yaml"),
+    );
+    expect(c.registries.get("r.io")?.tuf?.metadataUrl.href).toBe("file:///srv/tuf/metadata");
+  });
+
   it("never shows the password in JSON or inspection", async () => {
     const c = await parseConfig(
       "registries:\n  r.io:\n    upstream: https://r.io\n    username: u\n    passwordEnv: P\n",
@@ -108,7 +116,8 @@ registries:
     ],
     ["listen: nowhere", "listen: must be HOST:PORT"],
     ["listen: 1.2.3.4:99999", "listen: must be HOST:PORT"],
-    ["defaultPolicy: maybe", "defaultPolicy: must be one of deny, allow"],
+    ["defaultPolicy: maybe", "defaultPolicy: must be one of refuse, enforce, audit, off"],
+    ["defaultPolicy: deny", "defaultPolicy: must be one of refuse, enforce, audit, off"],
     ["trustRefreshSeconds: 0", "trustRefreshSeconds: must be an integer"],
     ["trustRefreshSeconds: '30'", "trustRefreshSeconds: must be an integer"],
     ["logLevel: loud", "logLevel: must be one of"],
@@ -168,6 +177,10 @@ registries:
     [
       "registries:\n  r.io:\n    upstream: https://x\n    tuf: { metadataUrl: 'https://t' }",
       "registries.r.io.tuf.trustedRoot: must be",
+    ],
+    [
+      "registries:\n  r.io:\n    upstream: file:///srv/registry",
+      "registries.r.io.upstream: must be an http:// or https:// URL",
     ],
     [
       "blobRedirect: true\nregistries:\n  r.io:\n    upstream: https://x\n    username: u\n    passwordEnv: P",

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { TrustError } from "../../src/trust/errors.js";
 import { canonicalJson, parseStrictJson } from "../../src/trust/notary/canonical.js";
-import { HttpMetadataFetcher, roleOfFile } from "../../src/trust/notary/fetcher.js";
+import { HttpMetadataFetcher, type MetadataFetcher, roleOfFile } from "../../src/trust/notary/fetcher.js";
 import { parseExpires } from "../../src/trust/notary/models.js";
 import { NotarySource } from "../../src/trust/notary/source.js";
 import {
@@ -76,6 +76,50 @@ describe("NotarySource", () => {
     f.offline = true;
     const again = new NotarySource({ url: "http://x", stateDir: state, fetcher: f, now: () => FIXTURE_NOW });
     expect((await again.resolveTag(query, "v1")).signatures).toHaveLength(1);
+  });
+
+  it("bounds the GUNs kept in memory; an evicted GUN is re-read from the state dir, so a rollback is still refused", async () => {
+    const retag = join(FIXTURES, "signer-ecdsa", "retag");
+    const retagQuery = queryFor(readExpected(retag).gun);
+    const retagFiles = new MapFetcher(loadRepoFiles(join(retag, "after")));
+    const basicFiles = new MapFetcher(loadRepoFiles(BASIC));
+    const byGun: MetadataFetcher = {
+      fetch: (g, file, max) => (g === gun ? basicFiles : retagFiles).fetch(g, file, max),
+    };
+    const src = new NotarySource({
+      url: "http://x",
+      stateDir: tmp(),
+      fetcher: byGun,
+      now: () => FIXTURE_NOW,
+      maxGuns: 1,
+    });
+    await src.listSigned(retagQuery);
+    await src.listSigned(query); // evicts the retag GUN from memory
+    // the server now serves the older metadata: only the persisted state can tell
+    retagFiles.files = loadRepoFiles(join(retag, "before"));
+    const err = await src.listSigned(retagQuery).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TrustError);
+    expect((err as TrustError).code).toBe("ROLLBACK");
+  });
+
+  it("applies a root pin on every query, also to a root first trusted without one (TOFU)", async () => {
+    const f = new MapFetcher(loadRepoFiles(BASIC));
+    const src = new NotarySource({ url: "http://x", stateDir: tmp(), fetcher: f, now: () => FIXTURE_NOW });
+    await src.listSigned(query); // trust on first use, no pin
+    const root = JSON.parse(readFileSync(join(BASIC, "root.json"), "utf8")) as {
+      signed: { roles: { root: { keyids: string[] } } };
+    };
+    const serverRootId = root.signed.roles.root.keyids[0] as string;
+    const wrongPin = "ab".repeat(32);
+    const err = await src.resolveTag({ ...query, rootKeys: [wrongPin] }, "v1").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TrustError);
+    expect((err as TrustError).code).toBe("ROOT_PIN_MISMATCH");
+    expect((err as TrustError).message).toContain(wrongPin);
+    expect((err as TrustError).message).toContain(serverRootId);
+    // the right pin (cert key ID) is accepted from the same trusted state, without a new fetch
+    const before = f.requests.length;
+    expect((await src.resolveTag({ ...query, rootKeys: [serverRootId] }, "v1")).signatures).toHaveLength(1);
+    expect(f.requests.length).toBe(before);
   });
 
   it("a corrupt state file is an error, not a silent fresh start", async () => {

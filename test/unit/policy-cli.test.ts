@@ -46,7 +46,21 @@ describe("trustgate policy explain", () => {
     expect(json).toMatchObject({ image: "quay.io/x/y", tag: "1", policy: "defaultPolicy", mode: "refuse" });
     expect(json.why).toBe("no policy covers quay.io/x/y");
   });
-  it("--config is not wired yet: says so (exit 2)", async () => {
-    await expect(run(["explain", "alpine", "--config", "config.yaml"])).rejects.toThrow(/not wired yet/);
+  it("--config: the shipped config's policies, defaultPolicy and the registry's trust source", async () => {
+    expect(await run(["explain", "alpine", "--config", "config.yaml"])).toBe(0);
+    expect(out()).toContain("policy:      official-images");
+    expect(out()).toContain("registry:    docker.io: trust source none (no trust source configured");
+  });
+  it("--config --json names the registry's trust source", async () => {
+    expect(await run(["explain", "docker.io/acme/app:1", "--config", "config.yaml", "--json"])).toBe(0);
+    expect(JSON.parse(out())).toMatchObject({
+      policy: "acme",
+      registryTrustSource: expect.stringMatching(/^none/),
+    });
+  });
+  it("--config and --policies together are a usage error", async () => {
+    await expect(
+      run(["explain", "alpine", "--config", "config.yaml", "--policies", "policies"]),
+    ).rejects.toBeInstanceOf(UsageError);
   });
 });

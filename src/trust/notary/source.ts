@@ -6,9 +6,12 @@
  * share one in-flight update per GUN. When the server cannot be reached, answers come from the
  * trusted metadata until it expires; after that every answer is a TrustError (fail closed).
  */
+import { LRUCache } from "lru-cache";
 import { TrustError } from "../errors.js";
 import type { SignedTarget, TagSignatures, TrustQuery, TrustSource } from "../types.js";
 import { HttpMetadataFetcher, type MetadataFetcher } from "./fetcher.js";
+import { canonicalKeyId } from "./keys.js";
+import { keysResolver } from "./signatures.js";
 import { NotaryStateStore } from "./store.js";
 import { earliestExpiry, expiredRole, type TrustedRepo, updateRepository } from "./update.js";
 
@@ -23,6 +26,11 @@ export interface NotarySourceOptions {
   now?: () => Date;
   fetchTimeoutMs?: number;
   fetcher?: MetadataFetcher;
+  /**
+   * How many GUNs' verified metadata stay in memory (default 10,000). An evicted GUN is read
+   * back from the state dir on its next pull, so eviction costs a re-verification, never trust.
+   */
+  maxGuns?: number;
 }
 
 interface GunEntry {
@@ -30,6 +38,12 @@ interface GunEntry {
   /** ms (by the injected clock) of the last update attempt that ended in a usable answer */
   checkedAt: number;
   inflight?: Promise<TrustedRepo>;
+}
+
+/** What a repo signs in one ordered list of roles: the list for tags/list, the index for digest pulls. */
+interface SignedView {
+  list: SignedTarget[];
+  byDigest: Map<string, SignedTarget>;
 }
 
 /** Docker Content Trust's roles, in the order docker/cli resolves a tag. */
@@ -41,7 +55,12 @@ export class NotarySource implements TrustSource {
   private readonly store: NotaryStateStore;
   private readonly refreshMs: number;
   private readonly now: () => Date;
-  private readonly entries = new Map<string, GunEntry>();
+  private readonly entries: LRUCache<string, GunEntry>;
+  /**
+   * Per verified repo object (replaced on every update, so never stale), per role list: built once,
+   * so a pull by digest is a map lookup even with 10,000 tags.
+   */
+  private readonly views = new WeakMap<TrustedRepo, Map<string, SignedView>>();
 
   constructor(private readonly options: NotarySourceOptions) {
     this.fetcher =
@@ -54,6 +73,7 @@ export class NotarySource implements TrustSource {
     this.store = new NotaryStateStore(options.stateDir);
     this.refreshMs = (options.refreshSeconds ?? 30) * 1000;
     this.now = options.now ?? (() => new Date());
+    this.entries = new LRUCache<string, GunEntry>({ max: options.maxGuns ?? 10_000 });
   }
 
   async resolveTag(query: TrustQuery, tag: string): Promise<TagSignatures> {
@@ -73,26 +93,50 @@ export class NotarySource implements TrustSource {
 
   /** Per tag, the first role in `query.roles` that signs it (Docker's GetTargetByName order). */
   async listSigned(query: TrustQuery): Promise<SignedTarget[]> {
-    const repo = await this.trusted(query);
-    const byTag = new Map<string, SignedTarget>();
-    for (const role of query.roles) {
-      for (const [name, t] of repo.roles.get(role)?.targets ?? []) {
-        if (!byTag.has(name)) byTag.set(name, { name, digest: t.digest, size: t.size, role });
-      }
-    }
-    return [...byTag.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return this.signedView(await this.trusted(query), query.roles).list;
   }
 
   /** Is `digest` signed for this GUN in one of the query's roles? (digest pulls) */
   async isSignedDigest(query: TrustQuery, digest: string): Promise<SignedTarget | undefined> {
-    return (await this.listSigned(query)).find((t) => t.digest === digest);
+    return this.signedView(await this.trusted(query), query.roles).byDigest.get(digest);
+  }
+
+  private signedView(repo: TrustedRepo, roles: readonly string[]): SignedView {
+    let perRoles = this.views.get(repo);
+    if (!perRoles) {
+      perRoles = new Map();
+      this.views.set(repo, perRoles);
+    }
+    const key = roles.join("\n");
+    let view = perRoles.get(key);
+    if (!view) {
+      const byTag = new Map<string, SignedTarget>();
+      for (const role of roles) {
+        for (const [name, t] of repo.roles.get(role)?.targets ?? []) {
+          if (!byTag.has(name)) byTag.set(name, { name, digest: t.digest, size: t.size, role });
+        }
+      }
+      const list = [...byTag.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      const byDigest = new Map<string, SignedTarget>();
+      for (const t of list) if (!byDigest.has(t.digest)) byDigest.set(t.digest, t);
+      view = { list, byDigest };
+      perRoles.set(key, view);
+    }
+    return view;
   }
 
   async close(): Promise<void> {
     await this.fetcher.close?.();
   }
 
+  /** The verified repository for the query, its root checked against the query's pins. */
   private async trusted(query: TrustQuery): Promise<TrustedRepo> {
+    const repo = await this.trustedRepo(query);
+    if (query.rootKeys && query.rootKeys.length > 0) checkRootPin(repo, query.rootKeys);
+    return repo;
+  }
+
+  private async trustedRepo(query: TrustQuery): Promise<TrustedRepo> {
     const gun = `${query.registry}/${query.repository}`;
     let entry = this.entries.get(gun);
     if (!entry) {
@@ -154,6 +198,45 @@ export class NotarySource implements TrustSource {
     entry.checkedAt = now.getTime();
     return repo;
   }
+}
+
+/** Per trusted root: its root-role key IDs, each as "cert key ID" and canonical key ID. */
+const rootKeyIdsOf = new WeakMap<TrustedRepo["root"], { ids: Set<string>; shown: string[] }>();
+
+function rootKeyIds(root: TrustedRepo["root"]): { ids: Set<string>; shown: string[] } {
+  let known = rootKeyIdsOf.get(root);
+  if (!known) {
+    const resolve = keysResolver(root.env.signed.keys);
+    const ids = new Set<string>();
+    const shown: string[] = [];
+    for (const id of root.env.signed.roles.root.keyids) {
+      const r = resolve(id);
+      const canonical = "key" in r ? canonicalKeyId(r.key, id) : id;
+      ids.add(id).add(canonical);
+      shown.push(canonical === id ? id : `${id} (canonical ${canonical})`);
+    }
+    known = { ids, shown };
+    rootKeyIdsOf.set(root, known);
+  }
+  return known;
+}
+
+/**
+ * A pin holds on every query, not only when the root is first fetched: the trusted root may have
+ * been recorded on first use (TOFU) before the policy pinned it, or by a query under another
+ * policy. The root in force must list a pinned key (cert key ID or canonical key ID, as Notary's
+ * trustpinning accepts) among its root keys; the bootstrap check in update.ts additionally
+ * demands the pinned keys' signatures. Cheap: a set check over IDs computed once per root.
+ */
+function checkRootPin(repo: TrustedRepo, pins: readonly string[]): void {
+  const { ids, shown } = rootKeyIds(repo.root);
+  if (pins.some((p) => ids.has(p))) return;
+  throw new TrustError(
+    "ROOT_PIN_MISMATCH",
+    repo.gun,
+    "root",
+    `${repo.gun}: the trust server's root key is ${shown.join(", ")}, but the pinned root key is ${pins.join(", ")}`,
+  );
 }
 
 function changed(a: TrustedRepo, b: TrustedRepo): boolean {

@@ -16,38 +16,10 @@
  * timestamp is only verifiable with the root that signed it), then timestamp, snapshot, targets,
  * then delegated roles.
  */
-import { createHash, randomBytes } from "node:crypto";
-import { copyFile, mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
-
-/** Write `bytes` to `path` so that a reader sees either the old file or the whole new one. */
-export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const dir = dirname(path);
-  const temp = join(dir, `.${basename(path)}.${randomBytes(6).toString("hex")}.tmp`);
-  const handle = await open(temp, "wx", 0o644);
-  try {
-    await handle.writeFile(bytes);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
-    await rename(temp, path);
-  } catch (err) {
-    await rm(temp, { force: true });
-    throw err;
-  }
-  await syncDirectory(dir);
-}
-
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
+import { createHash } from "node:crypto";
+import { copyFile, mkdir, readdir, readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { writeFileAtomic } from "../state.js";
 
 const PROMOTION_ORDER = ["root.json", "timestamp.json", "snapshot.json", "targets.json"];
 

@@ -1,0 +1,96 @@
+/**
+ * `trustgate resolve <image[:tag]|image@digest> --config FILE [--json]`: what the proxy would
+ * decide for this reference, without pulling anything from the registry (the trust server is
+ * asked, through the same sources, state dir and policies the proxy uses).
+ *
+ * Prints `{"image","decision","digest","role","policy","reason"}` with --json, else one line.
+ * Exit 0 allow, 1 deny, 2 usage or configuration error.
+ */
+import { parseArgs } from "node:util";
+import { buildRuntime } from "../app.js";
+import { loadConfig } from "../config/load.js";
+import { UsageError } from "../errors.js";
+import { createLogger } from "../log.js";
+import { ImageReferenceError, PolicyStore, parseImageReference } from "../policy/index.js";
+import type { Decided } from "../proxy/decide.js";
+
+const USAGE = "usage: trustgate resolve <image[:tag]|image@digest> --config FILE [--json]";
+
+export interface ResolveResult {
+  image: string;
+  decision: "allow" | "deny";
+  digest: string | null;
+  role: string | null;
+  policy: string;
+  reason: string;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(argv);
+  } catch (err) {
+    throw new UsageError(`resolve: ${(err as Error).message.split("\n")[0]}\n${USAGE}`);
+  }
+  const { values, positionals } = parsed;
+  const input = positionals[0];
+  if (input === undefined || positionals.length > 1) throw new UsageError(USAGE);
+  if (!values.config) throw new UsageError(`resolve: --config is required\n${USAGE}`);
+  let ref: ReturnType<typeof parseImageReference>;
+  try {
+    ref = parseImageReference(input);
+  } catch (e) {
+    if (e instanceof ImageReferenceError) throw new UsageError(`resolve: ${e.message}`);
+    throw e;
+  }
+
+  const config = await loadConfig(values.config);
+  const result = await (async (): Promise<ResolveResult> => {
+    const display = `${ref.image}${ref.tag !== undefined ? `:${ref.tag}` : ""}${ref.digest ? `@${ref.digest}` : ""}`;
+    if (!config.registries.has(ref.registry)) {
+      return {
+        image: display,
+        decision: "deny",
+        digest: null,
+        role: null,
+        policy: "(none)",
+        reason: `registry ${ref.registry} is not configured in ${config.file}: the proxy does not serve it`,
+      };
+    }
+    const policies = await PolicyStore.open(config.policies);
+    const runtime = await buildRuntime(config, createLogger("silent"), { policies });
+    try {
+      // a digest wins over a tag, as in a pull (docker pull name:tag@digest pulls the digest)
+      const decided: Decided = ref.digest
+        ? await runtime.decider.decideDigest(ref.registry, ref.repository, ref.digest, undefined)
+        : await runtime.decider.decideTag(ref.registry, ref.repository, ref.tag ?? "latest");
+      const d = decided.decision;
+      return {
+        image: display,
+        decision: d.decision,
+        digest: d.digest ?? null,
+        role: d.role ?? null,
+        policy: d.policy,
+        reason: d.reason,
+      };
+    } finally {
+      await runtime.close();
+    }
+  })();
+
+  process.stdout.write(
+    values.json
+      ? `${JSON.stringify(result)}\n`
+      : `${result.decision} ${result.image}${result.digest ? ` ${result.digest}` : ""} (policy ${result.policy}${result.role ? `, ${result.role}` : ""}): ${result.reason}\n`,
+  );
+  return result.decision === "allow" ? 0 : 1;
+}
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: { config: { type: "string" }, json: { type: "boolean" } },
+  });
+}

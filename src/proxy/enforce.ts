@@ -1,0 +1,256 @@
+/**
+ * The trust-enforcing ManifestResolver and TagLister (issue 4).
+ *
+ * By tag: decide (policy -> trust source -> policy verdict); when allowed with a signed digest,
+ * fetch `/manifests/<signed digest>` from the upstream, NEVER the tag, and answer only bytes that
+ * hash to the signed digest and have the signed length. So a tag overwritten upstream with other
+ * content still yields the signed manifest, and HEAD and GET agree on Docker-Content-Digest
+ * (dockerd and containerd HEAD the tag, then GET the digest from that header: shared/LAB.md).
+ * Allowed without a signature (mode off, audit, an exception): the tag passes through.
+ *
+ * By digest: allowed when the digest is signed, or a child of a signed index served earlier
+ * (index-children.ts), else per the policy's `digestPulls`.
+ *
+ * Every decision is ONE audit log line; every refusal is 403 DENIED naming the image, the
+ * reference and why, with a short HTTP reason phrase (containerd shows only the status line).
+ */
+import type { Logger } from "../log.js";
+import { OciCode, OciError } from "../oci/errors.js";
+import { type Digest, parseDigest } from "../oci/reference.js";
+import type { PolicyDecision } from "../policy/index.js";
+import { UpstreamError } from "../upstream/errors.js";
+import type { Decided, TrustDecider } from "./decide.js";
+import type { IndexChildren } from "./index-children.js";
+import type { ManifestAnswer, ManifestRequest, ManifestResolver, ManifestStore } from "./manifests.js";
+import type { TagLister, TagListRequest } from "./tags.js";
+
+export interface EnforcementDeps {
+  decider: TrustDecider;
+  store: ManifestStore;
+  reachable: IndexChildren;
+  /** audit lines go here (msg "trust decision") */
+  logger: Logger;
+}
+
+/** What one audit line says (issue 4/5: decision, image, tag|digest, digest, role, policy, mode, source, reason). */
+export interface AuditLine {
+  /** the request id of the access-log line for the same request */
+  reqId?: string;
+  decision: "allow" | "deny";
+  image: string;
+  tag?: string;
+  /** the digest asked for (pulls by digest) */
+  reference?: string;
+  /** the digest served or that would have been served */
+  digest?: string;
+  role?: string;
+  policy: string;
+  mode: string;
+  source?: string;
+  wouldDeny?: boolean;
+  exception?: string;
+  reason: string;
+}
+
+export class TrustEnforcingResolver implements ManifestResolver {
+  constructor(private readonly deps: EnforcementDeps) {}
+
+  resolve(req: ManifestRequest): Promise<ManifestAnswer> {
+    return req.reference.kind === "tag"
+      ? this.byTag(req, req.reference.tag)
+      : this.byDigest(req, req.reference.digest);
+  }
+
+  private async byTag(req: ManifestRequest, tag: string): Promise<ManifestAnswer> {
+    const { registry, repository } = req;
+    const decided = await this.deps.decider.decideTag(registry, repository, tag);
+    const { decision } = decided;
+    const line = (d: PolicyDecision): AuditLine => auditLine(decided, d, { reqId: req.requestId, tag });
+    if (decision.decision === "deny") {
+      this.audit(line(decision));
+      throw denied(decision.reason, `${decided.image}:${tag}`, decision, { tag }, decided.trustFailure);
+    }
+    if (decision.digest === undefined) {
+      // Allowed unsigned (off, audit's would-deny, an exception): the tag as the upstream has it.
+      this.audit(line(decision));
+      return this.deps.store.byTag(registry, repository, tag, req.accept);
+    }
+    const signed = signedDigest(decision.digest);
+    const answer = await this.fetchSigned(req, signed, decision.size, decided, line, { tag });
+    this.deps.reachable.recordIfIndex(registry, repository, signed.value, answer.bytes, answer.mediaType);
+    this.audit(line(decision));
+    return answer;
+  }
+
+  private async byDigest(req: ManifestRequest, digest: Digest): Promise<ManifestAnswer> {
+    const { registry, repository } = req;
+    const decided = await this.deps.decider.decideDigest(
+      registry,
+      repository,
+      digest.value,
+      this.deps.reachable,
+    );
+    const { decision } = decided;
+    const line = (d: PolicyDecision): AuditLine =>
+      auditLine(decided, d, { reqId: req.requestId, reference: digest.value, digest: digest.value });
+    if (decision.decision === "deny") {
+      this.audit(line(decision));
+      throw denied(
+        decision.reason,
+        `${decided.image}@${digest.value}`,
+        decision,
+        { digest: digest.value },
+        decided.trustFailure,
+      );
+    }
+    const answer = await this.fetchSigned(req, digest, decided.size, decided, line, {
+      digest: digest.value,
+    });
+    if (decided.signedVia !== undefined) {
+      // A signed index (or an index inside one) vouches for its children: record them against the
+      // signed root, which for a child reached through an index is that index's own root.
+      const via = decided.signedVia === "target" ? digest.value : rootOf(this.deps.reachable, req, digest);
+      if (via) this.deps.reachable.recordIfIndex(registry, repository, via, answer.bytes, answer.mediaType);
+    }
+    this.audit(line(decision));
+    return answer;
+  }
+
+  /**
+   * The upstream asked by digest only; bytes that do not hash to the digest or lack the signed
+   * length are a refusal (the upstream lied), logged as the decision.
+   */
+  private async fetchSigned(
+    req: ManifestRequest,
+    digest: Digest,
+    size: number | undefined,
+    decided: Decided,
+    line: (d: PolicyDecision) => AuditLine,
+    detail: Record<string, string>,
+  ): Promise<ManifestAnswer> {
+    try {
+      return await this.deps.store.byDigest(req.registry, req.repository, digest, size);
+    } catch (err) {
+      // With trust off, a lying upstream is an upstream fault (502), as in pass-through.
+      if (
+        err instanceof UpstreamError &&
+        err.code === "UPSTREAM_INVALID" &&
+        decided.decision.mode !== "off"
+      ) {
+        const name = detail.tag ? `${decided.image}:${detail.tag}` : `${decided.image}@${digest.value}`;
+        const reason = `${name}: the upstream registry's manifest does not match the signed digest ${digest.value}${size !== undefined ? ` and length ${size}` : ""} (${err.message})`;
+        const refusal: PolicyDecision = {
+          ...decided.decision,
+          decision: "deny",
+          reason,
+        };
+        this.audit(line(refusal));
+        throw denied(reason, name, refusal, detail, undefined, "content does not match signature");
+      }
+      // Not a decision about trust (404, unreachable...): log what was decided, pass the error on.
+      this.audit(line(decided.decision));
+      throw err;
+    }
+  }
+
+  private audit(line: AuditLine): void {
+    if (line.decision === "deny" || line.wouldDeny) this.deps.logger.warn(line, "trust decision");
+    else this.deps.logger.info(line, "trust decision");
+  }
+}
+
+/**
+ * tags/list of an enforced repository answers only its signed tags (from verified trust data,
+ * no upstream request); audit and off pass the upstream's list through; a refusal is 403.
+ * `n` and `last` paginate as the distribution spec says (lexical order, tags after `last`).
+ */
+export class SignedTagLister implements TagLister {
+  constructor(
+    private readonly decider: TrustDecider,
+    private readonly passThrough: TagLister,
+    private readonly logger: Logger,
+  ) {}
+
+  async list(req: TagListRequest): Promise<{ bytes: Buffer; contentType: string }> {
+    const image = `${req.registry}/${req.repository}`;
+    const applied = this.decider.applied(image);
+    if (applied.kind === "refuse") {
+      throw new OciError(OciCode.DENIED, {
+        message: `${image}: ${applied.why}`,
+        reasonPhrase: `Forbidden (trustgate: no policy for ${image})`.slice(0, 120),
+      });
+    }
+    if (applied.policy.mode !== "enforce") return this.passThrough.list(req);
+    const signed = await this.decider.signedTargets(req.registry, req.repository, applied.policy);
+    if (signed instanceof Error) {
+      this.logger.warn({ image, policy: applied.policy.name, reason: signed.message }, "tags/list refused");
+      throw new OciError(OciCode.DENIED, {
+        message: `${image}: signed tags cannot be listed: ${signed.message}`,
+        reasonPhrase: "Forbidden (trustgate: trust not established)",
+        cause: signed,
+      });
+    }
+    let tags = [...new Set(signed.map((t) => t.name))].sort();
+    const last = req.query.get("last");
+    if (last) tags = tags.filter((t) => t > last);
+    const n = Number(req.query.get("n"));
+    if (req.query.has("n") && Number.isInteger(n) && n >= 0) tags = tags.slice(0, n);
+    return {
+      bytes: Buffer.from(JSON.stringify({ name: req.repository, tags })),
+      contentType: "application/json",
+    };
+  }
+}
+
+function auditLine(decided: Decided, d: PolicyDecision, ref: Partial<AuditLine>): AuditLine {
+  return {
+    decision: d.decision,
+    image: decided.image,
+    ...ref,
+    ...(d.digest !== undefined ? { digest: d.digest } : {}),
+    ...(d.role !== undefined ? { role: d.role } : {}),
+    policy: d.policy,
+    mode: d.mode,
+    ...(decided.source !== undefined ? { source: decided.source } : {}),
+    ...(d.wouldDeny !== undefined ? { wouldDeny: d.wouldDeny } : {}),
+    ...(d.exception !== undefined ? { exception: d.exception } : {}),
+    reason: d.reason,
+  };
+}
+
+function signedDigest(value: string): Digest {
+  const digest = parseDigest(value);
+  // Trust sources only return "sha256:<64 hex>"; anything else is a bug upstream of here.
+  if (!digest) throw new Error(`trust source returned an unusable digest ${JSON.stringify(value)}`);
+  return digest;
+}
+
+function rootOf(reachable: IndexChildren, req: ManifestRequest, digest: Digest): string | undefined {
+  return reachable.lookup(req.registry, req.repository, digest.value)?.roots.keys().next().value;
+}
+
+/** 403 DENIED with the reason, and a short reason phrase for clients that show only the status line. */
+function denied(
+  reason: string,
+  name: string,
+  decision: PolicyDecision,
+  detail: Record<string, string>,
+  trustFailure: string | undefined,
+  short?: string,
+): OciError {
+  const why =
+    short ??
+    (decision.mode === "refuse"
+      ? "no policy covers it"
+      : trustFailure
+        ? `trust not established (${trustFailure})`
+        : detail.tag
+          ? "not signed"
+          : "digest not signed");
+  return new OciError(OciCode.DENIED, {
+    message: reason,
+    detail: { ...detail, policy: decision.policy },
+    // RFC 9112 reason phrases are free text; keep it short and ASCII (renderOciError strips the rest).
+    reasonPhrase: `Forbidden (trustgate: ${name} ${why})`.slice(0, 200),
+  });
+}
