@@ -65,12 +65,13 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
 }
 
 /**
- * The logger for the one access line per request, without path redaction: redaction cost ~9 µs
- * a line (5x the rest of the line). It is only for lines built field by field from values that
- * cannot hold a secret (see the access-log middleware in server.ts); everything else keeps using
- * the redacting logger.
+ * A logger without path redaction, for the per-request lines only: the access line (server.ts)
+ * and the trust-decision audit line (proxy/enforce.ts). Redaction cost ~9 µs a line, 5x the rest
+ * of the line, and can never change these lines: pino redacts by key (authorization, cookie,
+ * password, token, access_token; top level or one below), and they have fixed keys, none of
+ * those, with string, number or boolean values. Anything else keeps the redacting logger.
  */
-export function accessLogger(logger: Logger): Logger {
+export function fixedFieldsLogger(logger: Logger): Logger {
   return logger.child({}, { redact: [] });
 }
 

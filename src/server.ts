@@ -8,7 +8,7 @@ import type { HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { type Context, Hono } from "hono";
 import type { RegistryConfig } from "./config/types.js";
-import { accessLogger, type Logger } from "./log.js";
+import { fixedFieldsLogger, type Logger } from "./log.js";
 import { OciCode, OciError, renderOciError } from "./oci/errors.js";
 import { parseDigest, parseReference } from "./oci/reference.js";
 import { BlobDigestMismatchError, blobHeaders, blobRedirectUrl, DigestVerifier } from "./proxy/blobs.js";
@@ -64,7 +64,7 @@ function clientFor(deps: AppDeps, target: Target): RegistryClient {
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const log = deps.logger;
-  const access = accessLogger(log);
+  const access = fixedFieldsLogger(log);
 
   // Request id + one access-log line per request. Under node-server the line is written when
   // the connection's response closes, so streamed blobs report their real outcome and bytes.

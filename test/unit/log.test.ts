@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { accessLogger, createLogger } from "../../src/log.js";
+import { createLogger, fixedFieldsLogger } from "../../src/log.js";
 
 function capture() {
   const lines: Record<string, unknown>[] = [];
@@ -23,7 +23,7 @@ describe("logger", () => {
     const { lines, stream } = capture();
     const log = createLogger("info", stream);
     const fields = { reqId: "r1", method: "GET", path: "/v2/a/manifests/v1", status: 200, bytes: 12 };
-    accessLogger(log).info(fields, "request");
+    fixedFieldsLogger(log).info(fields, "request");
     const line = lines[0] as Record<string, unknown>;
     expect(line).toMatchObject({ ...fields, service: "trustgate", level: 30, msg: "request" });
     expect(new Date(line.time as string).toISOString()).toBe(line.time);
@@ -32,7 +32,7 @@ describe("logger", () => {
   it("keeps redacting on the main logger after an access logger was made", () => {
     const { lines, stream } = capture();
     const log = createLogger("info", stream);
-    accessLogger(log);
+    fixedFieldsLogger(log);
     log.info({ token: "t" }, "x");
     expect(lines[0]?.token).toBe("[redacted]");
   });
