@@ -8,7 +8,7 @@
  *                    [--log-level L] [--cpu-prof DIR]
  *
  * --quick: short runs, a 64 MiB blob, 100 GUNs (< 60 s). --full: a 1 GiB blob (the RSS target).
- * --cpu-prof DIR: the pass-through and blob scenarios' trustgates run with `node --cpu-prof` and writes its profile there.
+ * --cpu-prof DIR: the pass-through, enforcing and blob scenarios' trustgates run with `node --cpu-prof` and writes its profile there.
  *
  * Ratios are measured side by side in one run (absolute numbers drift on a shared machine).
  */
@@ -364,6 +364,7 @@ async function notaryScenarios(
           },
           settings.logLevel,
         ),
+        profiling(),
       ),
     );
   };

@@ -32,6 +32,9 @@ export function trustgateConfig(dir: string, registry: TrustgateRegistry, logLev
     `policies: ${JSON.stringify(join(dir, "policies"))}`,
     `defaultRegistry: ${JSON.stringify(registry.name)}`,
     `logLevel: ${logLevel}`,
+    // serve refuses images no policy covers (defaultPolicy: refuse): the pass-through scenarios
+    // enforce nothing; with a trust server, Docker's default roles are enforced.
+    `defaultPolicy: ${registry.notary ? "enforce" : "off"}`,
     "registries:",
     `  ${JSON.stringify(registry.name)}:`,
     `    upstream: ${registry.upstream}`,

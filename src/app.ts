@@ -4,7 +4,7 @@
  * manifest resolver and tag lister. `serve`, `resolve` and the in-process tests use it.
  */
 import type { Config } from "./config/types.js";
-import type { Logger } from "./log.js";
+import { fixedFieldsLogger, type Logger } from "./log.js";
 import type { PolicySet } from "./policy/index.js";
 import { TrustDecider } from "./proxy/decide.js";
 import { SignedTagLister, TrustEnforcingResolver } from "./proxy/enforce.js";
@@ -53,7 +53,8 @@ export async function buildRuntime(
     defaultPolicy: config.defaultPolicy,
     sources,
   });
-  const audit = logger.child({ audit: true });
+  // Audit lines are flat (AuditLine: fixed keys, primitive values): no redaction needed (log.ts).
+  const audit = fixedFieldsLogger(logger).child({ audit: true });
   return {
     deps: {
       config,

@@ -12,7 +12,7 @@ import { createAdaptorServer } from "@hono/node-server";
 import { buildRuntime } from "../app.js";
 import { loadConfig, parseListen } from "../config/load.js";
 import { ConfigError, UsageError } from "../errors.js";
-import { createLogger, type Logger } from "../log.js";
+import { asyncStdout, createLogger, flushLogger, type Logger } from "../log.js";
 import { formatProblem, PolicyStore, type ReloadOutcome } from "../policy/index.js";
 import { createApp } from "../server.js";
 import { sourceMismatches } from "../trust/sources.js";
@@ -42,7 +42,7 @@ export async function run(argv: string[]): Promise<number> {
     });
   }
 
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(config.logLevel, asyncStdout());
   let runtime: Awaited<ReturnType<typeof buildRuntime>> | undefined;
   const policies = await PolicyStore.open(config.policies, {
     onReload: (outcome) => {
@@ -118,6 +118,8 @@ export async function run(argv: string[]): Promise<number> {
   });
   await runtime.close();
   logger.info("stopped");
+  // The destination is asynchronous: every line, the last ones included, is on disk before we exit.
+  await flushLogger(logger);
   return 0;
 }
 

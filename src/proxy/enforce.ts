@@ -32,7 +32,10 @@ export interface EnforcementDeps {
   logger: Logger;
 }
 
-/** What one audit line says (issue 4/5: decision, image, tag|digest, digest, role, policy, mode, source, reason). */
+/**
+ * What one audit line says (issue 4/5: decision, image, tag|digest, digest, role, policy, mode, source, reason).
+ * Keep it flat (primitive values, no secret-named keys): it is logged without redaction (log.ts fixedFieldsLogger).
+ */
 export interface AuditLine {
   /** the request id of the access-log line for the same request */
   reqId?: string;

@@ -2,6 +2,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sha256Digest } from "../helpers/image.js";
+import { waitFor } from "../helpers/process.js";
 import { startTrustgateWithConfig, type TrustgatePeer } from "../helpers/trustgate.js";
 
 // A tiny upstream that lies: it serves bytes that do not match the digest asked for. The
@@ -74,6 +75,10 @@ describe("proxy in front of a lying upstream", () => {
 
   it("logs the mismatch", async () => {
     const { readFile } = await import("node:fs/promises");
+    // Logs are written asynchronously: the line may land just after the client saw the break.
+    await waitFor("the mismatch log line", async () =>
+      (await readFile(proxy.logFile, "utf8")).includes("blob digest mismatch"),
+    );
     const log = await readFile(proxy.logFile, "utf8");
     expect(log).toContain("blob digest mismatch");
     expect(log).toContain(liedDigest);
@@ -92,12 +97,15 @@ describe("proxy in front of a lying upstream", () => {
       headers: { authorization: "Basic c2VjcmV0LXVzZXI6c2VjcmV0LXBhc3M=", cookie: "session=secret" },
     });
     await res.arrayBuffer();
+    const reqId = res.headers.get("x-request-id") ?? "none";
     expect(received.length).toBeGreaterThan(0);
     for (const h of received) {
       expect(h.authorization).toBeUndefined();
       expect(h.cookie).toBeUndefined();
     }
     const { readFile } = await import("node:fs/promises");
+    // Wait for this request's access line before asserting what the log does not hold.
+    await waitFor("the access line", async () => (await readFile(proxy.logFile, "utf8")).includes(reqId));
     expect(await readFile(proxy.logFile, "utf8")).not.toContain("c2VjcmV0");
   });
 });

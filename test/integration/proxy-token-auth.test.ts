@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeImage, OCI_MANIFEST, pushImage } from "../helpers/image.js";
-import { runCommand, tempDir } from "../helpers/process.js";
+import { runCommand, tempDir, waitFor } from "../helpers/process.js";
 import { type RegistryPeer, startRegistry } from "../helpers/registry.js";
 import { startTrustgateWithConfig, type TrustgatePeer } from "../helpers/trustgate.js";
 
@@ -174,6 +174,16 @@ describe("proxy against a registry that demands bearer tokens", () => {
 
   it("never logs the password or a token", async () => {
     const { readFile } = await import("node:fs/promises");
+    // Logs are written asynchronously: wait for this request's access line, so the lines of
+    // every earlier request are in the file before asserting what is not in it.
+    const res = await fetch(`${proxy.url}/v2/${registry.host}/acme/app/manifests/v1`, {
+      headers: { accept: OCI_MANIFEST },
+    });
+    await res.arrayBuffer();
+    const reqId = res.headers.get("x-request-id") ?? "none";
+    await waitFor("the last access line", async () =>
+      (await readFile(proxy.logFile, "utf8")).includes(reqId),
+    );
     const log = await readFile(proxy.logFile, "utf8");
     expect(log).not.toContain(password);
     expect(log).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\./);

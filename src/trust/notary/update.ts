@@ -288,6 +288,7 @@ function checkPins(gun: string, root: RootSigned, env: Envelope<RootSigned>, pin
 
 /** Does every delegation from `targets` down to this role allow `name`? (Notary CheckPaths, prefixes) */
 function pathAllowed(name: string, chain: readonly DelegatedRole[]): boolean {
+  if (chain.length === 0) return true; // the top-level targets role speaks for every path
   let hashHex: string | undefined;
   return chain.every((d) => {
     if (d.paths?.some((p) => name.startsWith(p))) return true;
@@ -378,7 +379,9 @@ export async function updateRepository(
     checkNoRollback(gun, item.name, file.env.signed.version, previous?.env.signed.version);
 
     const targets = new Map<string, VerifiedTarget>();
-    for (const [name, t] of Object.entries(file.env.signed.targets)) {
+    const signedTargets = file.env.signed.targets;
+    for (const name of Object.keys(signedTargets)) {
+      const t = signedTargets[name] as FileMeta;
       // A delegated role speaks only for paths its parents allow; other entries are ignored, as
       // Notary's WalkTargets ignores them. Docker needs a sha256 (the manifest digest).
       const sha = Buffer.from(t.hashes.sha256 ?? "", "base64");
