@@ -57,12 +57,11 @@ type Verdict =
   | { readonly ok: true; readonly target: SignedTarget; readonly role: string; readonly reason: string }
   | { readonly ok: false; readonly reason: string };
 
-export function decideTag(
-  applied: AppliedPolicy,
-  ref: TagRef,
-  trust: TagSignatures | TrustError | undefined,
-): PolicyDecision {
-  const name = `${ref.image}:${ref.tag}`;
+/**
+ * The decisions that need no trust answer (the refusing default, a policy that is off), or else
+ * the policy whose trust requirements the caller must judge.
+ */
+function withoutTrust(applied: AppliedPolicy, name: string): PolicyDecision | Policy {
   if (applied.kind === "refuse") {
     return {
       decision: "deny",
@@ -71,15 +70,25 @@ export function decideTag(
       reason: `${name}: ${applied.why}`,
     };
   }
-  const { policy } = applied;
-  if (policy.mode === "off") {
+  if (applied.policy.mode === "off") {
     return {
       decision: "allow",
-      policy: policy.name,
+      policy: applied.policy.name,
       mode: "off",
-      reason: `policy ${policy.name} is off: trust not checked`,
+      reason: `policy ${applied.policy.name} is off: trust not checked`,
     };
   }
+  return applied.policy;
+}
+
+export function decideTag(
+  applied: AppliedPolicy,
+  ref: TagRef,
+  trust: TagSignatures | TrustError | undefined,
+): PolicyDecision {
+  const name = `${ref.image}:${ref.tag}`;
+  const policy = withoutTrust(applied, name);
+  if ("decision" in policy) return policy;
   const verdict = judgeTag(policy, name, ref.tag, trust);
   if (verdict.ok) {
     return {
@@ -106,23 +115,8 @@ export function decideDigestPull(
   signed: boolean | TrustError | undefined,
 ): PolicyDecision {
   const name = `${ref.image}@${ref.digest}`;
-  if (applied.kind === "refuse") {
-    return {
-      decision: "deny",
-      policy: DEFAULT_POLICY_NAME,
-      mode: "refuse",
-      reason: `${name}: ${applied.why}`,
-    };
-  }
-  const { policy } = applied;
-  if (policy.mode === "off") {
-    return {
-      decision: "allow",
-      policy: policy.name,
-      mode: "off",
-      reason: `policy ${policy.name} is off: trust not checked`,
-    };
-  }
+  const policy = withoutTrust(applied, name);
+  if ("decision" in policy) return policy;
   if (signed === true) {
     return {
       decision: "allow",
