@@ -132,9 +132,9 @@ export class TrustDecider {
       };
     }
     const query: TrustQuery = trustQueryFor(applied.policy, registry, repository);
-    let signedList: Awaited<ReturnType<TrustSource["listSigned"]>>;
+    let target: SignedTarget | undefined;
     try {
-      signedList = await source.listSigned(query);
+      target = await source.signedByDigest(query, digest);
     } catch (err) {
       if (!(err instanceof TrustError)) throw err;
       return {
@@ -146,7 +146,6 @@ export class TrustDecider {
         size: undefined,
       };
     }
-    const target = signedList.find((t) => t.digest === digest);
     if (target) {
       const decision = decideDigestPull(applied, ref, true);
       return {
@@ -164,9 +163,9 @@ export class TrustDecider {
     }
     const via = reachable?.lookup(registry, repository, digest);
     if (via) {
-      const signedDigests = new Map(signedList.map((t) => [t.digest, t] as const));
       for (const [root, size] of via.roots) {
-        const parent = signedDigests.get(root);
+        // the same verified trust data as above, already fresh: a map lookup, no network
+        const parent = await source.signedByDigest(query, root);
         if (!parent) continue;
         const decision = decideDigestPull(applied, ref, true);
         return {

@@ -46,4 +46,9 @@ export interface TrustSource {
   resolveTag(query: TrustQuery, tag: string): Promise<TagSignatures>;
   /** Every verified signed target in the requested roles (for tags/list, digest pulls, `trust list`). */
   listSigned(query: TrustQuery): Promise<SignedTarget[]>;
+  /**
+   * The signed target (as listSigned would list it) whose manifest digest is `digest`, if any:
+   * the check behind every pull by digest, so sources answer it without scanning every target.
+   */
+  signedByDigest(query: TrustQuery, digest: string): Promise<SignedTarget | undefined>;
 }

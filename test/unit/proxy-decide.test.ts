@@ -39,6 +39,10 @@ class ListSource implements TrustSource {
     this.queries.push(query);
     return this.targets;
   }
+  async signedByDigest(query: TrustQuery, digest: string): Promise<SignedTarget | undefined> {
+    this.queries.push(query);
+    return this.targets.find((t) => t.digest === digest);
+  }
 }
 
 function setOf(...yamls: Array<[file: string, yaml: string]>): PolicySet {
@@ -142,6 +146,9 @@ describe("TrustDecider", () => {
         throw new TrustError("EXPIRED", "reg.test/acme/app", "timestamp", "timestamp expired");
       },
       listSigned: async () => [],
+      signedByDigest: async () => {
+        throw new TrustError("EXPIRED", "reg.test/acme/app", "timestamp", "timestamp expired");
+      },
     };
     const d = await decider(ACME, new Map([["reg.test", failing]])).decideTag("reg.test", "acme/app", "v1");
     expect(d.decision.decision).toBe("deny");

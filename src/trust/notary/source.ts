@@ -96,8 +96,8 @@ export class NotarySource implements TrustSource {
     return this.signedView(await this.trusted(query), query.roles).list;
   }
 
-  /** Is `digest` signed for this GUN in one of the query's roles? (digest pulls) */
-  async isSignedDigest(query: TrustQuery, digest: string): Promise<SignedTarget | undefined> {
+  /** Is `digest` signed for this GUN in one of the query's roles? (digest pulls; a map lookup) */
+  async signedByDigest(query: TrustQuery, digest: string): Promise<SignedTarget | undefined> {
     return this.signedView(await this.trusted(query), query.roles).byDigest.get(digest);
   }
 

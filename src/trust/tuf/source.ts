@@ -149,6 +149,11 @@ export class TufSource implements TrustSource {
     return listed;
   }
 
+  /** listSigned's answer for one digest (TUF lists are per-repository prefix and small). */
+  async signedByDigest(query: TrustQuery, digest: string): Promise<SignedTarget | undefined> {
+    return (await this.listSigned(query)).find((t) => t.digest === digest);
+  }
+
   async close(): Promise<void> {
     await this.inflight;
     await this.transport.close();
