@@ -14,7 +14,7 @@ import { parseDigest, parseReference } from "./oci/reference.js";
 import { BlobDigestMismatchError, blobHeaders, blobRedirectUrl, DigestVerifier } from "./proxy/blobs.js";
 import { toOciError } from "./proxy/error-mapping.js";
 import type { ManifestResolver } from "./proxy/manifests.js";
-import { rawResponse, requestHeader, sendBytes, sendStream } from "./proxy/respond.js";
+import { API_VERSION_HEADER, rawResponse, requestHeader, sendBytes, sendStream } from "./proxy/respond.js";
 import { parseApiPath, selectTarget, type Target } from "./proxy/route.js";
 import type { TagLister } from "./proxy/tags.js";
 import type { RegistryClient } from "./upstream/client.js";
@@ -53,8 +53,6 @@ export interface AppDeps {
   logger: Logger;
 }
 
-const API_VERSION_HEADER = "docker-distribution-api-version";
-
 function clientFor(deps: AppDeps, target: Target): RegistryClient {
   const client = deps.clients.get(target.registry.name);
   if (!client) throw new Error(`no upstream client for ${target.registry.name}`);
@@ -66,27 +64,31 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   const log = deps.logger;
   const access = fixedFieldsLogger(log);
 
-  // Request id + one access-log line per request. Under node-server the line is written when
-  // the connection's response closes, so streamed blobs report their real outcome and bytes.
+  // Request id + one access-log line per request. The two common headers are added where each
+  // answer is written (respond.ts), so Node gets all headers in one writeHead call.
   app.use("*", async (c, next) => {
     const requestId = randomUUID();
     const requestLog: RequestLog = { bytes: 0 };
     c.set("requestId", requestId);
     c.set("requestLog", requestLog);
     const started = performance.now();
-    const out = rawResponse(c);
-    if (out) {
-      out.setHeader(API_VERSION_HEADER, "registry/2.0");
-      out.setHeader("x-request-id", requestId);
-      out.once("close", () =>
-        writeAccessLine(access, c, requestId, requestLog, started, out.statusCode, !out.writableFinished),
-      );
-    }
     await next();
+    const out = rawResponse(c);
     if (!out) {
       c.res.headers.set(API_VERSION_HEADER, "registry/2.0");
       c.res.headers.set("x-request-id", requestId);
       writeAccessLine(access, c, requestId, requestLog, started, c.res.status, false);
+    } else if (out.writableEnded || out.destroyed) {
+      // A buffered answer is complete once end() has handed it to the socket: log it now, with
+      // no per-request 'close' listener. A client gone before the answer, or a response cut
+      // after its headers (sendOciError), shows as destroyed: its 'close' may already be queued.
+      writeAccessLine(access, c, requestId, requestLog, started, out.statusCode, out.destroyed);
+    } else {
+      // A stream (blob): the line is written when the response closes, so it reports the real
+      // outcome and bytes.
+      out.once("close", () =>
+        writeAccessLine(access, c, requestId, requestLog, started, out.statusCode, !out.writableFinished),
+      );
     }
   });
 
