@@ -11,7 +11,8 @@
  * By digest: allowed when the digest is signed, or a child of a signed index served earlier
  * (index-children.ts), else per the policy's `digestPulls`.
  *
- * Every decision is ONE audit log line; every refusal is 403 DENIED naming the image, the
+ * Every decision is ONE audit record: on the request's access line when the HTTP server passes a
+ * `decisionSink` (server.ts), else its own "trust decision" line; every refusal is 403 DENIED naming the image, the
  * reference and why, with a short HTTP reason phrase (containerd shows only the status line).
  */
 import type { Logger } from "../log.js";
@@ -70,18 +71,18 @@ export class TrustEnforcingResolver implements ManifestResolver {
     const { decision } = decided;
     const line = (d: PolicyDecision): AuditLine => auditLine(decided, d, { reqId: req.requestId, tag });
     if (decision.decision === "deny") {
-      this.audit(line(decision));
+      this.audit(req, line(decision));
       throw denied(decision.reason, `${decided.image}:${tag}`, decision, { tag }, decided.trustFailure);
     }
     if (decision.digest === undefined) {
       // Allowed unsigned (off, audit's would-deny, an exception): the tag as the upstream has it.
-      this.audit(line(decision));
+      this.audit(req, line(decision));
       return this.deps.store.byTag(registry, repository, tag, req.accept);
     }
     const signed = signedDigest(decision.digest);
     const answer = await this.fetchSigned(req, signed, decision.size, decided, line, { tag });
     this.deps.reachable.recordIfIndex(registry, repository, signed.value, answer.bytes, answer.mediaType);
-    this.audit(line(decision));
+    this.audit(req, line(decision));
     return answer;
   }
 
@@ -97,7 +98,7 @@ export class TrustEnforcingResolver implements ManifestResolver {
     const line = (d: PolicyDecision): AuditLine =>
       auditLine(decided, d, { reqId: req.requestId, reference: digest.value, digest: digest.value });
     if (decision.decision === "deny") {
-      this.audit(line(decision));
+      this.audit(req, line(decision));
       throw denied(
         decision.reason,
         `${decided.image}@${digest.value}`,
@@ -115,7 +116,7 @@ export class TrustEnforcingResolver implements ManifestResolver {
       const via = decided.signedVia === "target" ? digest.value : rootOf(this.deps.reachable, req, digest);
       if (via) this.deps.reachable.recordIfIndex(registry, repository, via, answer.bytes, answer.mediaType);
     }
-    this.audit(line(decision));
+    this.audit(req, line(decision));
     return answer;
   }
 
@@ -147,16 +148,21 @@ export class TrustEnforcingResolver implements ManifestResolver {
           decision: "deny",
           reason,
         };
-        this.audit(line(refusal));
+        this.audit(req, line(refusal));
         throw denied(reason, name, refusal, detail, undefined, "content does not match signature");
       }
       // Not a decision about trust (404, unreachable...): log what was decided, pass the error on.
-      this.audit(line(decided.decision));
+      this.audit(req, line(decided.decision));
       throw err;
     }
   }
 
-  private audit(line: AuditLine): void {
+  /** Every decision once: to the request's sink when it has one, else as its own line. */
+  private audit(req: ManifestRequest, line: AuditLine): void {
+    if (req.decisionSink) {
+      req.decisionSink.decision = line;
+      return;
+    }
     if (line.decision === "deny" || line.wouldDeny) this.deps.logger.warn(line, "trust decision");
     else this.deps.logger.info(line, "trust decision");
   }

@@ -11,12 +11,14 @@
  * safe to keep; bounded by bytes); by tag it forwards the client's Accept, because
  * docker-registry 2.8 converts to schema1 by tag when Accept does not name the stored type.
  */
+
 import { createHash } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import { ALL_MANIFEST_TYPES, essence, MediaTypes } from "../oci/media-types.js";
 import type { Digest, Reference } from "../oci/reference.js";
 import type { RegistryClient } from "../upstream/client.js";
 import { UpstreamError } from "../upstream/errors.js";
+import type { AuditLine } from "./enforce.js";
 
 export interface ManifestRequest {
   /** canonical registry name from config */
@@ -28,6 +30,17 @@ export interface ManifestRequest {
   accept: string | undefined;
   /** the access log's request id, so audit lines can be joined to it */
   requestId?: string;
+  /**
+   * When set, the resolver puts its decision here instead of writing its own "trust decision"
+   * line: the HTTP server writes it on the request's access line (one JSON line a request
+   * instead of two; server.ts writeAccessLine).
+   */
+  decisionSink?: DecisionSink;
+}
+
+/** Receives the one audit record of a request's trust decision (proxy/enforce.ts AuditLine). */
+export interface DecisionSink {
+  decision?: AuditLine;
 }
 
 export interface ManifestAnswer {

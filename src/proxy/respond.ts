@@ -15,6 +15,21 @@ export function rawResponse(c: Context<AppEnv>): ServerResponse | undefined {
   return c.env?.outgoing as ServerResponse | undefined;
 }
 
+/** distribution-spec "Determining support": every answer carries the API version header. */
+export const API_VERSION_HEADER = "docker-distribution-api-version";
+
+/**
+ * The headers every answer carries (API version, request id), merged into the answer's own so
+ * the raw response gets ALL its headers in one writeHead call: `setHeader` before `writeHead`
+ * makes Node merge two header sets, a slow path (bench: bare hono 42k -> 34k req/s with two
+ * setHeader calls). Mutates and returns `headers`: callers pass an object built for this answer.
+ */
+function withCommonHeaders(c: Context<AppEnv>, headers: Record<string, string>): Record<string, string> {
+  headers[API_VERSION_HEADER] = "registry/2.0";
+  headers["x-request-id"] = c.get("requestId");
+  return headers;
+}
+
 /**
  * A request header, read from the Node IncomingMessage when there is one: `c.req.header()`
  * builds a WHATWG Headers object (validated, ~2% of a cached manifest answer) on first use.
@@ -26,7 +41,10 @@ export function requestHeader(c: Context<AppEnv>, name: "accept" | "range"): str
   return incoming ? incoming.headers[name] : c.req.header(name);
 }
 
-/** A complete answer (body null for HEAD or empty bodies: headers are sent as given). */
+/**
+ * A complete answer (body null for HEAD or empty bodies: headers are sent as given). `headers`
+ * must be an object built for this answer: the common headers are added to it.
+ */
 export function sendBytes(
   c: Context<AppEnv>,
   status: number,
@@ -37,8 +55,9 @@ export function sendBytes(
   const out = rawResponse(c);
   const sendBody = c.req.method !== "HEAD" ? body : null;
   if (body !== null && headers["content-length"] === undefined)
-    headers = { ...headers, "content-length": String(Buffer.byteLength(body)) };
+    headers["content-length"] = String(Buffer.byteLength(body));
   if (out) {
+    withCommonHeaders(c, headers);
     if (reasonPhrase) out.writeHead(status, reasonPhrase, headers);
     else out.writeHead(status, headers);
     out.end(sendBody ?? undefined);
@@ -60,7 +79,7 @@ export function sendStream(
 ): { response: Response; done: Promise<void> } {
   const out = rawResponse(c);
   if (out) {
-    out.writeHead(status, headers);
+    out.writeHead(status, withCommonHeaders(c, headers));
     // pipeline destroys `out` (and with it the socket) on any error on either side.
     return { response: RESPONSE_ALREADY_SENT, done: pipeline(body, out) };
   }

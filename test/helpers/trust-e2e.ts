@@ -2,7 +2,7 @@
  * Small pieces the trust end-to-end tests (and the demo) share: signing a pushed image with the
  * real `notary` CLI the way `docker trust sign` does (target name = tag, target = manifest bytes),
  * writing policy files atomically (as trustgate's policies README asks of editors), and reading
- * trustgate's audit lines (src/proxy/enforce.ts: one "trust decision" line per decision).
+ * trustgate's audit records (src/proxy/enforce.ts: one per decision, on the access line).
  */
 import { rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -40,7 +40,10 @@ export async function writePolicy(dir: string, file: string, yaml: string): Prom
   await rename(tmp, join(dir, file));
 }
 
-/** One audit line of trustgate (src/proxy/enforce.ts AuditLine). */
+/**
+ * One audit record of trustgate (src/proxy/enforce.ts AuditLine): on the access line of a
+ * manifest request ("request", audit: true), or a "trust decision" line of its own elsewhere.
+ */
 export interface AuditRecord {
   decision: "allow" | "deny";
   image: string;
@@ -56,7 +59,7 @@ export interface AuditRecord {
 }
 
 export function asAudit(line: LogLine): AuditRecord | undefined {
-  if (line.msg !== "trust decision" || typeof line.decision !== "string" || typeof line.image !== "string")
+  if (line.audit !== true || typeof line.decision !== "string" || typeof line.image !== "string")
     return undefined;
   return line as unknown as AuditRecord;
 }

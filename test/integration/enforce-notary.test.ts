@@ -33,6 +33,9 @@ const hex = (img: Image) => img.digest.replace(/^sha256:/, "");
 
 interface AuditRecord {
   msg: string;
+  level?: number;
+  audit?: boolean;
+  status?: number;
   decision?: string;
   image?: string;
   tag?: string;
@@ -55,8 +58,9 @@ async function logLines(peer: TrustgatePeer): Promise<AuditRecord[]> {
 
 const POLL = { timeout: 5000, interval: 100 };
 
+// A manifest request's decision is on its access line ("request", audit: true): README "Logs".
 async function decisions(peer: TrustgatePeer): Promise<AuditRecord[]> {
-  return (await logLines(peer)).filter((l) => l.msg === "trust decision");
+  return (await logLines(peer)).filter((l) => l.audit === true && typeof l.decision === "string");
 }
 
 describe("trust enforcement with notary-server, docker-registry and the notary CLI", () => {
@@ -189,8 +193,11 @@ describe("trust enforcement with notary-server, docker-registry and the notary C
     const lines = () => decisions(proxy);
     await expect.poll(lines, POLL).toContainEqual(
       expect.objectContaining({
-        // joined to the access-log line of the same request
+        // the access-log line of the same request, at warn level (pino 40) as every refusal
+        msg: "request",
         reqId: res.headers.get("x-request-id"),
+        level: 40,
+        status: 403,
         decision: "deny",
         image: `${R}/acme/app`,
         tag: "unsigned",
@@ -201,6 +208,8 @@ describe("trust enforcement with notary-server, docker-registry and the notary C
     );
     await expect.poll(lines, POLL).toContainEqual(
       expect.objectContaining({
+        level: 30,
+        status: 200,
         decision: "allow",
         tag: "v1",
         digest: signed.digest,
@@ -287,6 +296,7 @@ describe("trust enforcement with notary-server, docker-registry and the notary C
     const lines = () => decisions(proxy);
     await expect.poll(lines, POLL).toContainEqual(
       expect.objectContaining({
+        level: 40,
         decision: "allow",
         wouldDeny: true,
         image: `${R}/audit/app`,

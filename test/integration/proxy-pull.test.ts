@@ -70,6 +70,38 @@ describe("proxy pull against a real docker-registry", () => {
     expect(await res.json()).toEqual({});
   });
 
+  // The API version and request id are added where each answer is written (one writeHead call),
+  // so every kind of answer is checked: ping, manifest, HEAD, blob (a stream), ranged blob, error.
+  it("puts the API version and a fresh request id on every kind of answer", async () => {
+    const blob = image.blobs[0];
+    if (!blob) throw new Error("image without blobs");
+    const asks: Array<[string, RequestInit, number]> = [
+      ["/v2/", {}, 200],
+      ["/v2/acme/hello/manifests/v1", { headers: { accept: DOCKERD_ACCEPT } }, 200],
+      [
+        `/v2/acme/hello/manifests/${image.digest}`,
+        { method: "HEAD", headers: { accept: DOCKERD_ACCEPT } },
+        200,
+      ],
+      [`/v2/acme/hello/blobs/${blob.digest}`, {}, 200],
+      [`/v2/acme/hello/blobs/${blob.digest}`, { headers: { range: "bytes=0-9" } }, 206],
+      ["/v2/acme/hello/manifests/no-such-tag", {}, 404],
+      ["/v2/acme/hello/manifests/v1", { method: "DELETE" }, 405],
+      ["/not-the-api", {}, 404],
+    ];
+    const ids = new Set<string>();
+    for (const [path, init, status] of asks) {
+      const res = await fetch(`${proxy.url}${path}`, init);
+      await res.arrayBuffer();
+      expect(res.status, path).toBe(status);
+      expect(res.headers.get("docker-distribution-api-version"), path).toBe("registry/2.0");
+      const id = res.headers.get("x-request-id") ?? "";
+      expect(id, path).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+      ids.add(id);
+    }
+    expect(ids.size).toBe(asks.length);
+  });
+
   it("serves a manifest by tag byte for byte, via ns, prefix and default routing", async () => {
     for (const path of [
       `/v2/acme/hello/manifests/v1?ns=${encodeURIComponent(registry.host)}`,
