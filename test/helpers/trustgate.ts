@@ -3,7 +3,7 @@
  * `node dist/cli.js serve --config FILE` on a free loopback port, exactly as a user would. Its pino
  * log (JSON, one line per request) is kept in a file so tests can assert what the proxy saw.
  */
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -35,8 +35,12 @@ export interface RegistryConfig {
 export interface LaunchOptions {
   /** extra environment (e.g. a passwordEnv secret, or FAKETIME settings) */
   env?: NodeJS.ProcessEnv;
-  /** run under another command, e.g. ["faketime", "+30 days"] */
-  wrapper?: string[];
+  /**
+   * Run trustgate's clock this far ahead, e.g. "+30d" (libfaketime's FAKETIME syntax; Node honours
+   * it, the Go peers never see it). Preloaded into node itself rather than through the `faketime`
+   * wrapper, so the PID we stop is trustgate's own: stopping the wrapper would orphan node.
+   */
+  clockOffset?: string;
   startTimeoutMs?: number;
   /** reuse this directory (its state/ survives: a restart keeps persisted trust state) */
   dir?: string;
@@ -113,15 +117,24 @@ function configFromOptions(opts: TrustgateOptions, dir: string): string {
   });
 }
 
+/** Debian's libfaketime (package faketime), wherever the architecture puts it. */
+function libfaketime(): string {
+  for (const entry of readdirSync("/usr/lib", { withFileTypes: true })) {
+    const candidate = join("/usr/lib", entry.name, "faketime", "libfaketime.so.1");
+    if (entry.isDirectory() && existsSync(candidate)) return candidate;
+  }
+  throw new Error("libfaketime.so.1 not found under /usr/lib/*/faketime: install the faketime package");
+}
+
 /** Spawn `serve` on `port`; undefined if the port was taken meanwhile (then retry). */
 async function spawnTrustgate(opts: LaunchOptions, dir: string, configFile: string, port: number) {
-  const [command, ...prefix] = [...(opts.wrapper ?? []), process.execPath];
   const logFile = join(dir, `trustgate-${port}.log`);
+  const clock = opts.clockOffset ? { LD_PRELOAD: libfaketime(), FAKETIME: opts.clockOffset } : {};
   const peer = startPeer(
     "trustgate",
-    command ?? process.execPath,
-    [...prefix, CLI, "serve", "--config", configFile, "--listen", `127.0.0.1:${port}`],
-    { cwd: dir, env: { ...process.env, ...opts.env }, logFile },
+    process.execPath,
+    [CLI, "serve", "--config", configFile, "--listen", `127.0.0.1:${port}`],
+    { cwd: dir, env: { ...process.env, ...opts.env, ...clock }, logFile },
   );
   const url = `http://127.0.0.1:${port}`;
   try {

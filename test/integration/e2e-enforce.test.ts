@@ -315,7 +315,7 @@ describe("issue 4: trust-enforcing pulls through trustgate with real clients", (
     trustgate = await startTrustgate({
       ...trustgateOptions,
       dir: trustgate.dir,
-      wrapper: ["faketime", "+30 days"],
+      clockOffset: "+30d",
     });
     const mark = await logMark(trustgate);
     const expired = await skopeoInspect(`${trustgate.host}/${OTHER}/acme/offline:v1`);

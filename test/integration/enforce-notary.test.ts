@@ -458,7 +458,7 @@ describe("trust enforcement with notary-server, docker-registry and the notary C
       configFor(R, [`stateDir: ${join(proxy.dir, "var", "trustgate")}`]),
       {
         policies: policies(R),
-        wrapper: ["faketime", "+30 days"],
+        clockOffset: "+30d",
       },
     );
     try {
