@@ -6,6 +6,7 @@
  */
 import { rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import type { AuditLine } from "../../src/proxy/enforce.js";
 import type { Image } from "./image.js";
 import type { NotaryClient } from "./notary.js";
 import { waitFor } from "./process.js";
@@ -44,19 +45,7 @@ export async function writePolicy(dir: string, file: string, yaml: string): Prom
  * One audit record of trustgate (src/proxy/enforce.ts AuditLine): on the access line of a
  * manifest request ("request", audit: true), or a "trust decision" line of its own elsewhere.
  */
-export interface AuditRecord {
-  decision: "allow" | "deny";
-  image: string;
-  tag?: string;
-  reference?: string;
-  digest?: string;
-  role?: string;
-  policy: string;
-  mode: string;
-  source?: string;
-  wouldDeny?: boolean;
-  reason: string;
-}
+export type AuditRecord = AuditLine;
 
 export function asAudit(line: LogLine): AuditRecord | undefined {
   if (line.audit !== true || typeof line.decision !== "string" || typeof line.image !== "string")

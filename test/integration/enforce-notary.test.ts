@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent, fetch as undiciFetch } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { AuditLine } from "../../src/proxy/enforce.js";
 import { type Image, makeImage, makeIndex, pushImage } from "../helpers/image.js";
 import { type NotaryClient, type NotaryLab, startNotary } from "../helpers/notary.js";
 import { runCommand } from "../helpers/process.js";
@@ -31,22 +32,8 @@ const ACCEPT = [
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const hex = (img: Image) => img.digest.replace(/^sha256:/, "");
 
-interface AuditRecord {
-  msg: string;
-  level?: number;
-  audit?: boolean;
-  status?: number;
-  decision?: string;
-  image?: string;
-  tag?: string;
-  digest?: string;
-  role?: string;
-  policy?: string;
-  mode?: string;
-  source?: string;
-  reason?: string;
-  wouldDeny?: boolean;
-}
+/** A log line as read back: the access line's own fields, and the audit fields when it has them. */
+type AuditRecord = Partial<AuditLine> & { msg: string; level?: number; audit?: boolean; status?: number };
 
 async function logLines(peer: TrustgatePeer): Promise<AuditRecord[]> {
   const text = await readFile(peer.logFile, "utf8");
