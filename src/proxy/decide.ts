@@ -117,34 +117,30 @@ export class TrustDecider {
         size: undefined,
       };
     }
-    let source: TrustSource;
-    try {
-      source = this.deps.sources.sourceFor(applied.policy, registry, repository);
-    } catch (err) {
+    // Trust that cannot be established is the policy's to judge (a refusal unless an exception).
+    const trustFailed = (err: unknown, source: TrustSource | undefined): DigestDecided => {
       if (!(err instanceof TrustError)) throw err;
       return {
         decision: decideDigestPull(applied, ref, err),
         image,
         trustFailure: err.code,
-        source: undefined,
+        source: source?.kind,
         signedVia: undefined,
         size: undefined,
       };
+    };
+    let source: TrustSource;
+    try {
+      source = this.deps.sources.sourceFor(applied.policy, registry, repository);
+    } catch (err) {
+      return trustFailed(err, undefined);
     }
     const query: TrustQuery = trustQueryFor(applied.policy, registry, repository);
     let target: SignedTarget | undefined;
     try {
       target = await source.signedByDigest(query, digest);
     } catch (err) {
-      if (!(err instanceof TrustError)) throw err;
-      return {
-        decision: decideDigestPull(applied, ref, err),
-        image,
-        trustFailure: err.code,
-        source: source.kind,
-        signedVia: undefined,
-        size: undefined,
-      };
+      return trustFailed(err, source);
     }
     if (target) {
       const decision = decideDigestPull(applied, ref, true);
