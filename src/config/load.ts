@@ -114,6 +114,17 @@ class Reader {
   }
 }
 
+/** Why a file could not be read, in words (the errno code stays for searching). */
+function readProblem(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  const words: Record<string, string> = {
+    ENOENT: "no such file",
+    EACCES: "permission denied",
+    EISDIR: "is a directory",
+  };
+  return code ? `${words[code] ?? "error"} (${code})` : String(err);
+}
+
 function join(parent: string, key: string): string {
   return parent ? `${parent}.${key}` : key;
 }
@@ -141,7 +152,7 @@ async function readCa(r: Reader, value: unknown, key: string): Promise<{ file: s
   try {
     pem = await readFile(file, "utf8");
   } catch (err) {
-    r.fail(key, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    r.fail(key, `cannot read ${file}: ${readProblem(err)}`);
   }
   if (!pem.includes("-----BEGIN CERTIFICATE-----")) r.fail(key, `${file} holds no PEM certificate`);
   return { file, pem };
@@ -296,9 +307,7 @@ export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.
   try {
     text = await readFile(file, "utf8");
   } catch (err) {
-    throw new ConfigError(
-      `${resolve(file)}: (file): cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
-    );
+    throw new ConfigError(`${resolve(file)}: (file): cannot read: ${readProblem(err)}`);
   }
   return parseConfig(text, file, env);
 }

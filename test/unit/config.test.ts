@@ -197,7 +197,7 @@ registries:
 
   it("names the file when it cannot be read", async () => {
     await expect(loadConfig(join(dir, "absent.yaml"))).rejects.toThrow(
-      /absent\.yaml: \(file\): cannot read: ENOENT/,
+      /absent\.yaml: \(file\): cannot read: no such file \(ENOENT\)/,
     );
   });
 
