@@ -52,6 +52,21 @@ async function tail(file: string, lines = 15): Promise<string> {
  * Start dockerd; throws DockerdUnavailable (with the reason and the end of its log) when it is not
  * installed or does not come up, so a test can skip with that reason printed.
  */
+/**
+ * dockerd, or the reason it cannot start on this machine: the test then skips only its dockerd
+ * cases and prints that reason. Any other failure still fails the test.
+ */
+export async function startDockerdIfAvailable(
+  opts: DockerdOptions,
+): Promise<{ dockerd: DockerdPeer | undefined; unavailable: string }> {
+  try {
+    return { dockerd: await startDockerd(opts), unavailable: "" };
+  } catch (err) {
+    if (!(err instanceof DockerdUnavailable)) throw err;
+    return { dockerd: undefined, unavailable: err.reason };
+  }
+}
+
 export async function startDockerd(opts: DockerdOptions = {}): Promise<DockerdPeer> {
   const which = await runCommand("sh", ["-c", "command -v dockerd && command -v docker"]);
   if (which.code !== 0) throw new DockerdUnavailable("dockerd or the docker CLI is not installed");

@@ -15,12 +15,11 @@ import {
 } from "../helpers/containerd.js";
 import {
   type DockerdPeer,
-  DockerdUnavailable,
   dockerImageDigests,
   dockerImageId,
   dockerPull,
   dockerUnpackedFiles,
-  startDockerd,
+  startDockerdIfAvailable,
 } from "../helpers/dockerd.js";
 import { type Image, makeImage, makeIndex, pushImage } from "../helpers/image.js";
 import { tempDir } from "../helpers/process.js";
@@ -102,16 +101,11 @@ describe("real pull clients against docker-registry", () => {
     await pushImage(registry.url, "acme/multi", "v1", index);
     mirror = await startRecordingMirror(registry.url);
     containerd = await startContainerd();
-    try {
-      // The registry serves /v2/acme/hello, which is what a Docker Hub mirror is asked for docker.io/acme/hello.
-      dockerd = await startDockerd({
-        registryMirrors: [mirror.url],
-        insecureRegistries: [new URL(mirror.url).host],
-      });
-    } catch (err) {
-      if (!(err instanceof DockerdUnavailable)) throw err;
-      dockerdUnavailable = err.reason;
-    }
+    // The registry serves /v2/acme/hello, which is what a Docker Hub mirror is asked for docker.io/acme/hello.
+    ({ dockerd, unavailable: dockerdUnavailable } = await startDockerdIfAvailable({
+      registryMirrors: [mirror.url],
+      insecureRegistries: [new URL(mirror.url).host],
+    }));
   });
   afterAll(async () => {
     await dockerd?.stop();

@@ -13,12 +13,11 @@ import {
 } from "../helpers/containerd.js";
 import {
   type DockerdPeer,
-  DockerdUnavailable,
   dockerImageDigests,
   dockerImageId,
   dockerPull,
   dockerUnpackedFiles,
-  startDockerd,
+  startDockerdIfAvailable,
 } from "../helpers/dockerd.js";
 import { type Image, makeImage, makeIndex, pushImage } from "../helpers/image.js";
 import { tempDir } from "../helpers/process.js";
@@ -97,15 +96,10 @@ describe("issue 2: real clients pull through trustgate, byte for byte", () => {
       extraConfig: { defaultPolicy: "off" },
     });
     containerd = await startContainerd();
-    try {
-      dockerd = await startDockerd({
-        registryMirrors: [trustgate.url],
-        insecureRegistries: [trustgate.host],
-      });
-    } catch (err) {
-      if (!(err instanceof DockerdUnavailable)) throw err;
-      dockerdUnavailable = err.reason;
-    }
+    ({ dockerd, unavailable: dockerdUnavailable } = await startDockerdIfAvailable({
+      registryMirrors: [trustgate.url],
+      insecureRegistries: [trustgate.host],
+    }));
   });
   afterAll(async () => {
     await dockerd?.stop();

@@ -26,10 +26,9 @@ import {
 } from "../helpers/containerd.js";
 import {
   type DockerdPeer,
-  DockerdUnavailable,
   dockerImageDigests,
   dockerPull,
-  startDockerd,
+  startDockerdIfAvailable,
 } from "../helpers/dockerd.js";
 import { type Image, makeImage, makeIndex, pushImage, sha256Digest } from "../helpers/image.js";
 import { type NotaryClient, type NotaryLab, startNotary } from "../helpers/notary.js";
@@ -139,15 +138,10 @@ describe("issue 4: trust-enforcing pulls through trustgate with real clients", (
     trustgate = await startTrustgate(trustgateOptions);
     hostsDir = await writeHostsDir(trustgate.url, { dir: join(scratch, "hosts") });
     containerd = await startContainerd();
-    try {
-      dockerd = await startDockerd({
-        registryMirrors: [trustgate.url],
-        insecureRegistries: [trustgate.host],
-      });
-    } catch (err) {
-      if (!(err instanceof DockerdUnavailable)) throw err;
-      dockerdUnavailable = err.reason;
-    }
+    ({ dockerd, unavailable: dockerdUnavailable } = await startDockerdIfAvailable({
+      registryMirrors: [trustgate.url],
+      insecureRegistries: [trustgate.host],
+    }));
   });
 
   afterAll(async () => {
