@@ -33,6 +33,16 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
+/** A state dir in which a first NotarySource has verified and persisted the basic fixture. */
+async function stateDirTrustingBasic(): Promise<{ state: string; f: MapFetcher }> {
+  const state = tmp();
+  const f = new MapFetcher(loadRepoFiles(BASIC));
+  await new NotarySource({ url: "http://x", stateDir: state, fetcher: f, now: () => FIXTURE_NOW }).listSigned(
+    query,
+  );
+  return { state, f };
+}
+
 describe("NotarySource", () => {
   it("concurrent callers share one update (single flight)", async () => {
     const f = new MapFetcher(loadRepoFiles(BASIC));
@@ -64,14 +74,7 @@ describe("NotarySource", () => {
   });
 
   it("persists atomically and answers from the state dir after a restart while the server is down", async () => {
-    const state = tmp();
-    const f = new MapFetcher(loadRepoFiles(BASIC));
-    await new NotarySource({
-      url: "http://x",
-      stateDir: state,
-      fetcher: f,
-      now: () => FIXTURE_NOW,
-    }).listSigned(query);
+    const { state, f } = await stateDirTrustingBasic();
     expect(readdirSync(join(state, "notary"))).toEqual([`${encodeURIComponent(gun)}.json`]);
     f.offline = true;
     const again = new NotarySource({ url: "http://x", stateDir: state, fetcher: f, now: () => FIXTURE_NOW });
@@ -123,14 +126,7 @@ describe("NotarySource", () => {
   });
 
   it("a corrupt state file is an error, not a silent fresh start", async () => {
-    const state = tmp();
-    const f = new MapFetcher(loadRepoFiles(BASIC));
-    await new NotarySource({
-      url: "http://x",
-      stateDir: state,
-      fetcher: f,
-      now: () => FIXTURE_NOW,
-    }).listSigned(query);
+    const { state, f } = await stateDirTrustingBasic();
     const file = join(state, "notary", `${encodeURIComponent(gun)}.json`);
     writeFileSync(file, readFileSync(file, "utf8").slice(0, 50));
     const err = await new NotarySource({
