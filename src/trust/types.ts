@@ -38,6 +38,13 @@ export interface TagSignatures {
   source: string;
   /** the earliest `expires` among the metadata this answer depends on */
   expires: Date;
+  /**
+   * Until this instant (ms since the epoch, by the source's clock) the source would give the same
+   * answer from the same verified metadata without a network request and without starting a
+   * refresh, so a caller may reuse the answer (and what it decided from it) until then. Never
+   * later than any expiry the answer depends on. Absent: do not reuse.
+   */
+  reuseUntil?: number;
 }
 
 export interface TrustSource {
