@@ -11,6 +11,7 @@ import { SignedTagLister, TrustEnforcingResolver } from "./proxy/enforce.js";
 import { IndexChildren } from "./proxy/index-children.js";
 import { ManifestStore } from "./proxy/manifests.js";
 import { PassThroughTagLister } from "./proxy/tags.js";
+import { WarmAnswers } from "./proxy/warm.js";
 import type { AppDeps } from "./server.js";
 import { TrustSources } from "./trust/sources.js";
 import { TokenCache } from "./upstream/auth.js";
@@ -55,6 +56,16 @@ export async function buildRuntime(
   });
   // Audit lines are flat (AuditLine: fixed keys, primitive values): no redaction needed (log.ts).
   const audit = fixedFieldsLogger(logger).child({ audit: true });
+  const now = options.now;
+  // Warm answers hold manifest bytes too: enabled with the manifest cache, bounded like it.
+  const warm =
+    config.manifestCacheBytes > 0
+      ? new WarmAnswers({
+          maxBytes: config.manifestCacheBytes,
+          now: now ? () => now().getTime() : Date.now,
+          access: fixedFieldsLogger(logger),
+        })
+      : undefined;
   return {
     deps: {
       config,
@@ -67,6 +78,7 @@ export async function buildRuntime(
       }),
       tags: new SignedTagLister(decider, new PassThroughTagLister(clients), audit),
       logger,
+      ...(warm ? { warm } : {}),
     },
     store,
     tokens,

@@ -4,7 +4,8 @@
  * `createApp(deps)` so tests (and issue 4's enforcement) build the app with their own parts.
  */
 import { randomUUID } from "node:crypto";
-import type { HttpBindings } from "@hono/node-server";
+import { createServer, type Server } from "node:http";
+import { getRequestListener, type HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { type Context, Hono } from "hono";
 import type { RegistryConfig } from "./config/types.js";
@@ -18,6 +19,7 @@ import type { ManifestResolver } from "./proxy/manifests.js";
 import { API_VERSION_HEADER, rawResponse, requestHeader, sendBytes, sendStream } from "./proxy/respond.js";
 import { parseApiPath, selectTarget, type Target } from "./proxy/route.js";
 import type { TagLister } from "./proxy/tags.js";
+import type { WarmAnswers } from "./proxy/warm.js";
 import type { RegistryClient } from "./upstream/client.js";
 
 /** Per-request facts the access log line reports; handlers fill them in. */
@@ -54,6 +56,8 @@ export interface AppDeps {
   manifests: ManifestResolver;
   tags: TagLister;
   logger: Logger;
+  /** answers to remember for the warm path (proxy/warm.ts); absent: every request is routed */
+  warm?: WarmAnswers;
 }
 
 function clientFor(deps: AppDeps, target: Target): RegistryClient {
@@ -149,6 +153,18 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 }
 
 /**
+ * The HTTP server: a request with a warm answer (proxy/warm.ts) is answered at once; every other
+ * request goes through the app.
+ */
+export function createHttpServer(app: Hono<AppEnv>, warm: WarmAnswers | undefined): Server {
+  const routed = getRequestListener(app.fetch);
+  return createServer((req, res) => {
+    if (warm?.serve(req, res)) return;
+    void routed(req, res);
+  });
+}
+
+/**
  * The access line goes to the non-redacting logger (redaction was ~9 µs a line): pino redacts by
  * key (authorization, cookie, password, token, access_token, top level or one below), and this
  * line has fixed keys, none of those, whose values are all strings, numbers or booleans, so
@@ -169,22 +185,30 @@ function writeAccessLine(
   status: number,
   aborted: boolean,
 ): void {
-  const d = requestLog.decision;
   const line = {
     reqId,
     method: c.req.method,
     path: c.req.path,
-    ns: c.req.query("ns"),
-    registry: requestLog.registry,
     status,
     bytes: requestLog.streamedBytes?.() ?? requestLog.bytes,
     durationMs: Math.round((performance.now() - started) * 10) / 10,
     outcome: requestLog.outcome ?? (aborted ? "aborted" : undefined),
-    // every AuditLine field, whatever it gains later (it is flat by contract: enforce.ts)
-    ...(d ? { audit: true, ...d } : undefined),
+    ...accessLineContext(c, requestLog),
   };
+  const d = requestLog.decision;
   if (d && (d.decision === "deny" || d.wouldDeny)) access.warn(line, "request");
   else access.info(line, "request");
+}
+
+/**
+ * The access line's fields that describe what was asked and decided, not how this one answer went:
+ * a warm answer (proxy/warm.ts) binds them once and logs the same line. Every AuditLine field,
+ * whatever it gains later (it is flat by contract: enforce.ts); its reqId is the line's own.
+ */
+function accessLineContext(c: Context<AppEnv>, requestLog: RequestLog): Record<string, unknown> {
+  if (!requestLog.decision) return { ns: c.req.query("ns"), registry: requestLog.registry };
+  const { reqId: _sameAsTheLine, ...decision } = requestLog.decision;
+  return { ns: c.req.query("ns"), registry: requestLog.registry, audit: true, ...decision };
 }
 
 function decodePath(path: string): string {
@@ -231,18 +255,26 @@ async function manifest(
     requestId: c.get("requestId"),
     decisionSink: c.get("requestLog"),
   });
-  c.get("requestLog").bytes = method === "HEAD" ? 0 : answer.bytes.length;
-  return sendBytes(
-    c,
-    200,
-    {
-      "content-type": answer.mediaType,
-      "content-length": String(answer.bytes.length),
-      "docker-content-digest": answer.digest,
-      etag: `"${answer.digest}"`,
-    },
-    answer.bytes,
-  );
+  const requestLog = c.get("requestLog");
+  requestLog.bytes = method === "HEAD" ? 0 : answer.bytes.length;
+  const headers = {
+    "content-type": answer.mediaType,
+    "content-length": String(answer.bytes.length),
+    "docker-content-digest": answer.digest,
+    etag: `"${answer.digest}"`,
+  };
+  const url = c.env?.incoming.url;
+  if (answer.reuse && deps.warm && url !== undefined) {
+    deps.warm.remember({
+      url,
+      path: c.req.path,
+      body: answer.bytes,
+      headers: { ...headers },
+      lineFields: { ...accessLineContext(c, requestLog), warm: true },
+      reuse: answer.reuse,
+    });
+  }
+  return sendBytes(c, 200, headers, answer.bytes);
 }
 
 async function blob(

@@ -8,13 +8,12 @@
  */
 import type { AddressInfo } from "node:net";
 import { parseArgs } from "node:util";
-import { createAdaptorServer } from "@hono/node-server";
 import { buildRuntime } from "../app.js";
 import { loadConfig, parseListen } from "../config/load.js";
 import { ConfigError, UsageError } from "../errors.js";
 import { asyncStdout, createLogger, flushLogger, type Logger } from "../log.js";
 import { formatProblem, PolicyStore, type ReloadOutcome } from "../policy/index.js";
-import { createApp } from "../server.js";
+import { createApp, createHttpServer } from "../server.js";
 import { sourceMismatches } from "../trust/sources.js";
 
 const USAGE = "usage: trustgate serve --config FILE [--listen HOST:PORT]";
@@ -63,7 +62,7 @@ export async function run(argv: string[]): Promise<number> {
     throw new ConfigError(mismatches.join("\n"));
   }
   const app = createApp(runtime.deps);
-  const server = createAdaptorServer({ fetch: app.fetch });
+  const server = createHttpServer(app, runtime.deps.warm);
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

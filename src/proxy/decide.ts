@@ -40,6 +40,16 @@ export interface Decided {
   readonly trustFailure?: string;
 }
 
+/** A tag decision, and how long it may be reused without deciding again. */
+export interface TagDecided extends Decided {
+  /**
+   * Until when (ms since the epoch, by the trust source's clock) the same question gets the same
+   * decision: the trust source's `reuseUntil`, and only while `basis` is still the policy set in
+   * force. Absent when no trust source vouched for the answer (off, refusals, failures).
+   */
+  readonly reuse?: { readonly until: number; readonly policiesStillInForce: () => boolean };
+}
+
 export interface DigestDecided extends Decided {
   /** how the digest is vouched for by trust: a signed target, or a child of a signed index */
   readonly signedVia: "target" | "index" | undefined;
@@ -50,13 +60,14 @@ export interface DigestDecided extends Decided {
 export class TrustDecider {
   constructor(private readonly deps: DecisionDeps) {}
 
-  applied(image: string): AppliedPolicy {
-    return applyPolicy(this.deps.policies.current, image, this.deps.defaultPolicy);
+  applied(image: string, policies: PolicySet = this.deps.policies.current): AppliedPolicy {
+    return applyPolicy(policies, image, this.deps.defaultPolicy);
   }
 
-  async decideTag(registry: string, repository: string, tag: string): Promise<Decided> {
+  async decideTag(registry: string, repository: string, tag: string): Promise<TagDecided> {
     const image = `${registry}/${repository}`;
-    const applied = this.applied(image);
+    const policies = this.deps.policies.current;
+    const applied = this.applied(image, policies);
     let trust: TagSignatures | TrustError | undefined;
     let source: string | undefined;
     if (needsTrust(applied) && applied.kind === "policy") {
@@ -72,11 +83,15 @@ export class TrustDecider {
         trust = err;
       }
     }
+    const live = this.deps.policies;
     return {
       decision: decideTag(applied, { image, tag }, trust),
       image,
       source,
       ...(trust instanceof TrustError ? { trustFailure: trust.code } : {}),
+      ...(trust && !(trust instanceof TrustError) && trust.reuseUntil !== undefined
+        ? { reuse: { until: trust.reuseUntil, policiesStillInForce: () => live.current === policies } }
+        : {}),
     };
   }
 

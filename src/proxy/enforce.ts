@@ -81,9 +81,27 @@ export class TrustEnforcingResolver implements ManifestResolver {
     }
     const signed = signedDigest(decision.digest);
     const answer = await this.fetchSigned(req, signed, decision.size, decided, line, { tag });
-    this.deps.reachable.recordIfIndex(registry, repository, signed.value, answer.bytes, answer.mediaType);
+    const recordChildren = this.deps.reachable.recorderFor(
+      registry,
+      repository,
+      signed.value,
+      answer.bytes,
+      answer.mediaType,
+    );
+    recordChildren?.();
     this.audit(req, line(decision));
-    return answer;
+    // Signed bytes, decided from verified trust: the same request gets the same answer while the
+    // trust source vouches for its data without asking again and the policies are unchanged.
+    if (!decided.reuse) return answer;
+    const { until, policiesStillInForce } = decided.reuse;
+    return {
+      ...answer,
+      reuse: {
+        until,
+        stillValid: policiesStillInForce,
+        ...(recordChildren ? { onReuse: recordChildren } : {}),
+      },
+    };
   }
 
   private async byDigest(req: ManifestRequest, digest: Digest): Promise<ManifestAnswer> {

@@ -38,21 +38,39 @@ export class IndexChildren {
    * chain of indexes started from (the index itself when it is a signed target).
    */
   recordIfIndex(registry: string, repository: string, root: string, bytes: Buffer, mediaType: string): void {
+    this.recorderFor(registry, repository, root, bytes, mediaType)?.();
+  }
+
+  /**
+   * The same record as recordIfIndex, with the index parsed once: for an answer served again
+   * without being fetched (proxy/warm.ts), so its children stay recorded however the LRU moves.
+   * Undefined when `bytes` are not an index.
+   */
+  recorderFor(
+    registry: string,
+    repository: string,
+    root: string,
+    bytes: Buffer,
+    mediaType: string,
+  ): (() => void) | undefined {
     const children = indexChildren(bytes, mediaType);
-    for (const { digest, size } of children) {
-      const key = keyOf(registry, repository, digest);
-      let roots = this.#children.get(key);
-      if (!roots) {
-        roots = new Map();
-        this.#children.set(key, roots);
+    if (children.length === 0) return undefined;
+    return () => {
+      for (const { digest, size } of children) {
+        const key = keyOf(registry, repository, digest);
+        let roots = this.#children.get(key);
+        if (!roots) {
+          roots = new Map();
+          this.#children.set(key, roots);
+        }
+        // a bounded set of roots per child: the newest signed indexes that name it
+        if (roots.size >= 16 && !roots.has(root)) {
+          const oldest = roots.keys().next().value;
+          if (oldest !== undefined) roots.delete(oldest);
+        }
+        roots.set(root, size);
       }
-      // a bounded set of roots per child: the newest signed indexes that name it
-      if (roots.size >= 16 && !roots.has(root)) {
-        const oldest = roots.keys().next().value;
-        if (oldest !== undefined) roots.delete(oldest);
-      }
-      roots.set(root, size);
-    }
+    };
   }
 
   lookup(registry: string, repository: string, digest: string): Reachable | undefined {

@@ -50,6 +50,20 @@ export interface ManifestAnswer {
   mediaType: string;
   /** "sha256:<hex>" of `bytes` */
   digest: string;
+  /** set when the same request may get this same answer again without resolving it (AnswerReuse) */
+  reuse?: AnswerReuse;
+}
+
+/**
+ * An answer that trust vouches for beyond this request: the same request (same URL) may be
+ * answered with the same bytes, without deciding again, before `until` (ms since the epoch, by the
+ * trust source's clock) and while `stillValid()` (the policy set it was decided under is still in
+ * force). `onReuse` runs on every reuse, for what serving it must keep doing (index children).
+ */
+export interface AnswerReuse {
+  readonly until: number;
+  stillValid(): boolean;
+  readonly onReuse?: () => void;
 }
 
 /** The enforcement seam: what to answer for one manifest request. */

@@ -396,6 +396,75 @@ describe("trust enforcement with notary-server, docker-registry and the notary C
     }
   });
 
+  it("a warm answer is the routed answer again (headers, bytes, log line); a policy reload ends it", async () => {
+    const warm = await startTrustgateWithConfig(
+      [
+        "logLevel: info",
+        "trustRefreshSeconds: 3600",
+        "registries:",
+        `  "${R}":`,
+        `    upstream: ${registry.url}`,
+        `    notary: { url: "${notary.url}", caFile: "${notaryCa}" }`,
+      ].join("\n"),
+      { policies: { "acme.yaml": policies(R)["acme.yaml"] as string } },
+    );
+    try {
+      const url = `${warm.url}/v2/${R}/acme/rel/manifests/v1`;
+      const pull = async (method: string) => {
+        const res = await fetch(url, { method, headers: { accept: ACCEPT } });
+        const headers = Object.fromEntries(res.headers);
+        return { status: res.status, headers, body: Buffer.from(await res.arrayBuffer()) };
+      };
+      const routed = [await pull("GET"), await pull("HEAD")];
+      const again = [await pull("GET"), await pull("HEAD")];
+      const requestLines = async () => (await warm.logs()).filter((l) => l.msg === "request");
+      await expect.poll(async () => (await requestLines()).length, POLL).toBe(4);
+      const lines = await requestLines();
+      // the first GET and HEAD were routed and decided; the next two answered warm
+      expect(lines.map((l) => l.warm === true)).toEqual([false, false, true, true]);
+      const perAnswer = ["reqId", "time", "durationMs", "warm", "date", "keep-alive", "x-request-id"];
+      const without = (o: Record<string, unknown>) =>
+        Object.fromEntries(Object.entries(o).filter(([k]) => !perAnswer.includes(k)));
+      for (const i of [0, 1]) {
+        const [first, second] = [routed[i], again[i]] as (typeof routed)[number][];
+        expect(second.status).toBe(200);
+        expect(without(second.headers)).toEqual(without(first.headers));
+        expect(second.body.equals(first.body)).toBe(true);
+        expect(second.headers["x-request-id"]).not.toBe(first.headers["x-request-id"]);
+        expect(lines[i + 2]?.reqId).toBe(second.headers["x-request-id"]);
+        expect(without(lines[i + 2] as Record<string, unknown>)).toEqual(
+          without(lines[i] as Record<string, unknown>),
+        );
+      }
+      expect(routed[0]?.body.equals(released.manifest)).toBe(true);
+      expect(lines[2]).toMatchObject({
+        method: "GET",
+        bytes: released.size,
+        decision: "allow",
+        digest: released.digest,
+      });
+      expect(lines[3]).toMatchObject({ method: "HEAD", bytes: 0 });
+
+      // The tag is signed in targets/releases; a policy that demands a role that does not sign it
+      // refuses it at once, warm answer or not.
+      await writeFile(
+        join(warm.dir, "policies", "acme.yaml"),
+        `match: ["${R}/acme/**"]\nmode: enforce\ntrust:\n  roles: [targets]\n`,
+      );
+      process.kill(warm.pid, "SIGHUP");
+      await expect
+        .poll(async () => (await warm.logs()).map((l) => l.msg), POLL)
+        .toContain("policies reloaded");
+      const refused = await pull("GET");
+      expect(refused.status).toBe(403);
+      expect(JSON.parse(refused.body.toString()).errors[0].message).toBe(
+        `${R}/acme/rel:v1 is not signed in targets`,
+      );
+    } finally {
+      await warm.stop();
+    }
+  });
+
   it("reloads policies under concurrent pulls: each pull sees the old rules or the new, never an error", async () => {
     const path = `${R}/audit/app/manifests/unsigned`;
     expect((await get(path)).status).toBe(200);
