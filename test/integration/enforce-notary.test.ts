@@ -426,7 +426,8 @@ describe("trust enforcement with notary-server, docker-registry and the notary C
       const without = (o: Record<string, unknown>) =>
         Object.fromEntries(Object.entries(o).filter(([k]) => !perAnswer.includes(k)));
       for (const i of [0, 1]) {
-        const [first, second] = [routed[i], again[i]] as (typeof routed)[number][];
+        const first = routed[i] as Awaited<ReturnType<typeof pull>>;
+        const second = again[i] as Awaited<ReturnType<typeof pull>>;
         expect(second.status).toBe(200);
         expect(without(second.headers)).toEqual(without(first.headers));
         expect(second.body.equals(first.body)).toBe(true);
