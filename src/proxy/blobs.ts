@@ -6,11 +6,12 @@
  * that already had every byte would see a clean end of a wrong blob. On a mismatch the
  * connection is destroyed instead, so the client sees a failed transfer, and the event is logged.
  */
-import { createHash, type Hash } from "node:crypto";
 import { Transform, type TransformCallback } from "node:stream";
 import { TrustgateError } from "../errors.js";
 import type { Digest } from "../oci/reference.js";
+import { BLOB_HIGH_WATER_MARK } from "../streaming.js";
 import { header, type RegistryClient } from "../upstream/client.js";
+import { InlineHasher, type StreamHasher } from "./blob-hasher.js";
 
 export class BlobDigestMismatchError extends TrustgateError {
   constructor(
@@ -24,45 +25,56 @@ export class BlobDigestMismatchError extends TrustgateError {
 /**
  * Passes bytes through while hashing them, always one chunk behind: the held chunk is
  * released in flush() only when the digest matches; otherwise the stream errors and the
- * pipeline destroys the client connection before the response is complete.
+ * pipeline destroys the client connection before the response is complete. The hash runs on a
+ * worker thread for large blobs (blob-hasher.ts); a chunk is passed on as soon as it is handed
+ * to the hasher, not when it is hashed.
  */
 export class DigestVerifier extends Transform {
-  readonly #hash: Hash;
+  readonly #hasher: StreamHasher;
   readonly #expected: Digest;
   #held: Buffer | undefined;
   /** bytes handed on to the client so far */
   bytesPassed = 0;
 
-  constructor(expected: Digest) {
-    // Buffers in, buffers out; a high water mark like undici's so chunks are not split.
-    super({ highWaterMark: 64 * 1024 });
+  constructor(expected: Digest, hasher: StreamHasher = new InlineHasher(expected.algorithm)) {
+    // Buffers in, buffers out, with the relay's buffer size (see BLOB_HIGH_WATER_MARK).
+    super({ highWaterMark: BLOB_HIGH_WATER_MARK });
     this.#expected = expected;
-    this.#hash = createHash(expected.algorithm);
+    this.#hasher = hasher;
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.#hash.update(chunk);
+    const behind = this.#hasher.update(chunk);
     const previous = this.#held;
     this.#held = chunk;
     if (previous) {
       this.bytesPassed += previous.length;
-      callback(null, previous);
-    } else callback();
+      this.push(previous);
+    }
+    if (behind) behind.then(() => callback(), callback);
+    else callback();
   }
 
   override _flush(callback: TransformCallback): void {
-    const actual = `${this.#expected.algorithm}:${this.#hash.digest("hex")}`;
-    if (actual !== this.#expected.value) {
-      this.#held = undefined;
-      callback(new BlobDigestMismatchError(this.#expected.value, actual));
-      return;
-    }
-    if (this.#held) {
-      this.bytesPassed += this.#held.length;
-      this.push(this.#held);
-      this.#held = undefined;
-    }
-    callback();
+    this.#hasher.digest().then((hex) => {
+      const actual = `${this.#expected.algorithm}:${hex}`;
+      if (actual !== this.#expected.value) {
+        this.#held = undefined;
+        callback(new BlobDigestMismatchError(this.#expected.value, actual));
+        return;
+      }
+      if (this.#held) {
+        this.bytesPassed += this.#held.length;
+        this.push(this.#held);
+        this.#held = undefined;
+      }
+      callback();
+    }, callback);
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    this.#hasher.abort();
+    callback(err);
   }
 }
 
