@@ -325,6 +325,35 @@ describe("NotarySource refresh-ahead (refreshSeconds 40: ahead point 30 s)", () 
     expect(err.code).toBe("EXPIRED");
     expect(err.role).toBe("timestamp");
   });
+
+  it("reuseUntil is checkedAt + the ahead interval, or an expiry when that comes first", async () => {
+    const { f, clock, src } = retagSource("before");
+    expect((await src.resolveTag(retagQuery, "a")).reuseUntil).toBe(T0 + 30_000);
+    clock.now = T0 + 10_000;
+    expect((await src.resolveTag(retagQuery, "a")).reuseUntil).toBe(T0 + 30_000);
+    // at the ahead point the answer still rests on the old check: nothing left to reuse
+    clock.now = T0 + 30_000;
+    expect((await src.resolveTag(retagQuery, "a")).reuseUntil).toBe(T0 + 30_000);
+    await src.idle();
+    expect((await src.resolveTag(retagQuery, "a")).reuseUntil).toBe(T0 + 60_000);
+    expect(f.updates).toBe(2);
+
+    // 10 s before the timestamp expires, the expiry comes before the ahead point
+    const ts = JSON.parse(readFileSync(join(RETAG, "before", "timestamp.json"), "utf8")).signed.expires;
+    const tsExpires = parseExpires(readExpected(RETAG).gun, "timestamp", ts);
+    const late = retagSource("before");
+    late.clock.now = tsExpires - 10_000;
+    const answer = await late.src.resolveTag(retagQuery, "a");
+    expect(answer.reuseUntil).toBe(tsExpires);
+    expect(answer.expires.getTime()).toBe(tsExpires);
+  });
+
+  it("reuseUntil is <= now with refreshSeconds 0", async () => {
+    const { clock, src } = retagSource("before", 0);
+    expect((await src.resolveTag(retagQuery, "a")).reuseUntil).toBe(T0);
+    clock.now = T0 + 5;
+    expect((await src.resolveTag(retagQuery, "a")).reuseUntil).toBeLessThanOrEqual(T0 + 5);
+  });
 });
 
 describe("NotarySource refresh-ahead against the test signer", () => {
@@ -359,6 +388,27 @@ describe("NotarySource refresh-ahead against the test signer", () => {
     const err = await refusal(src.resolveTag(signerQuery, "v1"));
     expect(err.code).toBe("SIGNATURE_INVALID");
     expect(err.role).toBe("targets");
+  });
+
+  it("reuseUntil stops at the earliest expiry of all the repo's metadata, also roles the query does not ask for", async () => {
+    const r = new TestRepo(GUN, new Date(NOW), x509Key(GUN));
+    r.targets = { v1: { digest: D1, size: 401 } };
+    r.delegations = [{ name: "targets/releases", keys: [ecdsaKey()], targets: {} }];
+    const releasesExpire = NOW + 10_000;
+    const src = new NotarySource({
+      url: "http://x",
+      stateDir: tmp(),
+      fetcher: new MapFetcher(
+        r.publish({ expires: { "targets/releases": new Date(releasesExpire).toISOString() } }),
+      ),
+      now: () => new Date(NOW),
+      refreshSeconds: 30,
+    });
+    const answer = await src.resolveTag(queryFor(GUN, ["targets"]), "v1");
+    expect(answer.signatures).toHaveLength(1);
+    // targets/releases is not asked for, but an expired targets/releases would stop the answer
+    expect(answer.reuseUntil).toBe(releasesExpire);
+    expect(answer.expires.getTime()).toBeGreaterThan(releasesExpire);
   });
 });
 

@@ -107,7 +107,7 @@ export class NotarySource implements TrustSource {
   }
 
   async resolveTag(query: TrustQuery, tag: string): Promise<TagSignatures> {
-    const { repo } = await this.trusted(query);
+    const { repo, checkedAt } = await this.trusted(query);
     const signatures: SignedTarget[] = [];
     for (const role of query.roles) {
       const t = repo.roles.get(role)?.targets.get(tag);
@@ -118,6 +118,10 @@ export class NotarySource implements TrustSource {
       signatures,
       source: `notary ${this.options.url} ${repo.gun}`,
       expires: new Date(earliestExpiry(repo, query.roles)),
+      // Until the refresh-ahead point of this check (the next query after it starts an update)
+      // and never past any expiry trustedRepo checks: all of the repo's metadata, not only the
+      // queried roles. With refreshSeconds 0 that is checkedAt <= now: nothing to reuse.
+      reuseUntil: Math.min(checkedAt + this.aheadMs, firstExpiry(repo)),
     };
   }
 
