@@ -497,4 +497,48 @@ describe("TufSource refresh-ahead (refreshSeconds 40: ahead point 30 s after a r
     expect(expired.code).toBe("EXPIRED");
     expect(expired.role).toBe("timestamp");
   });
+
+  it("reuseUntil is the refresh-ahead point, or an expiry on the answer's path when that comes first", async () => {
+    const acmeKey = TestKey.generate();
+    repo.delegate("targets", "acme", ["docker.io/acme/*"], [acmeKey]);
+    repo.addTarget("targets", PATH, manifest("v1"));
+    repo.addTarget("acme", "docker.io/acme/app:v2", manifest("v2"));
+    const acmeRole = repo.roles.get("acme");
+    if (acmeRole) acmeRole.expires = new Date(t0 + 50_000);
+    repo.publish({ timestampExpires: new Date(t0 + 3600_000) });
+    const source = await openSource({ refreshSeconds: 40 });
+    const v1 = await source.resolveTag(acmeApp, "v1");
+    expect(v1.reuseUntil).toBe(t0 + 30_000);
+    // unsigned: the top-level metadata only
+    expect((await source.resolveTag(acmeApp, "nope")).reuseUntil).toBe(t0 + 30_000);
+    clock = t0 + 30_000;
+    // the answer at the ahead point still rests on the old refresh: nothing left to reuse
+    expect((await source.resolveTag(acmeApp, "v1")).reuseUntil).toBe(t0 + 30_000);
+    await source.idle();
+    expect((await source.resolveTag(acmeApp, "v1")).reuseUntil).toBe(t0 + 60_000);
+    // signed by acme, whose metadata expires (to the second) before that ahead point
+    const acmeExpires = Math.floor((t0 + 50_000) / 1000) * 1000;
+    const v2 = await source.resolveTag(acmeApp, "v2");
+    expect(v2.signatures[0]?.role).toBe("acme");
+    expect(v2.reuseUntil).toBe(acmeExpires);
+    expect(v2.expires.getTime()).toBe(acmeExpires);
+
+    // a top-level expiry (the timestamp) before the ahead point
+    clock = Math.floor((t0 + 3600_000) / 1000) * 1000 - 10_000;
+    await source.idle();
+    const late = await source.resolveTag(acmeApp, "v1");
+    expect(late.reuseUntil).toBe(clock + 10_000);
+  });
+
+  it("reuseUntil is <= now with refreshSeconds 0", async () => {
+    repo.addTarget("targets", PATH, manifest("v1"));
+    repo.publish();
+    const source = await openSource({ refreshSeconds: 0 });
+    expect((await source.resolveTag(acmeApp, "v1")).reuseUntil).toBe(clock);
+    clock += 5;
+    expect((await source.resolveTag(acmeApp, "v1")).reuseUntil).toBeLessThanOrEqual(clock);
+    // every query refreshes in the foreground, and nothing more starts behind it
+    await source.idle();
+    expect(repo.count("timestamp.json")).toBe(2);
+  });
 });

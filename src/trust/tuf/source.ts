@@ -131,14 +131,23 @@ export class TufSource implements TrustSource {
   }
 
   async resolveTag(query: TrustQuery, tag: string): Promise<TagSignatures> {
-    const repo = await this.verifiedRepository(query);
+    const { repo, reuseUntil } = await this.verifiedRepository(query);
     const found = await repo.findTarget(this.template.render(query, tag));
     if (found === undefined) {
-      return { tag, signatures: [], source: this.name, expires: topLevelExpiry(repo).expires };
+      // An unsigned answer depends on the top-level metadata only (nothing on a delegation path
+      // is checked for it), which reuseUntil already stops at.
+      return { tag, signatures: [], source: this.name, expires: topLevelExpiry(repo).expires, reuseUntil };
     }
     this.checkNotExpired(found);
     const signatures = roleCounts(query.roles, found.role) ? [this.toSignedTarget(tag, found)] : [];
-    return { tag, signatures, source: this.name, expires: found.expires };
+    return {
+      tag,
+      signatures,
+      source: this.name,
+      expires: found.expires,
+      // found.expires: the top-level metadata and every role on the delegation path to the target
+      reuseUntil: Math.min(reuseUntil, found.expires.getTime()),
+    };
   }
 
   /**
@@ -150,7 +159,7 @@ export class TufSource implements TrustSource {
    * a target that resolveTag would not return.
    */
   async listSigned(query: TrustQuery): Promise<SignedTarget[]> {
-    const repo = await this.verifiedRepository(query);
+    const { repo } = await this.verifiedRepository(query);
     const candidates = await repo.consultedTargets(this.template.render(query, "*"));
     const matcher = this.template.tagMatcher(query);
     const listed: SignedTarget[] = [];
@@ -184,8 +193,14 @@ export class TufSource implements TrustSource {
     await this.transport.close();
   }
 
-  /** The verified repository state to answer from, refreshed first if it is due. */
-  private async verifiedRepository(query: TrustQuery): Promise<VerifiedRepository> {
+  /**
+   * The verified repository state to answer from, refreshed first if due, and the instant until
+   * which an answer from it may be reused: the refresh-ahead point (from there on a query starts
+   * a refresh), never past the top-level expiry. With refreshSeconds 0 that is <= now.
+   */
+  private async verifiedRepository(
+    query: TrustQuery,
+  ): Promise<{ repo: VerifiedRepository; reuseUntil: number }> {
     if (this.now().getTime() >= this.nextRefreshAt) await this.startRefresh();
     if (this.blockingFailure) throw this.blockingFailure;
     const repo = this.current;
@@ -208,12 +223,13 @@ export class TufSource implements TrustSource {
       );
     }
     this.checkRootPin(repo, query);
+    const reuseUntil = Math.min(this.refreshAheadAt, expiresMs);
     if (now >= this.refreshAheadAt && now < this.nextRefreshAt && this.inflight === undefined) {
       // Refresh-ahead: this answer does not wait. refresh() records the outcome (a verification
       // failure blocks the next query); the catch only guards against an unhandled rejection.
       this.startRefresh().catch(() => undefined);
     }
-    return repo;
+    return { repo, reuseUntil };
   }
 
   /** The one refresh in flight, started if there is none. */
