@@ -19,6 +19,7 @@ import {
   readExpected,
 } from "../helpers/notary-fixtures.js";
 import { serveNotaryFiles } from "../helpers/notary-http.js";
+import { ecdsaKey, TestRepo, x509Key } from "../helpers/notary-signer.js";
 
 const BASIC = join(FIXTURES, "signer-ecdsa", "basic");
 const { gun } = readExpected(BASIC);
@@ -63,7 +64,8 @@ describe("NotarySource", () => {
       refreshSeconds: 30,
     });
     await src.listSigned(query);
-    now = new Date(FIXTURE_NOW.getTime() + 29_000);
+    // just before the refresh-ahead point (3/4 of refreshSeconds = 22.5 s): answered from memory
+    now = new Date(FIXTURE_NOW.getTime() + 22_000);
     await src.listSigned(query);
     expect(f.requests.filter((r) => r === "timestamp.json")).toHaveLength(1);
     now = new Date(FIXTURE_NOW.getTime() + 31_000);
@@ -149,6 +151,264 @@ describe("NotarySource", () => {
     });
     const ts = JSON.parse(readFileSync(join(BASIC, "timestamp.json"), "utf8")).signed.expires as string;
     expect((await src.resolveTag(query, "v1")).expires.getTime()).toBe(parseExpires(gun, "timestamp", ts));
+  });
+});
+
+/** Holds every request while `hold()` is on, so an update stays in flight as long as a test needs. */
+class HeldFetcher implements MetadataFetcher {
+  /** every file asked for, at the moment it is asked (before any hold) */
+  readonly asked: string[] = [];
+  private waiting: (() => void)[] | undefined;
+  constructor(readonly inner: MapFetcher) {}
+  /** updates started: each begins with root.json */
+  get updates(): number {
+    return this.asked.filter((f) => f === "root.json").length;
+  }
+  get held(): number {
+    return this.waiting?.length ?? 0;
+  }
+  hold(): void {
+    this.waiting ??= [];
+  }
+  release(): void {
+    const waiting = this.waiting ?? [];
+    this.waiting = undefined;
+    for (const go of waiting) go();
+  }
+  async fetch(gun: string, file: string, maxBytes: number): Promise<Uint8Array> {
+    this.asked.push(file);
+    const waiting = this.waiting;
+    if (waiting) await new Promise<void>((go) => waiting.push(go));
+    return this.inner.fetch(gun, file, maxBytes);
+  }
+}
+
+/** `p`'s value if it settles before the next macrotask: an answer that waited for no I/O. */
+async function withoutWaiting<T>(p: Promise<T>): Promise<T> {
+  const late = Symbol("late");
+  const v = await Promise.race([p, new Promise<typeof late>((r) => setImmediate(() => r(late)))]);
+  if (v === late) throw new Error("the answer waited for I/O");
+  return v as T;
+}
+
+/** Runs `run`, then fails if any promise rejection went unhandled meanwhile (vitest would too). */
+async function expectNoUnhandledRejection(run: () => Promise<void>): Promise<void> {
+  const seen: unknown[] = [];
+  const onUnhandled = (reason: unknown) => seen.push(reason);
+  process.on("unhandledRejection", onUnhandled);
+  try {
+    await run();
+    await new Promise((r) => setImmediate(r));
+  } finally {
+    process.off("unhandledRejection", onUnhandled);
+  }
+  expect(seen).toEqual([]);
+}
+
+async function refusal(p: Promise<unknown>): Promise<TrustError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(TrustError);
+  return err as TrustError;
+}
+
+describe("NotarySource refresh-ahead (refreshSeconds 40: ahead point 30 s)", () => {
+  const RETAG = join(FIXTURES, "signer-ecdsa", "retag");
+  const retagQuery = queryFor(readExpected(RETAG).gun);
+  const after = readExpected(RETAG).signed;
+  const BEFORE_A = after.stable?.digest as string; // in before/, a and stable share one digest
+  const AFTER_A = after.a?.digest as string; // in after/, a is re-signed to this
+  const T0 = FIXTURE_NOW.getTime();
+
+  function retagSource(dir: "before" | "after", refreshSeconds = 40) {
+    const f = new HeldFetcher(new MapFetcher(loadRepoFiles(join(RETAG, dir))));
+    const clock = { now: T0 };
+    const src = new NotarySource({
+      url: "http://x",
+      stateDir: tmp(),
+      fetcher: f,
+      now: () => new Date(clock.now),
+      refreshSeconds,
+    });
+    return { f, clock, src };
+  }
+
+  it("before the ahead point no fetch; from it on answers at once and refreshes once in the background", async () => {
+    const { f, clock, src } = retagSource("before");
+    expect((await src.resolveTag(retagQuery, "a")).signatures[0]?.digest).toBe(BEFORE_A);
+    expect(f.updates).toBe(1);
+    f.inner.files = loadRepoFiles(join(RETAG, "after")); // a is re-signed on the server
+
+    clock.now = T0 + 29_999;
+    expect((await withoutWaiting(src.resolveTag(retagQuery, "a"))).signatures[0]?.digest).toBe(BEFORE_A);
+    expect(f.updates).toBe(1);
+
+    f.hold();
+    clock.now = T0 + 30_000;
+    const answers = await withoutWaiting(
+      Promise.all(Array.from({ length: 50 }, () => src.resolveTag(retagQuery, "a"))),
+    );
+    expect(answers.every((a) => a.signatures[0]?.digest === BEFORE_A)).toBe(true);
+    expect(f.updates).toBe(1 + 1); // one background update for 50 queries...
+    expect(f.held).toBe(1); // ...still waiting for the server
+    // while it is in flight, queries keep being answered from memory and start nothing
+    clock.now = T0 + 39_999;
+    expect((await withoutWaiting(src.resolveTag(retagQuery, "a"))).signatures[0]?.digest).toBe(BEFORE_A);
+    expect(f.updates).toBe(2);
+
+    f.release();
+    await src.idle();
+    expect((await withoutWaiting(src.resolveTag(retagQuery, "a"))).signatures[0]?.digest).toBe(AFTER_A);
+    expect(f.updates).toBe(2);
+  });
+
+  it("at refreshSeconds or later the query waits for the refresh (foreground), shared by concurrent callers", async () => {
+    const { f, clock, src } = retagSource("before");
+    await src.resolveTag(retagQuery, "a");
+    f.inner.files = loadRepoFiles(join(RETAG, "after"));
+    f.hold();
+    clock.now = T0 + 40_000;
+    const pending = Promise.all(Array.from({ length: 10 }, () => src.resolveTag(retagQuery, "a")));
+    await expect(withoutWaiting(pending)).rejects.toThrow("waited");
+    expect(f.updates).toBe(2);
+    f.release();
+    expect((await pending).every((a) => a.signatures[0]?.digest === AFTER_A)).toBe(true);
+    expect(f.updates).toBe(2);
+  });
+
+  it("a background refresh that meets a rollback makes the very next query fail closed", async () => {
+    const { f, clock, src } = retagSource("after");
+    await src.resolveTag(retagQuery, "a");
+    f.inner.files = loadRepoFiles(join(RETAG, "before")); // the server rolls back
+    await expectNoUnhandledRejection(async () => {
+      clock.now = T0 + 30_000;
+      // answered from the verified metadata; the background update meets the rollback
+      expect((await src.resolveTag(retagQuery, "a")).signatures[0]?.digest).toBe(AFTER_A);
+      expect(f.updates).toBe(2);
+      // A fetch from MapFetcher and the verification take microtasks only: by the next
+      // macrotask the background update has failed, without anyone awaiting it.
+      await new Promise((r) => setImmediate(r));
+    });
+    // Still inside the 40 s of the last good check, yet not answered from it: foreground, refused.
+    expect((await refusal(src.resolveTag(retagQuery, "a"))).code).toBe("ROLLBACK");
+    expect(f.updates).toBe(3);
+    expect((await refusal(src.listSigned(retagQuery))).code).toBe("ROLLBACK");
+  });
+
+  it("a background refresh that finds the server unreachable keeps answers coming until expiry", async () => {
+    const f = new HeldFetcher(new MapFetcher(loadRepoFiles(BASIC)));
+    let now = T0;
+    const src = new NotarySource({ url: "http://x", stateDir: tmp(), fetcher: f, now: () => new Date(now) });
+    const first = await src.resolveTag(query, "v1"); // default refreshSeconds 30: ahead point 22.5 s
+    f.inner.offline = true;
+    await expectNoUnhandledRejection(async () => {
+      now = T0 + 22_500;
+      expect((await withoutWaiting(src.resolveTag(query, "v1"))).signatures).toEqual(first.signatures);
+      await src.idle();
+    });
+    expect(f.updates).toBe(2);
+    // the offline check counts as a check: no new request until its own ahead point
+    expect((await src.resolveTag(query, "v1")).signatures).toEqual(first.signatures);
+    expect(f.updates).toBe(2);
+    now = T0 + 45_000;
+    expect((await withoutWaiting(src.resolveTag(query, "v1"))).signatures).toEqual(first.signatures);
+    await src.idle();
+    expect(f.updates).toBe(3);
+    // the last instant before the timestamp expires: still answered (foreground, offline)
+    const expires = first.expires.getTime();
+    now = expires - 1;
+    expect((await src.resolveTag(query, "v1")).signatures).toEqual(first.signatures);
+    now = expires;
+    const err = await refusal(src.resolveTag(query, "v1"));
+    expect(err.code).toBe("EXPIRED");
+    expect(err.role).toBe("timestamp");
+  });
+
+  it("reuseUntil is checkedAt + the ahead interval, or an expiry when that comes first", async () => {
+    const { f, clock, src } = retagSource("before");
+    expect((await src.resolveTag(retagQuery, "a")).reuseUntil).toBe(T0 + 30_000);
+    clock.now = T0 + 10_000;
+    expect((await src.resolveTag(retagQuery, "a")).reuseUntil).toBe(T0 + 30_000);
+    // at the ahead point the answer still rests on the old check: nothing left to reuse
+    clock.now = T0 + 30_000;
+    expect((await src.resolveTag(retagQuery, "a")).reuseUntil).toBe(T0 + 30_000);
+    await src.idle();
+    expect((await src.resolveTag(retagQuery, "a")).reuseUntil).toBe(T0 + 60_000);
+    expect(f.updates).toBe(2);
+
+    // 10 s before the timestamp expires, the expiry comes before the ahead point
+    const ts = JSON.parse(readFileSync(join(RETAG, "before", "timestamp.json"), "utf8")).signed.expires;
+    const tsExpires = parseExpires(readExpected(RETAG).gun, "timestamp", ts);
+    const late = retagSource("before");
+    late.clock.now = tsExpires - 10_000;
+    const answer = await late.src.resolveTag(retagQuery, "a");
+    expect(answer.reuseUntil).toBe(tsExpires);
+    expect(answer.expires.getTime()).toBe(tsExpires);
+  });
+
+  it("reuseUntil is <= now with refreshSeconds 0", async () => {
+    const { clock, src } = retagSource("before", 0);
+    expect((await src.resolveTag(retagQuery, "a")).reuseUntil).toBe(T0);
+    clock.now = T0 + 5;
+    expect((await src.resolveTag(retagQuery, "a")).reuseUntil).toBeLessThanOrEqual(T0 + 5);
+  });
+});
+
+describe("NotarySource refresh-ahead against the test signer", () => {
+  const GUN = "registry.test:5000/acme/ahead";
+  // certificates are minted now (notBefore = when openssl runs): pin the clock a little later
+  const NOW = Date.now() + 5 * 60_000;
+  const signerQuery = queryFor(GUN);
+  const D1 = "a".repeat(64);
+  const D2 = "b".repeat(64);
+
+  it("a background refresh that meets a bad signature makes the very next query fail closed", async () => {
+    const r = new TestRepo(GUN, new Date(NOW), x509Key(GUN));
+    r.targets = { v1: { digest: D1, size: 401 } };
+    const f = new MapFetcher(r.publish());
+    let now = NOW;
+    const src = new NotarySource({
+      url: "http://x",
+      stateDir: tmp(),
+      fetcher: f,
+      now: () => new Date(now),
+      refreshSeconds: 30,
+    });
+    expect((await src.resolveTag(signerQuery, "v1")).signatures[0]?.digest).toBe(`sha256:${D1}`);
+    // v1 re-pointed, targets signed by a key the root does not list
+    r.targets = { v1: { digest: D2, size: 401 } };
+    f.files = r.publish({ signers: { targets: [ecdsaKey()] } });
+    await expectNoUnhandledRejection(async () => {
+      now = NOW + 22_500;
+      expect((await src.resolveTag(signerQuery, "v1")).signatures[0]?.digest).toBe(`sha256:${D1}`);
+      await new Promise((r) => setImmediate(r));
+    });
+    const err = await refusal(src.resolveTag(signerQuery, "v1"));
+    expect(err.code).toBe("SIGNATURE_INVALID");
+    expect(err.role).toBe("targets");
+  });
+
+  it("reuseUntil stops at the earliest expiry of all the repo's metadata, also roles the query does not ask for", async () => {
+    const r = new TestRepo(GUN, new Date(NOW), x509Key(GUN));
+    r.targets = { v1: { digest: D1, size: 401 } };
+    r.delegations = [{ name: "targets/releases", keys: [ecdsaKey()], targets: {} }];
+    const releasesExpire = NOW + 10_000;
+    const src = new NotarySource({
+      url: "http://x",
+      stateDir: tmp(),
+      fetcher: new MapFetcher(
+        r.publish({ expires: { "targets/releases": new Date(releasesExpire).toISOString() } }),
+      ),
+      now: () => new Date(NOW),
+      refreshSeconds: 30,
+    });
+    const answer = await src.resolveTag(queryFor(GUN, ["targets"]), "v1");
+    expect(answer.signatures).toHaveLength(1);
+    // targets/releases is not asked for, but an expired targets/releases would stop the answer
+    expect(answer.reuseUntil).toBe(releasesExpire);
+    expect(answer.expires.getTime()).toBeGreaterThan(releasesExpire);
   });
 });
 

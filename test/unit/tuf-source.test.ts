@@ -1,7 +1,10 @@
+import { once } from "node:events";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { TrustError } from "../../src/trust/errors.js";
 import { repositoryStateDir, TufSource, type TufSourceOptions } from "../../src/trust/tuf/source.js";
 import type { TrustQuery } from "../../src/trust/types.js";
@@ -283,5 +286,259 @@ describe("TufSource", () => {
     for (const [name, content] of repo.files) await writeFile(join(mirror, name), content);
     const source = await openSource({ metadataUrl: `file://${mirror}/` });
     expect((await source.resolveTag(acmeApp, "v1")).signatures[0]?.digest).toBe(`sha256:${sha256Hex(bytes)}`);
+  });
+});
+
+/**
+ * An HTTP front for the test repository that holds every request while `hold()` is on, so a
+ * refresh stays in flight as long as a test needs. A request the repository drops (down) is
+ * dropped here too.
+ */
+class Gate {
+  /** request paths, in order, at the moment they arrive (before any hold) */
+  readonly asked: string[] = [];
+  private waiting: (() => void)[] | undefined;
+  private constructor(private readonly server: Server) {}
+
+  static async start(upstream: string): Promise<Gate> {
+    const server = createServer();
+    const gate = new Gate(server);
+    server.on("request", (req, res) => {
+      gate.asked.push(req.url ?? "/");
+      const waiting = gate.waiting;
+      const go = () => {
+        fetch(`${upstream}${req.url ?? "/"}`)
+          .then(async (up) => {
+            const body = Buffer.from(await up.arrayBuffer());
+            res.writeHead(up.status, { "content-length": body.length }).end(body);
+          })
+          .catch(() => req.socket.destroy());
+      };
+      if (waiting) waiting.push(go);
+      else go();
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    return gate;
+  }
+
+  get metadataUrl(): string {
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/metadata/`;
+  }
+  /** refreshes started: each begins by asking for the next root version (N.root.json) */
+  get refreshes(): number {
+    return this.asked.filter((p) => /^\/metadata\/\d+\.root\.json$/.test(p)).length;
+  }
+  get held(): number {
+    return this.waiting?.length ?? 0;
+  }
+  hold(): void {
+    this.waiting ??= [];
+  }
+  release(): void {
+    const waiting = this.waiting ?? [];
+    this.waiting = undefined;
+    for (const go of waiting) go();
+  }
+  async close(): Promise<void> {
+    this.release();
+    this.server.closeAllConnections();
+    this.server.close();
+    await once(this.server, "close");
+  }
+}
+
+/** Settles with `p`, or throws if it takes longer than `ms` (e.g. it waits for a held request). */
+async function within<T>(ms: number, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`still waiting after ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Runs `run`, then fails if any promise rejection went unhandled meanwhile (vitest would too). */
+async function expectNoUnhandledRejection(run: () => Promise<void>): Promise<void> {
+  const seen: unknown[] = [];
+  const onUnhandled = (reason: unknown) => seen.push(reason);
+  process.on("unhandledRejection", onUnhandled);
+  try {
+    await run();
+    await new Promise((r) => setImmediate(r));
+  } finally {
+    process.off("unhandledRejection", onUnhandled);
+  }
+  expect(seen).toEqual([]);
+}
+
+describe("TufSource refresh-ahead (refreshSeconds 40: ahead point 30 s after a refresh)", () => {
+  const PATH = "docker.io/acme/app:v1";
+  let gate: Gate;
+  let t0: number;
+  const digestOf = (bytes: Buffer) => `sha256:${sha256Hex(bytes)}`;
+
+  beforeEach(async () => {
+    gate = await Gate.start(repo.baseUrl);
+    t0 = clock;
+  });
+  afterEach(async () => {
+    // sources (closed by the outer afterEach) must not wait on a held request
+    gate.release();
+    await gate.close();
+  });
+
+  const gated = () => openSource({ metadataUrl: gate.metadataUrl, refreshSeconds: 40 });
+
+  it("before the ahead point no fetch; from it on answers at once and refreshes once in the background", async () => {
+    const v1 = manifest("v1");
+    repo.addTarget("targets", PATH, v1);
+    repo.publish();
+    const source = await gated();
+    expect((await source.resolveTag(acmeApp, "v1")).signatures[0]?.digest).toBe(digestOf(v1));
+    expect(gate.refreshes).toBe(1);
+    const resigned = manifest("v1 re-signed");
+    repo.addTarget("targets", PATH, resigned);
+    repo.publish();
+
+    clock = t0 + 29_999;
+    expect((await source.resolveTag(acmeApp, "v1")).signatures[0]?.digest).toBe(digestOf(v1));
+    expect(gate.refreshes).toBe(1);
+
+    gate.hold();
+    clock = t0 + 30_000;
+    // answered while the refresh is held at the gate: none of them waited for it
+    const answers = await within(
+      2000,
+      Promise.all(Array.from({ length: 50 }, () => source.resolveTag(acmeApp, "v1"))),
+    );
+    expect(answers.every((a) => a.signatures[0]?.digest === digestOf(v1))).toBe(true);
+    // one background refresh for 50 queries, its first request held at the gate
+    await vi.waitFor(() => expect(gate.held).toBe(1));
+    await new Promise((r) => setTimeout(r, 100)); // room for any second refresh to show up
+    expect(gate.refreshes).toBe(2);
+    expect(gate.held).toBe(1);
+    clock = t0 + 39_999;
+    expect((await within(2000, source.resolveTag(acmeApp, "v1"))).signatures[0]?.digest).toBe(digestOf(v1));
+    expect(gate.refreshes).toBe(2);
+
+    gate.release();
+    await source.idle();
+    expect((await source.resolveTag(acmeApp, "v1")).signatures[0]?.digest).toBe(digestOf(resigned));
+    expect(gate.refreshes).toBe(2);
+  });
+
+  it("at refreshSeconds or later the query waits for the refresh (foreground), shared by concurrent callers", async () => {
+    repo.addTarget("targets", PATH, manifest("v1"));
+    repo.publish();
+    const source = await gated();
+    await source.resolveTag(acmeApp, "v1");
+    const resigned = manifest("v1 re-signed");
+    repo.addTarget("targets", PATH, resigned);
+    repo.publish();
+    gate.hold();
+    clock = t0 + 40_000;
+    const pending = Promise.all(Array.from({ length: 10 }, () => source.resolveTag(acmeApp, "v1")));
+    await expect(within(300, pending)).rejects.toThrow("still waiting");
+    expect(gate.refreshes).toBe(2);
+    expect(gate.held).toBe(1);
+    gate.release();
+    expect((await pending).every((a) => a.signatures[0]?.digest === digestOf(resigned))).toBe(true);
+    expect(gate.refreshes).toBe(2);
+  });
+
+  it.each([
+    ["a rolled-back timestamp", "ROLLBACK"],
+    ["an unsigned timestamp", "SIGNATURE_INVALID"],
+  ])("a background refresh that meets %s makes the very next query fail closed", async (attack, code) => {
+    const v1 = manifest("v1");
+    repo.addTarget("targets", PATH, v1);
+    repo.publish();
+    const oldTimestamp = repo.files.get("timestamp.json") as Buffer;
+    repo.publish();
+    const source = await openSource({ refreshSeconds: 40 });
+    await source.resolveTag(acmeApp, "v1");
+    if (attack === "a rolled-back timestamp") repo.files.set("timestamp.json", oldTimestamp);
+    else repo.publish({ unsigned: ["timestamp"] });
+
+    await expectNoUnhandledRejection(async () => {
+      clock = t0 + 30_000;
+      expect((await source.resolveTag(acmeApp, "v1")).signatures[0]?.digest).toBe(digestOf(v1));
+      await source.idle();
+    });
+    expect(repo.count("timestamp.json")).toBe(2);
+    // the very next query, well inside 40 s of the last good refresh: refused, not answered
+    expect((await trustError(source.resolveTag(acmeApp, "v1"))).code).toBe(code);
+    expect((await trustError(source.listSigned(acmeApp))).code).toBe(code);
+  });
+
+  it("a background refresh that finds the repository unreachable keeps answers coming until expiry", async () => {
+    const v1 = manifest("v1");
+    repo.addTarget("targets", PATH, v1);
+    repo.publish({ timestampExpires: new Date(clock + 3600_000) });
+    const source = await openSource({ refreshSeconds: 40 });
+    const first = await source.resolveTag(acmeApp, "v1");
+    repo.down = true;
+    await expectNoUnhandledRejection(async () => {
+      clock = t0 + 30_000;
+      expect((await source.resolveTag(acmeApp, "v1")).signatures).toEqual(first.signatures);
+      await source.idle();
+    });
+    expect(repo.count("timestamp.json")).toBe(1); // the second refresh never got that far
+    expect((await source.resolveTag(acmeApp, "v1")).signatures).toEqual(first.signatures);
+    const expires = first.expires.getTime(); // the timestamp's
+    clock = expires - 1;
+    expect((await source.resolveTag(acmeApp, "v1")).signatures).toEqual(first.signatures);
+    clock = expires;
+    const expired = await trustError(source.resolveTag(acmeApp, "v1"));
+    expect(expired.code).toBe("EXPIRED");
+    expect(expired.role).toBe("timestamp");
+  });
+
+  it("reuseUntil is the refresh-ahead point, or an expiry on the answer's path when that comes first", async () => {
+    const acmeKey = TestKey.generate();
+    repo.delegate("targets", "acme", ["docker.io/acme/*"], [acmeKey]);
+    repo.addTarget("targets", PATH, manifest("v1"));
+    repo.addTarget("acme", "docker.io/acme/app:v2", manifest("v2"));
+    const acmeRole = repo.roles.get("acme");
+    if (acmeRole) acmeRole.expires = new Date(t0 + 50_000);
+    repo.publish({ timestampExpires: new Date(t0 + 3600_000) });
+    const source = await openSource({ refreshSeconds: 40 });
+    const v1 = await source.resolveTag(acmeApp, "v1");
+    expect(v1.reuseUntil).toBe(t0 + 30_000);
+    // unsigned: the top-level metadata only
+    expect((await source.resolveTag(acmeApp, "nope")).reuseUntil).toBe(t0 + 30_000);
+    clock = t0 + 30_000;
+    // the answer at the ahead point still rests on the old refresh: nothing left to reuse
+    expect((await source.resolveTag(acmeApp, "v1")).reuseUntil).toBe(t0 + 30_000);
+    await source.idle();
+    expect((await source.resolveTag(acmeApp, "v1")).reuseUntil).toBe(t0 + 60_000);
+    // signed by acme, whose metadata expires (to the second) before that ahead point
+    const acmeExpires = Math.floor((t0 + 50_000) / 1000) * 1000;
+    const v2 = await source.resolveTag(acmeApp, "v2");
+    expect(v2.signatures[0]?.role).toBe("acme");
+    expect(v2.reuseUntil).toBe(acmeExpires);
+    expect(v2.expires.getTime()).toBe(acmeExpires);
+
+    // a top-level expiry (the timestamp) before the ahead point
+    clock = Math.floor((t0 + 3600_000) / 1000) * 1000 - 10_000;
+    await source.idle();
+    const late = await source.resolveTag(acmeApp, "v1");
+    expect(late.reuseUntil).toBe(clock + 10_000);
+  });
+
+  it("reuseUntil is <= now with refreshSeconds 0", async () => {
+    repo.addTarget("targets", PATH, manifest("v1"));
+    repo.publish();
+    const source = await openSource({ refreshSeconds: 0 });
+    expect((await source.resolveTag(acmeApp, "v1")).reuseUntil).toBe(clock);
+    clock += 5;
+    expect((await source.resolveTag(acmeApp, "v1")).reuseUntil).toBeLessThanOrEqual(clock);
+    // every query refreshes in the foreground, and nothing more starts behind it
+    await source.idle();
+    expect(repo.count("timestamp.json")).toBe(2);
   });
 });

@@ -2,9 +2,22 @@
  * NotarySource: the TrustSource for one registry's Notary server (Docker Content Trust).
  *
  * GUN = `${registry}/${repository}`. Verified metadata is kept in memory per GUN and on disk
- * (store.ts); the server is asked again at most every `refreshSeconds`, and concurrent callers
- * share one in-flight update per GUN. When the server cannot be reached, answers come from the
- * trusted metadata until it expires; after that every answer is a TrustError (fail closed).
+ * (store.ts). Freshness, per GUN, by the injected clock, with `checkedAt` the instant the last
+ * usable update *started* (so its answer reflects the server as of then or later):
+ *
+ * - age < aheadMs (= floor(refreshMs * 3/4)): answer from the verified metadata, no request.
+ * - aheadMs <= age < refreshMs (refresh-ahead): answer from the verified metadata at once and
+ *   start one update in the background, so a GUN under steady traffic is refreshed before it is
+ *   due and no request waits for the server.
+ * - age >= refreshMs, no metadata, any metadata expired, or the last update failed verification:
+ *   the query waits for an update (foreground).
+ *
+ * So no answer rests on a check older than `refreshSeconds` or on expired metadata. Concurrent
+ * callers share one in-flight update per GUN, background or foreground. When the server cannot be
+ * reached (TRUST_UNAVAILABLE), answers come from the trusted metadata until it expires; after that
+ * every answer is a TrustError (fail closed). Any other failure (rollback, bad signature, pin
+ * mismatch, expired...), in the background too, marks the GUN due: the next query updates in the
+ * foreground and throws while the attack lasts, never answering from the older metadata.
  */
 import { LRUCache } from "lru-cache";
 import { TrustError } from "../errors.js";
@@ -20,7 +33,10 @@ export interface NotarySourceOptions {
   url: string;
   caFile?: string;
   stateDir: string;
-  /** seconds between timestamp checks for one GUN (default 30) */
+  /**
+   * Seconds a check of one GUN's timestamp stays good (default 30); from 3/4 of it on, a query
+   * also starts the next check in the background. 0: every query checks, in the foreground.
+   */
   refreshSeconds?: number;
   /** the clock used for expiry and refresh decisions (tests pin it) */
   now?: () => Date;
@@ -35,9 +51,18 @@ export interface NotarySourceOptions {
 
 interface GunEntry {
   repo?: TrustedRepo;
-  /** ms (by the injected clock) of the last update attempt that ended in a usable answer */
+  /**
+   * ms (by the injected clock) at which the last update that ended in a usable answer started;
+   * -Infinity when there is none, or the last update failed (then the GUN is due: foreground).
+   */
   checkedAt: number;
-  inflight?: Promise<TrustedRepo>;
+  inflight?: Promise<Checked>;
+}
+
+/** Verified metadata and the check it rests on, as one answer sees them. */
+interface Checked {
+  repo: TrustedRepo;
+  checkedAt: number;
 }
 
 /** What a repo signs in one ordered list of roles: the list for tags/list, the index for digest pulls. */
@@ -54,6 +79,8 @@ export class NotarySource implements TrustSource {
   private readonly fetcher: MetadataFetcher;
   private readonly store: NotaryStateStore;
   private readonly refreshMs: number;
+  /** age from which a query also starts a background update: 3/4 of refreshMs */
+  private readonly aheadMs: number;
   private readonly now: () => Date;
   private readonly entries: LRUCache<string, GunEntry>;
   /**
@@ -61,6 +88,8 @@ export class NotarySource implements TrustSource {
    * so a pull by digest is a map lookup even with 10,000 tags.
    */
   private readonly views = new WeakMap<TrustedRepo, Map<string, SignedView>>();
+  /** every update in flight, for idle() and close() (an entry evicted meanwhile is not lost) */
+  private readonly running = new Set<Promise<unknown>>();
 
   constructor(private readonly options: NotarySourceOptions) {
     this.fetcher =
@@ -72,12 +101,13 @@ export class NotarySource implements TrustSource {
       });
     this.store = new NotaryStateStore(options.stateDir);
     this.refreshMs = (options.refreshSeconds ?? 30) * 1000;
+    this.aheadMs = Math.floor((this.refreshMs * 3) / 4);
     this.now = options.now ?? (() => new Date());
     this.entries = new LRUCache<string, GunEntry>({ max: options.maxGuns ?? 10_000 });
   }
 
   async resolveTag(query: TrustQuery, tag: string): Promise<TagSignatures> {
-    const repo = await this.trusted(query);
+    const { repo, checkedAt } = await this.trusted(query);
     const signatures: SignedTarget[] = [];
     for (const role of query.roles) {
       const t = repo.roles.get(role)?.targets.get(tag);
@@ -88,17 +118,21 @@ export class NotarySource implements TrustSource {
       signatures,
       source: `notary ${this.options.url} ${repo.gun}`,
       expires: new Date(earliestExpiry(repo, query.roles)),
+      // Until the refresh-ahead point of this check (the next query after it starts an update)
+      // and never past any expiry trustedRepo checks: all of the repo's metadata, not only the
+      // queried roles. With refreshSeconds 0 that is checkedAt <= now: nothing to reuse.
+      reuseUntil: Math.min(checkedAt + this.aheadMs, firstExpiry(repo)),
     };
   }
 
   /** Per tag, the first role in `query.roles` that signs it (Docker's GetTargetByName order). */
   async listSigned(query: TrustQuery): Promise<SignedTarget[]> {
-    return this.signedView(await this.trusted(query), query.roles).list;
+    return this.signedView((await this.trusted(query)).repo, query.roles).list;
   }
 
   /** Is `digest` signed for this GUN in one of the query's roles? (digest pulls; a map lookup) */
   async signedByDigest(query: TrustQuery, digest: string): Promise<SignedTarget | undefined> {
-    return this.signedView(await this.trusted(query), query.roles).byDigest.get(digest);
+    return this.signedView((await this.trusted(query)).repo, query.roles).byDigest.get(digest);
   }
 
   private signedView(repo: TrustedRepo, roles: readonly string[]): SignedView {
@@ -125,37 +159,80 @@ export class NotarySource implements TrustSource {
     return view;
   }
 
+  /**
+   * Resolves when every update in flight at the call (background ones included) has ended and
+   * its outcome is recorded; never rejects. close() waits for it; tests use it to see a
+   * background update land.
+   */
+  async idle(): Promise<void> {
+    await Promise.all([...this.running].map((p) => p.catch(() => undefined)));
+  }
+
   async close(): Promise<void> {
+    // A background update must not find its fetcher closed under it, nor outlive the source.
+    await this.idle();
     await this.fetcher.close?.();
   }
 
   /** The verified repository for the query, its root checked against the query's pins. */
-  private async trusted(query: TrustQuery): Promise<TrustedRepo> {
-    const repo = await this.trustedRepo(query);
-    if (query.rootKeys && query.rootKeys.length > 0) checkRootPin(repo, query.rootKeys);
-    return repo;
+  private async trusted(query: TrustQuery): Promise<Checked> {
+    const checked = await this.trustedRepo(query);
+    if (query.rootKeys && query.rootKeys.length > 0) checkRootPin(checked.repo, query.rootKeys);
+    return checked;
   }
 
-  private async trustedRepo(query: TrustQuery): Promise<TrustedRepo> {
+  private async trustedRepo(query: TrustQuery): Promise<Checked> {
     const gun = `${query.registry}/${query.repository}`;
     let entry = this.entries.get(gun);
     if (!entry) {
       entry = { checkedAt: Number.NEGATIVE_INFINITY };
       this.entries.set(gun, entry);
     }
-    if (entry.inflight) return entry.inflight;
     const now = this.now();
-    if (entry.repo && now.getTime() - entry.checkedAt < this.refreshMs && !expiredRole(entry.repo, now)) {
-      return entry.repo;
+    const t = now.getTime();
+    const { repo, checkedAt } = entry;
+    // Fresh: checked less than refreshMs ago and nothing expired (firstExpiry is the earliest
+    // expiry expiredRole would find), so answer now, even while an update is in flight.
+    if (repo && t - checkedAt < this.refreshMs && t < firstExpiry(repo)) {
+      if (t - checkedAt >= this.aheadMs && !entry.inflight) {
+        // Refresh-ahead. refresh() records the outcome on the entry (a verification failure
+        // marks it due), so nothing is lost by not awaiting it; the catch only keeps a failure
+        // from becoming an unhandled rejection when no foreground caller shares this update.
+        this.startUpdate(gun, entry, now, query.rootKeys).catch(() => undefined);
+      }
+      return { repo, checkedAt };
     }
-    const e = entry;
-    e.inflight = this.refresh(gun, e, now, query.rootKeys).finally(() => {
-      e.inflight = undefined;
-    });
-    return e.inflight;
+    return entry.inflight ?? this.startUpdate(gun, entry, now, query.rootKeys);
   }
 
-  private async refresh(
+  /** Start the one update of this GUN; callers share it as `entry.inflight` until it ends. */
+  private startUpdate(gun: string, entry: GunEntry, now: Date, pins?: readonly string[]): Promise<Checked> {
+    const update = this.refresh(gun, entry, now, pins).finally(() => {
+      entry.inflight = undefined;
+      this.running.delete(update);
+    });
+    entry.inflight = update;
+    this.running.add(update);
+    return update;
+  }
+
+  private async refresh(gun: string, entry: GunEntry, now: Date, pins?: readonly string[]): Promise<Checked> {
+    try {
+      const repo = await this.update(gun, entry, now, pins);
+      entry.repo = repo;
+      entry.checkedAt = now.getTime();
+      return { repo, checkedAt: entry.checkedAt };
+    } catch (err) {
+      // Due at once: the next query updates in the foreground instead of answering from the
+      // older metadata (what a background update that met a rollback or a bad signature needs).
+      // entry.repo stays: it is what the next update must not roll back from.
+      entry.checkedAt = Number.NEGATIVE_INFINITY;
+      throw err;
+    }
+  }
+
+  /** One update from the server; offline, the trusted metadata while none of it has expired. */
+  private async update(
     gun: string,
     entry: GunEntry,
     now: Date,
@@ -178,11 +255,7 @@ export class NotarySource implements TrustSource {
       // Offline: answer from what is trusted while it is fresh; never from expired metadata.
       if (err instanceof TrustError && err.code === "TRUST_UNAVAILABLE" && trusted) {
         const expired = expiredRole(trusted, now);
-        if (!expired) {
-          entry.repo = trusted;
-          entry.checkedAt = now.getTime();
-          return trusted;
-        }
+        if (!expired) return trusted;
         throw new TrustError(
           "EXPIRED",
           gun,
@@ -194,10 +267,24 @@ export class NotarySource implements TrustSource {
       throw err;
     }
     if (!trusted || changed(trusted, repo)) await this.store.save(repo);
-    entry.repo = repo;
-    entry.checkedAt = now.getTime();
     return repo;
   }
+}
+
+/**
+ * Per verified repo object (replaced on every update, so never stale): the earliest expiry of all
+ * its metadata (root, timestamp, snapshot, every role), i.e. the first instant expiredRole names
+ * a role. Once per repo, so the fresh path is a few comparisons however many roles there are.
+ */
+const firstExpiryOf = new WeakMap<TrustedRepo, number>();
+
+function firstExpiry(repo: TrustedRepo): number {
+  let at = firstExpiryOf.get(repo);
+  if (at === undefined) {
+    at = earliestExpiry(repo, repo.roles.keys());
+    firstExpiryOf.set(repo, at);
+  }
+  return at;
 }
 
 /** Per trusted root: its root-role key IDs, each as "cert key ID" and canonical key ID. */

@@ -2,11 +2,19 @@
  * TUF 1.0 trust source: a tag is signed when the TUF repository's verified delegation walk finds
  * the tag's target path, and the target's sha256/length are the manifest's digest/size.
  *
- * Freshness follows the Notary source: at most one online refresh (TUF client workflow 5.3-5.6)
- * per `refreshSeconds`, shared by all concurrent callers; between refreshes answers come from the
- * last verified state. A repository that cannot be reached does not stop answers while that state
- * has not expired (checked against the injected clock); a repository that serves bad metadata
- * (rollback, bad signature, expired, wrong hashes) does: refusal until a refresh succeeds again.
+ * Freshness follows the Notary source, per repository (one TUF repository serves every image):
+ * an online refresh (TUF client workflow 5.3-5.6) is due `refreshSeconds` after the last one
+ * ended (`nextRefreshAt`), and all concurrent callers share the one in flight. A query
+ * - before the refresh-ahead point (3/4 of `refreshSeconds` after the last refresh) is answered
+ *   from the last verified state;
+ * - from the ahead point until the refresh is due is answered from it at once, and starts the
+ *   refresh in the background (unless one is in flight, a verification failure is recorded, or
+ *   the top-level metadata has expired), so under steady traffic no request waits for it;
+ * - once the refresh is due waits for it (foreground).
+ * A repository that cannot be reached does not stop answers while that state has not expired
+ * (checked against the injected clock); a repository that serves bad metadata (rollback, bad
+ * signature, expired, wrong hashes), to a background refresh too, does: the very next query is
+ * refused, and every one after it until a refresh succeeds again.
  * See README.md beside this file.
  */
 import { createHash } from "node:crypto";
@@ -34,7 +42,10 @@ export interface TufSourceOptions {
   targetPath?: string;
   /** trustgate's state directory; this repository's metadata lives in <stateDir>/tuf/<id>/ */
   stateDir: string;
-  /** minimum seconds between online refreshes (default 30) */
+  /**
+   * seconds from the end of one online refresh until the next is due (default 30); from 3/4 of it
+   * on, a query also starts the next one in the background. 0: every query refreshes first.
+   */
   refreshSeconds?: number;
   /** clock for freshness and expiry decisions (default: wall clock) */
   now?: () => Date;
@@ -72,12 +83,16 @@ export class TufSource implements TrustSource {
   /** "tuf <metadataUrl>": the `source` of every answer, for audit lines */
   readonly name: string;
   private readonly refreshMs: number;
+  /** from the last refresh's end to the refresh-ahead point: 3/4 of refreshMs */
+  private readonly aheadMs: number;
   private readonly now: () => Date;
   private current: VerifiedRepository | undefined;
   /** a verification failure since the last successful refresh: refuse until one succeeds */
   private blockingFailure: TrustError | undefined;
   private lastFailure: TrustError | undefined;
   private nextRefreshAt = Number.NEGATIVE_INFINITY;
+  /** from here until nextRefreshAt a query answers at once and refreshes in the background */
+  private refreshAheadAt = Number.NEGATIVE_INFINITY;
   private inflight: Promise<void> | undefined;
 
   private constructor(
@@ -88,6 +103,7 @@ export class TufSource implements TrustSource {
   ) {
     this.name = `tuf ${options.metadataUrl}`;
     this.refreshMs = (options.refreshSeconds ?? 30) * 1000;
+    this.aheadMs = Math.floor((this.refreshMs * 3) / 4);
     this.now = options.now ?? (() => new Date());
   }
 
@@ -115,14 +131,23 @@ export class TufSource implements TrustSource {
   }
 
   async resolveTag(query: TrustQuery, tag: string): Promise<TagSignatures> {
-    const repo = await this.verifiedRepository(query);
+    const { repo, reuseUntil } = await this.verifiedRepository(query);
     const found = await repo.findTarget(this.template.render(query, tag));
     if (found === undefined) {
-      return { tag, signatures: [], source: this.name, expires: repo.topLevelExpires.expires };
+      // An unsigned answer depends on the top-level metadata only (nothing on a delegation path
+      // is checked for it), which reuseUntil already stops at.
+      return { tag, signatures: [], source: this.name, expires: topLevelExpiry(repo).expires, reuseUntil };
     }
     this.checkNotExpired(found);
     const signatures = roleCounts(query.roles, found.role) ? [this.toSignedTarget(tag, found)] : [];
-    return { tag, signatures, source: this.name, expires: found.expires };
+    return {
+      tag,
+      signatures,
+      source: this.name,
+      expires: found.expires,
+      // found.expires: the top-level metadata and every role on the delegation path to the target
+      reuseUntil: Math.min(reuseUntil, found.expires.getTime()),
+    };
   }
 
   /**
@@ -134,7 +159,7 @@ export class TufSource implements TrustSource {
    * a target that resolveTag would not return.
    */
   async listSigned(query: TrustQuery): Promise<SignedTarget[]> {
-    const repo = await this.verifiedRepository(query);
+    const { repo } = await this.verifiedRepository(query);
     const candidates = await repo.consultedTargets(this.template.render(query, "*"));
     const matcher = this.template.tagMatcher(query);
     const listed: SignedTarget[] = [];
@@ -154,19 +179,29 @@ export class TufSource implements TrustSource {
     return (await this.listSigned(query)).find((t) => t.digest === digest);
   }
 
+  /**
+   * Resolves when the refresh in flight at the call (a background one included) has ended and
+   * its outcome is recorded; never rejects. close() waits for it; tests use it to see a
+   * background refresh land.
+   */
+  async idle(): Promise<void> {
+    await this.inflight?.catch(() => undefined);
+  }
+
   async close(): Promise<void> {
-    await this.inflight;
+    await this.idle();
     await this.transport.close();
   }
 
-  /** The verified repository state to answer from, refreshed if it is due. */
-  private async verifiedRepository(query: TrustQuery): Promise<VerifiedRepository> {
-    if (this.now().getTime() >= this.nextRefreshAt) {
-      this.inflight ??= this.refresh().finally(() => {
-        this.inflight = undefined;
-      });
-      await this.inflight;
-    }
+  /**
+   * The verified repository state to answer from, refreshed first if due, and the instant until
+   * which an answer from it may be reused: the refresh-ahead point (from there on a query starts
+   * a refresh), never past the top-level expiry. With refreshSeconds 0 that is <= now.
+   */
+  private async verifiedRepository(
+    query: TrustQuery,
+  ): Promise<{ repo: VerifiedRepository; reuseUntil: number }> {
+    if (this.now().getTime() >= this.nextRefreshAt) await this.startRefresh();
     if (this.blockingFailure) throw this.blockingFailure;
     const repo = this.current;
     if (repo === undefined) {
@@ -175,10 +210,11 @@ export class TufSource implements TrustSource {
         new TrustError("TRUST_UNAVAILABLE", this.name, undefined, `${this.name}: no verified metadata`)
       );
     }
-    const { role, expires } = repo.topLevelExpires;
+    const { role, expires, expiresMs } = topLevelExpiry(repo);
+    const now = this.now().getTime();
     // TUF spec 5.4.4 / 5.5.6 / 5.6.5 (freeze attack): never answer from expired metadata, even
     // when the repository is down and this is the newest we have.
-    if (this.now() >= expires) {
+    if (now >= expiresMs) {
       throw new TrustError(
         "EXPIRED",
         this.name,
@@ -187,7 +223,21 @@ export class TufSource implements TrustSource {
       );
     }
     this.checkRootPin(repo, query);
-    return repo;
+    const reuseUntil = Math.min(this.refreshAheadAt, expiresMs);
+    if (now >= this.refreshAheadAt && now < this.nextRefreshAt && this.inflight === undefined) {
+      // Refresh-ahead: this answer does not wait. refresh() records the outcome (a verification
+      // failure blocks the next query); the catch only guards against an unhandled rejection.
+      this.startRefresh().catch(() => undefined);
+    }
+    return { repo, reuseUntil };
+  }
+
+  /** The one refresh in flight, started if there is none. */
+  private startRefresh(): Promise<void> {
+    this.inflight ??= this.refresh().finally(() => {
+      this.inflight = undefined;
+    });
+    return this.inflight;
   }
 
   private async refresh(): Promise<void> {
@@ -206,7 +256,9 @@ export class TufSource implements TrustSource {
         this.current = await this.client.loadOffline().catch(() => undefined);
       }
     } finally {
-      this.nextRefreshAt = this.now().getTime() + this.refreshMs;
+      const ended = this.now().getTime();
+      this.nextRefreshAt = ended + this.refreshMs;
+      this.refreshAheadAt = ended + this.aheadMs;
     }
   }
 
@@ -249,6 +301,25 @@ export class TufSource implements TrustSource {
     }
     return { name: tag, digest: `sha256:${sha256}`, size, role: found.role };
   }
+}
+
+/**
+ * Per verified state (replaced on every refresh, so never stale): the earliest expiry of root,
+ * timestamp, snapshot and top-level targets, computed once, so the answer path compares numbers.
+ */
+const topLevelExpiryOf = new WeakMap<
+  VerifiedRepository,
+  { role: string; expires: Date; expiresMs: number }
+>();
+
+function topLevelExpiry(repo: VerifiedRepository): { role: string; expires: Date; expiresMs: number } {
+  let top = topLevelExpiryOf.get(repo);
+  if (top === undefined) {
+    const { role, expires } = repo.topLevelExpires;
+    top = { role, expires, expiresMs: expires.getTime() };
+    topLevelExpiryOf.set(repo, top);
+  }
+  return top;
 }
 
 function parseMetadataUrl(raw: string): string {
