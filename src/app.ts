@@ -3,11 +3,9 @@
  * clients, token cache, manifest store, one trust source per registry, and the trust-enforcing
  * manifest resolver and tag lister. `serve`, `resolve` and the in-process tests use it.
  */
-import { availableParallelism } from "node:os";
 import type { Config } from "./config/types.js";
 import { fixedFieldsLogger, type Logger } from "./log.js";
 import type { PolicySet } from "./policy/index.js";
-import { BlobHashers } from "./proxy/blob-hasher.js";
 import { TrustDecider } from "./proxy/decide.js";
 import { SignedTagLister, TrustEnforcingResolver } from "./proxy/enforce.js";
 import { IndexChildren } from "./proxy/index-children.js";
@@ -60,8 +58,6 @@ export async function buildRuntime(
   const audit = fixedFieldsLogger(logger).child({ audit: true });
   const now = options.now;
   // Warm answers hold manifest bytes too: enabled with the manifest cache, bounded like it.
-  // One hashing thread per spare core, up to 4: the request thread keeps one core.
-  const hashers = new BlobHashers(Math.min(4, Math.max(1, availableParallelism() - 1)));
   const warm =
     config.manifestCacheBytes > 0
       ? new WarmAnswers({
@@ -83,7 +79,6 @@ export async function buildRuntime(
       tags: new SignedTagLister(decider, new PassThroughTagLister(clients), audit),
       logger,
       ...(warm ? { warm } : {}),
-      hashers,
     },
     store,
     tokens,
@@ -92,7 +87,6 @@ export async function buildRuntime(
     async close() {
       await Promise.all([...clients.values()].map((c) => c.close()));
       await sources.close();
-      await hashers.close();
     },
   };
 }

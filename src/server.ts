@@ -12,7 +12,6 @@ import type { RegistryConfig } from "./config/types.js";
 import { fixedFieldsLogger, type Logger } from "./log.js";
 import { OciCode, OciError, renderOciError } from "./oci/errors.js";
 import { parseDigest, parseReference } from "./oci/reference.js";
-import type { BlobHashers } from "./proxy/blob-hasher.js";
 import { BlobDigestMismatchError, blobHeaders, blobRedirectUrl, DigestVerifier } from "./proxy/blobs.js";
 import type { AuditLine } from "./proxy/enforce.js";
 import { toOciError } from "./proxy/error-mapping.js";
@@ -21,7 +20,6 @@ import { API_VERSION_HEADER, rawResponse, requestHeader, sendBytes, sendStream }
 import { parseApiPath, selectTarget, type Target } from "./proxy/route.js";
 import type { TagLister } from "./proxy/tags.js";
 import type { WarmAnswers } from "./proxy/warm.js";
-import { BLOB_HIGH_WATER_MARK } from "./streaming.js";
 import type { RegistryClient } from "./upstream/client.js";
 
 /** Per-request facts the access log line reports; handlers fill them in. */
@@ -60,8 +58,6 @@ export interface AppDeps {
   logger: Logger;
   /** answers to remember for the warm path (proxy/warm.ts); absent: every request is routed */
   warm?: WarmAnswers;
-  /** where blob digests are computed (proxy/blob-hasher.ts); absent: inline */
-  hashers?: BlobHashers;
 }
 
 function clientFor(deps: AppDeps, target: Target): RegistryClient {
@@ -162,7 +158,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
  */
 export function createHttpServer(app: Hono<AppEnv>, warm: WarmAnswers | undefined): Server {
   const routed = getRequestListener(app.fetch);
-  return createServer({ highWaterMark: BLOB_HIGH_WATER_MARK }, (req, res) => {
+  return createServer((req, res) => {
     if (warm?.serve(req, res)) return;
     void routed(req, res);
   });
@@ -320,11 +316,7 @@ async function blob(
     });
     return response;
   }
-  const length = headers["content-length"];
-  const verifier = new DigestVerifier(
-    digest,
-    deps.hashers?.forBlob(digest.algorithm, length === undefined ? undefined : Number(length)),
-  );
+  const verifier = new DigestVerifier(digest);
   requestLog.streamedBytes = () => verifier.bytesPassed;
   upstream.body.pipe(verifier);
   upstream.body.once("error", (err) => verifier.destroy(err));

@@ -6,12 +6,11 @@
  * that already had every byte would see a clean end of a wrong blob. On a mismatch the
  * connection is destroyed instead, so the client sees a failed transfer, and the event is logged.
  */
+import { createHash, type Hash } from "node:crypto";
 import { Transform, type TransformCallback } from "node:stream";
 import { TrustgateError } from "../errors.js";
 import type { Digest } from "../oci/reference.js";
-import { BLOB_HIGH_WATER_MARK } from "../streaming.js";
 import { header, type RegistryClient } from "../upstream/client.js";
-import { InlineHasher, type StreamHasher } from "./blob-hasher.js";
 
 export class BlobDigestMismatchError extends TrustgateError {
   constructor(
@@ -25,56 +24,45 @@ export class BlobDigestMismatchError extends TrustgateError {
 /**
  * Passes bytes through while hashing them, always one chunk behind: the held chunk is
  * released in flush() only when the digest matches; otherwise the stream errors and the
- * pipeline destroys the client connection before the response is complete. The hash runs on a
- * worker thread for large blobs (blob-hasher.ts); a chunk is passed on as soon as it is handed
- * to the hasher, not when it is hashed.
+ * pipeline destroys the client connection before the response is complete.
  */
 export class DigestVerifier extends Transform {
-  readonly #hasher: StreamHasher;
+  readonly #hash: Hash;
   readonly #expected: Digest;
   #held: Buffer | undefined;
   /** bytes handed on to the client so far */
   bytesPassed = 0;
 
-  constructor(expected: Digest, hasher: StreamHasher = new InlineHasher(expected.algorithm)) {
-    // Buffers in, buffers out, with the relay's buffer size (see BLOB_HIGH_WATER_MARK).
-    super({ highWaterMark: BLOB_HIGH_WATER_MARK });
+  constructor(expected: Digest) {
+    // Buffers in, buffers out; a high water mark like undici's so chunks are not split.
+    super({ highWaterMark: 64 * 1024 });
     this.#expected = expected;
-    this.#hasher = hasher;
+    this.#hash = createHash(expected.algorithm);
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    const behind = this.#hasher.update(chunk);
+    this.#hash.update(chunk);
     const previous = this.#held;
     this.#held = chunk;
     if (previous) {
       this.bytesPassed += previous.length;
-      this.push(previous);
-    }
-    if (behind) behind.then(() => callback(), callback);
-    else callback();
+      callback(null, previous);
+    } else callback();
   }
 
   override _flush(callback: TransformCallback): void {
-    this.#hasher.digest().then((hex) => {
-      const actual = `${this.#expected.algorithm}:${hex}`;
-      if (actual !== this.#expected.value) {
-        this.#held = undefined;
-        callback(new BlobDigestMismatchError(this.#expected.value, actual));
-        return;
-      }
-      if (this.#held) {
-        this.bytesPassed += this.#held.length;
-        this.push(this.#held);
-        this.#held = undefined;
-      }
-      callback();
-    }, callback);
-  }
-
-  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    this.#hasher.abort();
-    callback(err);
+    const actual = `${this.#expected.algorithm}:${this.#hash.digest("hex")}`;
+    if (actual !== this.#expected.value) {
+      this.#held = undefined;
+      callback(new BlobDigestMismatchError(this.#expected.value, actual));
+      return;
+    }
+    if (this.#held) {
+      this.bytesPassed += this.#held.length;
+      this.push(this.#held);
+      this.#held = undefined;
+    }
+    callback();
   }
 }
 
