@@ -20,6 +20,7 @@ import { API_VERSION_HEADER, rawResponse, requestHeader, sendBytes, sendStream }
 import { parseApiPath, selectTarget, type Target } from "./proxy/route.js";
 import type { TagLister } from "./proxy/tags.js";
 import type { WarmAnswers } from "./proxy/warm.js";
+import { BLOB_HIGH_WATER_MARK } from "./streaming.js";
 import type { RegistryClient } from "./upstream/client.js";
 
 /** Per-request facts the access log line reports; handlers fill them in. */
@@ -158,7 +159,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
  */
 export function createHttpServer(app: Hono<AppEnv>, warm: WarmAnswers | undefined): Server {
   const routed = getRequestListener(app.fetch);
-  return createServer((req, res) => {
+  return createServer({ highWaterMark: BLOB_HIGH_WATER_MARK }, (req, res) => {
     if (warm?.serve(req, res)) return;
     void routed(req, res);
   });

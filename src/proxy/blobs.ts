@@ -10,6 +10,7 @@ import { createHash, type Hash } from "node:crypto";
 import { Transform, type TransformCallback } from "node:stream";
 import { TrustgateError } from "../errors.js";
 import type { Digest } from "../oci/reference.js";
+import { BLOB_HIGH_WATER_MARK } from "../streaming.js";
 import { header, type RegistryClient } from "../upstream/client.js";
 
 export class BlobDigestMismatchError extends TrustgateError {
@@ -34,8 +35,8 @@ export class DigestVerifier extends Transform {
   bytesPassed = 0;
 
   constructor(expected: Digest) {
-    // Buffers in, buffers out; a high water mark like undici's so chunks are not split.
-    super({ highWaterMark: 64 * 1024 });
+    // Buffers in, buffers out, with the relay's buffer size (see BLOB_HIGH_WATER_MARK).
+    super({ highWaterMark: BLOB_HIGH_WATER_MARK });
     this.#expected = expected;
     this.#hash = createHash(expected.algorithm);
   }

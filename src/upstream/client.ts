@@ -4,11 +4,13 @@
  * CA, timeouts, bounded retries of idempotent requests on connection errors, and redirects
  * followed without sending the upstream's credentials to another host.
  */
+
 import type { Readable } from "node:stream";
 import { rootCertificates } from "node:tls";
 import { Agent, type Dispatcher, request } from "undici";
 import type { RegistryConfig, UpstreamTimeouts } from "../config/types.js";
 import type { Logger } from "../log.js";
+import { BLOB_HIGH_WATER_MARK } from "../streaming.js";
 import {
   basicAuthorization,
   type Challenge,
@@ -396,7 +398,12 @@ export class RegistryClient {
   ): Promise<Omit<UpstreamResponse, "url">> {
     for (let attempt = 1; ; attempt++) {
       try {
-        const res = await request(url, { method, headers, dispatcher: this.#dispatcher });
+        const res = await request(url, {
+          method,
+          headers,
+          dispatcher: this.#dispatcher,
+          highWaterMark: BLOB_HIGH_WATER_MARK,
+        });
         return { statusCode: res.statusCode, headers: res.headers, body: res.body };
       } catch (err) {
         const code = errorCode(err);
