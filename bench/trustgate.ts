@@ -26,8 +26,15 @@ export interface TrustgateRegistry {
   notary?: { url: string; caFile: string };
 }
 
-export function trustgateConfig(dir: string, registry: TrustgateRegistry, logLevel: string): string {
+export function trustgateConfig(
+  dir: string,
+  registry: TrustgateRegistry,
+  logLevel: string,
+  /** more top-level config lines, e.g. a blobCache block */
+  extra: string[] = [],
+): string {
   const lines = [
+    ...extra,
     `stateDir: ${JSON.stringify(join(dir, "state"))}`,
     `policies: ${JSON.stringify(join(dir, "policies"))}`,
     `defaultRegistry: ${JSON.stringify(registry.name)}`,

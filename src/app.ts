@@ -4,8 +4,10 @@
  * manifest resolver and tag lister. `serve`, `resolve` and the in-process tests use it.
  */
 import type { Config } from "./config/types.js";
+import { ConfigError } from "./errors.js";
 import { fixedFieldsLogger, type Logger } from "./log.js";
 import type { PolicySet } from "./policy/index.js";
+import { BlobCache } from "./proxy/blob-cache.js";
 import { TrustDecider } from "./proxy/decide.js";
 import { SignedTagLister, TrustEnforcingResolver } from "./proxy/enforce.js";
 import { IndexChildren } from "./proxy/index-children.js";
@@ -39,6 +41,7 @@ export async function buildRuntime(
   logger: Logger,
   options: RuntimeOptions,
 ): Promise<Runtime> {
+  const blobCache = config.blobCache ? await openBlobCache(config) : undefined;
   const sources = await TrustSources.open(config, options.now ? { now: options.now } : {});
   const tokens = new TokenCache();
   const clients = new Map<string, RegistryClient>();
@@ -79,6 +82,7 @@ export async function buildRuntime(
       tags: new SignedTagLister(decider, new PassThroughTagLister(clients), audit),
       logger,
       ...(warm ? { warm } : {}),
+      ...(blobCache ? { blobCache } : {}),
     },
     store,
     tokens,
@@ -89,4 +93,16 @@ export async function buildRuntime(
       await sources.close();
     },
   };
+}
+
+async function openBlobCache(config: Config): Promise<BlobCache> {
+  const { dir, maxBytes } = config.blobCache as NonNullable<Config["blobCache"]>;
+  try {
+    return await BlobCache.open({ dir, maxBytes });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(
+      `${config.file}: blobCache.dir: cannot use ${dir} (${code ?? (err as Error).message})`,
+    );
+  }
 }

@@ -11,7 +11,8 @@ import { type Context, Hono } from "hono";
 import type { RegistryConfig } from "./config/types.js";
 import { fixedFieldsLogger, type Logger } from "./log.js";
 import { OciCode, OciError, renderOciError } from "./oci/errors.js";
-import { parseDigest, parseReference } from "./oci/reference.js";
+import { type Digest, parseDigest, parseReference } from "./oci/reference.js";
+import type { BlobCache, CachedBlob } from "./proxy/blob-cache.js";
 import { BlobDigestMismatchError, blobHeaders, blobRedirectUrl, DigestVerifier } from "./proxy/blobs.js";
 import type { AuditLine } from "./proxy/enforce.js";
 import { toOciError } from "./proxy/error-mapping.js";
@@ -38,6 +39,8 @@ export interface RequestLog {
   outcome?: string;
   /** the manifest resolver's trust decision, logged on the access line (DecisionSink) */
   decision?: AuditLine;
+  /** a blob answered from the verified blob cache ("hit") or relayed ("miss"), when there is one */
+  cache?: "hit" | "miss";
 }
 
 export type AppEnv = {
@@ -59,6 +62,8 @@ export interface AppDeps {
   logger: Logger;
   /** answers to remember for the warm path (proxy/warm.ts); absent: every request is routed */
   warm?: WarmAnswers;
+  /** verified blobs on disk (proxy/blob-cache.ts); absent: every blob is relayed */
+  blobCache?: BlobCache;
 }
 
 function clientFor(deps: AppDeps, target: Target): RegistryClient {
@@ -94,8 +99,19 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     } else {
       // A stream (blob): the line is written when the response closes, so it reports the real
       // outcome and bytes.
+      // Every byte handed to the socket (end() called, nothing left buffered) is a complete
+      // answer even when the client closes before Node reports 'finish' (curl does, after the
+      // last byte of a large blob).
       out.once("close", () =>
-        writeAccessLine(access, c, requestId, requestLog, started, out.statusCode, !out.writableFinished),
+        writeAccessLine(
+          access,
+          c,
+          requestId,
+          requestLog,
+          started,
+          out.statusCode,
+          !out.writableFinished && !(out.writableEnded && out.writableLength === 0),
+        ),
       );
     }
   });
@@ -194,6 +210,7 @@ function writeAccessLine(
     bytes: requestLog.streamedBytes?.() ?? requestLog.bytes,
     durationMs: Math.round((performance.now() - started) * 10) / 10,
     outcome: requestLog.outcome ?? (aborted ? "aborted" : undefined),
+    cache: requestLog.cache,
     ...accessLineContext(c, requestLog),
   };
   const d = requestLog.decision;
@@ -300,13 +317,22 @@ async function blob(
     );
   }
   const range = method === "GET" ? requestHeader(c, "range") : undefined;
+  const requestLog = c.get("requestLog");
+  const cache = deps.blobCache;
+  if (cache && method === "GET" && range === undefined) {
+    const cached = await cache.open(target.registry.name, target.repository, digest, async () => {
+      // Not yet seen in this repository: the upstream must have it there (throws its 404 if not).
+      (await client.openBlob(target.repository, digest.value, "HEAD", undefined)).body.resume();
+    });
+    if (cached) return sendCachedBlob(c, deps, target, digest, cached);
+    requestLog.cache = "miss";
+  }
   const upstream = await client.openBlob(target.repository, digest.value, method, range);
   const headers = blobHeaders(upstream.headers, digest, upstream.statusCode);
   if (method === "HEAD") {
     upstream.body.resume();
     return sendBytes(c, 200, headers, null);
   }
-  const requestLog = c.get("requestLog");
   if (upstream.statusCode === 206) {
     // A slice cannot be verified against the digest of the whole blob: it passes as is. The
     // client verifies the assembled blob, which is what the digest is for.
@@ -317,11 +343,30 @@ async function blob(
     });
     return response;
   }
-  const verifier = new DigestVerifier(digest);
+  // A copy for the cache: kept only if the relay below ends verified (BlobFill.commit).
+  const length = headers["content-length"];
+  const fill =
+    length === undefined
+      ? undefined
+      : cache?.beginFill(target.registry.name, target.repository, digest, Number(length));
+  const verifier = new DigestVerifier(digest, fill);
   requestLog.streamedBytes = () => verifier.bytesPassed;
   upstream.body.pipe(verifier);
   upstream.body.once("error", (err) => verifier.destroy(err));
   const { response, done } = sendStream(c, 200, headers, verifier);
+  if (fill)
+    done.then(
+      () =>
+        fill.commit().then(
+          (kept) => {
+            if (!kept)
+              deps.logger.warn({ digest: digest.value, reason: fill.failure }, "blob not kept in the cache");
+          },
+          (err: unknown) =>
+            deps.logger.warn({ digest: digest.value, err: String(err) }, "blob cache write failed"),
+        ),
+      () => fill.abort(),
+    );
   done.catch((err: unknown) => {
     upstream.body.destroy();
     if (err instanceof BlobDigestMismatchError) {
@@ -346,6 +391,41 @@ async function blob(
         "blob transfer broken",
       );
     }
+  });
+  return response;
+}
+
+/** A blob from the verified cache: its digest was checked when it was stored. */
+function sendCachedBlob(
+  c: Context<AppEnv>,
+  deps: AppDeps,
+  target: Target,
+  digest: Digest,
+  cached: CachedBlob,
+): Response {
+  const requestLog = c.get("requestLog");
+  requestLog.cache = "hit";
+  requestLog.bytes = cached.size;
+  const { response, done } = sendStream(
+    c,
+    200,
+    {
+      "content-type": "application/octet-stream",
+      "content-length": String(cached.size),
+      "docker-content-digest": digest.value,
+    },
+    cached.stream,
+  );
+  done.catch((err: unknown) => {
+    if ((err as { code?: unknown }).code === "ERR_STREAM_PREMATURE_CLOSE") {
+      requestLog.outcome = "client-aborted";
+      return;
+    }
+    requestLog.outcome = "broken";
+    deps.logger.warn(
+      { reqId: c.get("requestId"), registry: target.registry.name, digest: digest.value, err: String(err) },
+      "cached blob transfer broken",
+    );
   });
   return response;
 }

@@ -11,6 +11,7 @@ import { ConfigError } from "../errors.js";
 import { isValidRegistryHost } from "../oci/reference.js";
 import { DEFAULT_POLICY_SETTINGS, SHIPPED_DEFAULT_POLICY } from "../policy/applied.js";
 import {
+  type BlobCacheConfig,
   type Config,
   type ListenAddress,
   type NotaryConfig,
@@ -217,6 +218,7 @@ const TOP_LEVEL_KEYS = [
   "upstreamTimeouts",
   "manifestCacheBytes",
   "blobRedirect",
+  "blobCache",
 ] as const;
 
 /** Validate an already-read YAML text; `file` is used for messages and relative paths. */
@@ -276,6 +278,21 @@ export async function parseConfig(
     }
   }
 
+  let blobCache: BlobCacheConfig | undefined;
+  if (o.blobCache !== undefined && o.blobCache !== null) {
+    const b = r.object(o.blobCache, "blobCache", ["dir", "maxBytes"]);
+    if (b.dir === undefined) r.fail("blobCache.dir", "is required (a directory for cached blobs)");
+    blobCache = {
+      dir: r.path(b.dir, "blobCache.dir"),
+      maxBytes:
+        b.maxBytes === undefined
+          ? DEFAULT_BLOB_CACHE_BYTES
+          : r.integer(b.maxBytes, "blobCache.maxBytes", 1024 * 1024, 2 ** 50),
+    };
+    if (blobRedirect)
+      r.fail("blobCache", "cannot be used with blobRedirect: redirected blobs never pass through trustgate");
+  }
+
   return {
     file: absFile,
     listen,
@@ -298,8 +315,12 @@ export async function parseConfig(
         ? DEFAULTS.manifestCacheBytes
         : r.integer(o.manifestCacheBytes, "manifestCacheBytes", 0, 2 ** 40),
     blobRedirect,
+    blobCache,
   };
 }
+
+/** blobCache.maxBytes when not given: 10 GiB. */
+const DEFAULT_BLOB_CACHE_BYTES = 10 * 1024 * 1024 * 1024;
 
 /** Read and validate a config file. */
 export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<Config> {

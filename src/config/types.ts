@@ -77,4 +77,12 @@ export interface Config {
   upstreamTimeouts: UpstreamTimeouts;
   manifestCacheBytes: number;
   blobRedirect: boolean;
+  /** the verified blob cache on disk (proxy/blob-cache.ts); absent: blobs are relayed every time */
+  blobCache: BlobCacheConfig | undefined;
+}
+
+export interface BlobCacheConfig {
+  /** absolute directory, trustgate's own */
+  dir: string;
+  maxBytes: number;
 }

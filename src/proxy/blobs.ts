@@ -13,6 +13,12 @@ import type { Digest } from "../oci/reference.js";
 import { BLOB_HIGH_WATER_MARK } from "../streaming.js";
 import { header, type RegistryClient } from "../upstream/client.js";
 
+/** Where a verified relay also sends its bytes: the blob cache's fill (blob-cache.ts BlobFill). */
+export interface BlobCopy {
+  /** a promise when the relay should wait for the copy to catch up */
+  write(chunk: Buffer): Promise<void> | undefined;
+}
+
 export class BlobDigestMismatchError extends TrustgateError {
   constructor(
     readonly expected: string,
@@ -30,25 +36,31 @@ export class BlobDigestMismatchError extends TrustgateError {
 export class DigestVerifier extends Transform {
   readonly #hash: Hash;
   readonly #expected: Digest;
+  readonly #copy: BlobCopy | undefined;
   #held: Buffer | undefined;
   /** bytes handed on to the client so far */
   bytesPassed = 0;
 
-  constructor(expected: Digest) {
+  /** `copy` receives every chunk too (the blob cache's fill); the relay waits when it asks to. */
+  constructor(expected: Digest, copy?: BlobCopy) {
     // Buffers in, buffers out, with the relay's buffer size (see BLOB_HIGH_WATER_MARK).
     super({ highWaterMark: BLOB_HIGH_WATER_MARK });
     this.#expected = expected;
     this.#hash = createHash(expected.algorithm);
+    this.#copy = copy;
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.#hash.update(chunk);
+    const copyBehind = this.#copy?.write(chunk);
     const previous = this.#held;
     this.#held = chunk;
     if (previous) {
       this.bytesPassed += previous.length;
-      callback(null, previous);
-    } else callback();
+      this.push(previous);
+    }
+    if (copyBehind) copyBehind.then(() => callback());
+    else callback();
   }
 
   override _flush(callback: TransformCallback): void {

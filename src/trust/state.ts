@@ -23,14 +23,19 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
     }
     await rename(tmp, path);
     renamed = true;
-    const dh = await open(dir, "r");
-    try {
-      await dh.sync();
-    } finally {
-      await dh.close();
-    }
+    await fsyncDir(dir);
   } finally {
     if (!renamed) await rm(tmp, { force: true });
+  }
+}
+
+/** fsync a directory, so a rename into it survives a power loss. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const dh = await open(dir, "r");
+  try {
+    await dh.sync();
+  } finally {
+    await dh.close();
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * Test-only network helpers in front of real peers:
  *  - a counting TCP relay (bytes pass unchanged, TLS included) that counts the connections made
- *    and the bytes the client sent, so a test can prove that a code path did no network I/O;
+ *    and the bytes each way, so a test can prove that a code path did no network I/O, or how
+ *    much it moved;
  *  - a lying registry front: an HTTP server that forwards to a real registry and, while told to,
  *    answers manifest GETs by digest with other bytes than the digest names.
  * Both listen on 127.0.0.1, on a free port, and are closed by the test.
@@ -18,6 +19,8 @@ export interface CountingRelay {
   connections: number;
   /** bytes received from clients so far (requests) */
   bytesIn: number;
+  /** bytes sent back to clients so far (answers) */
+  bytesOut: number;
   close(): Promise<void>;
 }
 
@@ -28,6 +31,7 @@ export async function startCountingRelay(targetPort: number): Promise<CountingRe
     port: 0,
     connections: 0,
     bytesIn: 0,
+    bytesOut: 0,
     async close() {
       for (const s of sockets) s.destroy();
       server.close();
@@ -40,6 +44,9 @@ export async function startCountingRelay(targetPort: number): Promise<CountingRe
     sockets.add(client).add(upstream);
     client.on("data", (chunk: Buffer) => {
       relay.bytesIn += chunk.length;
+    });
+    upstream.on("data", (chunk: Buffer) => {
+      relay.bytesOut += chunk.length;
     });
     client.pipe(upstream).pipe(client);
     const drop = () => {

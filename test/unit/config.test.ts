@@ -41,6 +41,7 @@ describe("config loading", () => {
     expect(c.upstreamTimeouts).toEqual(DEFAULTS.upstreamTimeouts);
     expect(c.manifestCacheBytes).toBe(DEFAULTS.manifestCacheBytes);
     expect(c.blobRedirect).toBe(false);
+    expect(c.blobCache).toBeUndefined();
     expect(c.defaultRegistry).toBeUndefined();
     expect(c.registries.get("docker.io")?.upstream.href).toBe("https://registry-1.docker.io/");
   });
@@ -58,6 +59,7 @@ logLevel: debug
 upstreamTimeouts: { connectMs: 1000, headersMs: 2000, bodyMs: 3000 }
 manifestCacheBytes: 1024
 blobRedirect: false
+blobCache: { dir: cache/blobs, maxBytes: 2097152 }
 registries:
   docker.io:
     upstream: https://registry-1.docker.io
@@ -76,6 +78,7 @@ registries:
     expect(c.stateDir).toBe(join(dir, "state"));
     expect(c.policies).toBe("/abs/policies");
     expect(c.upstreamTimeouts).toEqual({ connectMs: 1000, headersMs: 2000, bodyMs: 3000 });
+    expect(c.blobCache).toEqual({ dir: join(dir, "cache/blobs"), maxBytes: 2097152 });
     const hub = c.registries.get("docker.io");
     expect(hub?.caFile).toBe(join(dir, "ca.pem"));
     expect(hub?.ca).toBe(PEM);
@@ -123,6 +126,10 @@ registries:
     ["logLevel: loud", "logLevel: must be one of"],
     ["manifestCacheBytes: -1", "manifestCacheBytes: must be an integer"],
     ["blobRedirect: yes please", "blobRedirect: must be true or false"],
+    ["blobCache: { maxBytes: 2097152 }", "blobCache.dir: is required"],
+    ["blobCache: { dir: c, maxBytes: 1000 }", "blobCache.maxBytes: must be an integer"],
+    ["blobCache: { dir: c, size: 5 }", "blobCache.size: unknown key"],
+    ["blobRedirect: true\nblobCache: { dir: c }", "blobCache: cannot be used with blobRedirect"],
     ["upstreamTimeouts: { connectMs: 0 }", "upstreamTimeouts.connectMs: must be an integer"],
     ["upstreamTimeouts: { readMs: 5 }", "upstreamTimeouts.readMs: unknown key"],
     ["defaultRegistry: docker.io", 'defaultRegistry: names "docker.io", which is not under registries'],

@@ -1,0 +1,135 @@
+/**
+ * The verified blob cache with a real docker-registry upstream (behind a counting relay) and the
+ * built trustgate CLI: a relayed blob is kept only once verified, served from disk afterwards with
+ * no upstream transfer, to another repository only after the upstream confirms it, and across a
+ * restart. A lying upstream's bytes are never kept.
+ */
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { readdir } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { pushBlob, sha256Digest } from "../helpers/image.js";
+import { type RegistryPeer, startRegistry } from "../helpers/registry.js";
+import { type CountingRelay, startCountingRelay } from "../helpers/relay.js";
+import { startTrustgateWithConfig, type TrustgatePeer } from "../helpers/trustgate.js";
+
+const POLL = { timeout: 5000, interval: 50 };
+
+describe("verified blob cache (blobCache)", () => {
+  const bytes = randomBytes(3 * 1024 * 1024 + 11);
+  const digest = sha256Digest(bytes);
+  const hex = digest.slice("sha256:".length);
+  // the liar answers this digest with other bytes of the same length
+  const liedBytes = randomBytes(2 * 1024 * 1024);
+  const liedDigest = sha256Digest(randomBytes(2 * 1024 * 1024));
+  let registry: RegistryPeer;
+  let relay: CountingRelay;
+  let liar: Server;
+  let proxy: TrustgatePeer;
+  let config: string;
+
+  const get = async (path: string) => {
+    const res = await fetch(`${proxy.url}/v2/${path}`);
+    return {
+      status: res.status,
+      body: Buffer.from(await res.arrayBuffer()),
+      reqId: res.headers.get("x-request-id"),
+    };
+  };
+  const lineOf = async (reqId: string | null) => {
+    await expect.poll(async () => (await proxy.logs()).some((l) => l.reqId === reqId), POLL).toBe(true);
+    return (await proxy.logs()).find((l) => l.reqId === reqId);
+  };
+  const cached = () => join(proxy.dir, "blobs", "sha256", hex);
+
+  beforeAll(async () => {
+    registry = await startRegistry();
+    await pushBlob(registry.url, "acme/app", { digest, bytes });
+    await pushBlob(registry.url, "other/app", { digest, bytes });
+    relay = await startCountingRelay(Number(new URL(registry.url).port));
+    liar = createServer((req, res) => {
+      if (req.url?.endsWith(`/blobs/${liedDigest}`)) {
+        res.writeHead(200, {
+          "content-type": "application/octet-stream",
+          "content-length": String(liedBytes.length),
+        });
+        res.end(liedBytes);
+      } else res.writeHead(404).end();
+    });
+    await new Promise<void>((r) => liar.listen(0, "127.0.0.1", r));
+    config = [
+      "defaultPolicy: off",
+      "logLevel: info",
+      "blobCache: { dir: ./blobs, maxBytes: 67108864 }",
+      "registries:",
+      "  r.test:",
+      `    upstream: http://${relay.host}`,
+      "  liar.test:",
+      `    upstream: http://127.0.0.1:${(liar.address() as AddressInfo).port}`,
+    ].join("\n");
+    proxy = await startTrustgateWithConfig(config);
+  }, 60_000);
+
+  afterAll(async () => {
+    await proxy?.stop();
+    await relay?.close();
+    await registry?.stop();
+    await new Promise((r) => liar?.close(r));
+  });
+
+  it("keeps a relayed blob once verified, then serves it from disk with no upstream request", async () => {
+    const first = await get(`r.test/acme/app/blobs/${digest}`);
+    expect(first.status).toBe(200);
+    expect(first.body.equals(bytes)).toBe(true);
+    expect(await lineOf(first.reqId)).toMatchObject({ cache: "miss", status: 200, bytes: bytes.length });
+    await expect.poll(() => existsSync(cached()), POLL).toBe(true);
+    const before = { in: relay.bytesIn, out: relay.bytesOut };
+    const second = await get(`r.test/acme/app/blobs/${digest}`);
+    expect(second.status).toBe(200);
+    expect(second.body.equals(bytes)).toBe(true);
+    expect(await lineOf(second.reqId)).toMatchObject({ cache: "hit", status: 200, bytes: bytes.length });
+    expect({ in: relay.bytesIn, out: relay.bytesOut }).toEqual(before);
+  });
+
+  it("serves another repository from disk only once the upstream confirms it holds the blob there", async () => {
+    const before = relay.bytesOut;
+    const other = await get(`r.test/other/app/blobs/${digest}`);
+    expect(other.status).toBe(200);
+    expect(other.body.equals(bytes)).toBe(true);
+    expect(await lineOf(other.reqId)).toMatchObject({ cache: "hit" });
+    // the confirmation was a HEAD: headers only, not the blob again
+    expect(relay.bytesOut - before).toBeGreaterThan(0);
+    expect(relay.bytesOut - before).toBeLessThan(64 * 1024);
+    const stranger = await get(`r.test/stranger/app/blobs/${digest}`);
+    expect(stranger.status).toBe(404);
+    expect(JSON.parse(stranger.body.toString()).errors[0].code).toBe("BLOB_UNKNOWN");
+  });
+
+  it("never keeps bytes that do not match their digest", async () => {
+    const res = await fetch(`${proxy.url}/v2/liar.test/acme/app/blobs/${liedDigest}`);
+    expect(res.status).toBe(200);
+    await expect(res.arrayBuffer()).rejects.toThrow();
+    // the relay saw the mismatch (the fill is aborted with it), and the temp copy is gone
+    await expect
+      .poll(
+        async () => (await proxy.logs()).some((l) => l.msg === "blob digest mismatch: connection aborted"),
+        POLL,
+      )
+      .toBe(true);
+    await expect.poll(async () => readdir(join(proxy.dir, "blobs", "tmp")), POLL).toEqual([]);
+    expect(await readdir(join(proxy.dir, "blobs", "sha256"))).toEqual([hex]);
+  });
+
+  it("keeps the cache across a restart", async () => {
+    await proxy.stop();
+    proxy = await startTrustgateWithConfig(config, { dir: proxy.dir });
+    const before = relay.bytesOut;
+    const res = await get(`r.test/acme/app/blobs/${digest}`);
+    expect(res.body.equals(bytes)).toBe(true);
+    expect(await lineOf(res.reqId)).toMatchObject({ cache: "hit" });
+    expect(relay.bytesOut - before).toBeLessThan(64 * 1024); // a HEAD to confirm, no transfer
+  });
+});
