@@ -98,8 +98,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       writeAccessLine(access, c, requestId, requestLog, started, out.statusCode, out.destroyed);
     } else {
       // A stream (blob): the line is written when the response closes, so it reports the real
-      // outcome and bytes.
-      // Every byte handed to the socket (end() called, nothing left buffered) is a complete
+      // outcome and bytes. Every byte handed to the socket (end() called, nothing left buffered) is a complete
       // answer even when the client closes before Node reports 'finish' (curl does, after the
       // last byte of a large blob).
       out.once("close", () =>

@@ -44,8 +44,8 @@ export interface Decided {
 export interface TagDecided extends Decided {
   /**
    * Until when (ms since the epoch, by the trust source's clock) the same question gets the same
-   * decision: the trust source's `reuseUntil`, and only while `basis` is still the policy set in
-   * force. Absent when no trust source vouched for the answer (off, refusals, failures).
+   * decision: the trust source's `reuseUntil`, and only while the policy set it was decided under
+   * is still in force. Absent when no trust source vouched for it (off, refusals, failures).
    */
   readonly reuse?: { readonly until: number; readonly policiesStillInForce: () => boolean };
 }
