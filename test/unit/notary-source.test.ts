@@ -10,6 +10,7 @@ import { canonicalJson, parseStrictJson } from "../../src/trust/notary/canonical
 import { HttpMetadataFetcher, type MetadataFetcher, roleOfFile } from "../../src/trust/notary/fetcher.js";
 import { parseExpires } from "../../src/trust/notary/models.js";
 import { NotarySource } from "../../src/trust/notary/source.js";
+import { expectNoUnhandledRejection, Hold } from "../helpers/background.js";
 import {
   FIXTURE_NOW,
   FIXTURES,
@@ -155,30 +156,19 @@ describe("NotarySource", () => {
 });
 
 /** Holds every request while `hold()` is on, so an update stays in flight as long as a test needs. */
-class HeldFetcher implements MetadataFetcher {
+class HeldFetcher extends Hold implements MetadataFetcher {
   /** every file asked for, at the moment it is asked (before any hold) */
   readonly asked: string[] = [];
-  private waiting: (() => void)[] | undefined;
-  constructor(readonly inner: MapFetcher) {}
+  constructor(readonly inner: MapFetcher) {
+    super();
+  }
   /** updates started: each begins with root.json */
   get updates(): number {
     return this.asked.filter((f) => f === "root.json").length;
   }
-  get held(): number {
-    return this.waiting?.length ?? 0;
-  }
-  hold(): void {
-    this.waiting ??= [];
-  }
-  release(): void {
-    const waiting = this.waiting ?? [];
-    this.waiting = undefined;
-    for (const go of waiting) go();
-  }
   async fetch(gun: string, file: string, maxBytes: number): Promise<Uint8Array> {
     this.asked.push(file);
-    const waiting = this.waiting;
-    if (waiting) await new Promise<void>((go) => waiting.push(go));
+    await new Promise<void>((go) => this.pass(go));
     return this.inner.fetch(gun, file, maxBytes);
   }
 }
@@ -189,20 +179,6 @@ async function withoutWaiting<T>(p: Promise<T>): Promise<T> {
   const v = await Promise.race([p, new Promise<typeof late>((r) => setImmediate(() => r(late)))]);
   if (v === late) throw new Error("the answer waited for I/O");
   return v as T;
-}
-
-/** Runs `run`, then fails if any promise rejection went unhandled meanwhile (vitest would too). */
-async function expectNoUnhandledRejection(run: () => Promise<void>): Promise<void> {
-  const seen: unknown[] = [];
-  const onUnhandled = (reason: unknown) => seen.push(reason);
-  process.on("unhandledRejection", onUnhandled);
-  try {
-    await run();
-    await new Promise((r) => setImmediate(r));
-  } finally {
-    process.off("unhandledRejection", onUnhandled);
-  }
-  expect(seen).toEqual([]);
 }
 
 async function refusal(p: Promise<unknown>): Promise<TrustError> {

@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { TrustError } from "../../src/trust/errors.js";
 import { repositoryStateDir, TufSource, type TufSourceOptions } from "../../src/trust/tuf/source.js";
 import type { TrustQuery } from "../../src/trust/types.js";
+import { expectNoUnhandledRejection, Hold } from "../helpers/background.js";
 import { sha256Hex, TestKey, TestTufRepository } from "../helpers/tuf-repo.js";
 
 const DAY_MS = 24 * 3600 * 1000;
@@ -294,28 +295,26 @@ describe("TufSource", () => {
  * refresh stays in flight as long as a test needs. A request the repository drops (down) is
  * dropped here too.
  */
-class Gate {
+class Gate extends Hold {
   /** request paths, in order, at the moment they arrive (before any hold) */
   readonly asked: string[] = [];
-  private waiting: (() => void)[] | undefined;
-  private constructor(private readonly server: Server) {}
+  private constructor(private readonly server: Server) {
+    super();
+  }
 
   static async start(upstream: string): Promise<Gate> {
     const server = createServer();
     const gate = new Gate(server);
     server.on("request", (req, res) => {
       gate.asked.push(req.url ?? "/");
-      const waiting = gate.waiting;
-      const go = () => {
+      gate.pass(() => {
         fetch(`${upstream}${req.url ?? "/"}`)
           .then(async (up) => {
             const body = Buffer.from(await up.arrayBuffer());
             res.writeHead(up.status, { "content-length": body.length }).end(body);
           })
           .catch(() => req.socket.destroy());
-      };
-      if (waiting) waiting.push(go);
-      else go();
+      });
     });
     server.listen(0, "127.0.0.1");
     await once(server, "listening");
@@ -328,17 +327,6 @@ class Gate {
   /** refreshes started: each begins by asking for the next root version (N.root.json) */
   get refreshes(): number {
     return this.asked.filter((p) => /^\/metadata\/\d+\.root\.json$/.test(p)).length;
-  }
-  get held(): number {
-    return this.waiting?.length ?? 0;
-  }
-  hold(): void {
-    this.waiting ??= [];
-  }
-  release(): void {
-    const waiting = this.waiting ?? [];
-    this.waiting = undefined;
-    for (const go of waiting) go();
   }
   async close(): Promise<void> {
     this.release();
@@ -359,20 +347,6 @@ async function within<T>(ms: number, p: Promise<T>): Promise<T> {
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** Runs `run`, then fails if any promise rejection went unhandled meanwhile (vitest would too). */
-async function expectNoUnhandledRejection(run: () => Promise<void>): Promise<void> {
-  const seen: unknown[] = [];
-  const onUnhandled = (reason: unknown) => seen.push(reason);
-  process.on("unhandledRejection", onUnhandled);
-  try {
-    await run();
-    await new Promise((r) => setImmediate(r));
-  } finally {
-    process.off("unhandledRejection", onUnhandled);
-  }
-  expect(seen).toEqual([]);
 }
 
 describe("TufSource refresh-ahead (refreshSeconds 40: ahead point 30 s after a refresh)", () => {
