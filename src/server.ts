@@ -12,7 +12,7 @@ import type { RegistryConfig } from "./config/types.js";
 import { fixedFieldsLogger, type Logger } from "./log.js";
 import { OciCode, OciError, renderOciError } from "./oci/errors.js";
 import { type Digest, parseDigest, parseReference } from "./oci/reference.js";
-import type { BlobCache, CachedBlob } from "./proxy/blob-cache.js";
+import type { BlobCache, BlobFill, CachedBlob } from "./proxy/blob-cache.js";
 import { BlobDigestMismatchError, blobHeaders, blobRedirectUrl, DigestVerifier } from "./proxy/blobs.js";
 import type { AuditLine } from "./proxy/enforce.js";
 import { toOciError } from "./proxy/error-mapping.js";
@@ -355,15 +355,7 @@ async function blob(
   const { response, done } = sendStream(c, 200, headers, verifier);
   if (fill)
     done.then(
-      () =>
-        fill.commit().then(
-          (kept) => {
-            if (!kept)
-              deps.logger.warn({ digest: digest.value, reason: fill.failure }, "blob not kept in the cache");
-          },
-          (err: unknown) =>
-            deps.logger.warn({ digest: digest.value, err: String(err) }, "blob cache write failed"),
-        ),
+      () => keepInCache(deps.logger, digest, fill),
       () => fill.abort(),
     );
   done.catch((err: unknown) => {
@@ -392,6 +384,16 @@ async function blob(
     }
   });
   return response;
+}
+
+/** After a verified relay: the copy goes into the blob cache, or the log says why not. */
+async function keepInCache(logger: Logger, digest: Digest, fill: BlobFill): Promise<void> {
+  try {
+    if (!(await fill.commit()))
+      logger.warn({ digest: digest.value, reason: fill.failure }, "blob not kept in the cache");
+  } catch (err) {
+    logger.warn({ digest: digest.value, err: String(err) }, "blob cache write failed");
+  }
 }
 
 /** A blob from the verified cache: its digest was checked when it was stored. */

@@ -112,7 +112,7 @@ export class BlobCache {
     }
     let fh: FileHandle;
     try {
-      fh = await open(this.#pathOf(digest.value), "r");
+      fh = await open(this.pathOf(digest.value), "r");
     } catch {
       return undefined; // evicted between the lookup and the open
     }
@@ -154,11 +154,8 @@ export class BlobCache {
     this.#filling.delete(digest);
   }
 
+  /** where the blob with this digest is (or would be) kept */
   pathOf(digest: string): string {
-    return this.#pathOf(digest);
-  }
-
-  #pathOf(digest: string): string {
     const [algorithm, hex] = digest.split(":") as [string, string];
     return join(this.dir, algorithm, hex);
   }
@@ -174,7 +171,7 @@ export class BlobCache {
       if (this.#bytes <= this.maxBytes) return;
       this.#files.delete(digest);
       this.#bytes -= size;
-      await rm(this.#pathOf(digest), { force: true });
+      await rm(this.pathOf(digest), { force: true });
     }
   }
 }

@@ -21,6 +21,7 @@ import { TrustError } from "../trust/errors.js";
 import type { TrustSources } from "../trust/sources.js";
 import type { SignedTarget, TagSignatures, TrustQuery, TrustSource } from "../trust/types.js";
 import type { IndexChildren } from "./index-children.js";
+import type { AnswerReuse } from "./manifests.js";
 
 export interface DecisionDeps {
   /** the live policy set (a PolicyStore, or a fixed set) */
@@ -47,7 +48,7 @@ export interface TagDecided extends Decided {
    * decision: the trust source's `reuseUntil`, and only while the policy set it was decided under
    * is still in force. Absent when no trust source vouched for it (off, refusals, failures).
    */
-  readonly reuse?: { readonly until: number; readonly policiesStillInForce: () => boolean };
+  readonly reuse?: Pick<AnswerReuse, "until" | "stillValid">;
 }
 
 export interface DigestDecided extends Decided {
@@ -90,7 +91,7 @@ export class TrustDecider {
       source,
       ...(trust instanceof TrustError ? { trustFailure: trust.code } : {}),
       ...(trust && !(trust instanceof TrustError) && trust.reuseUntil !== undefined
-        ? { reuse: { until: trust.reuseUntil, policiesStillInForce: () => live.current === policies } }
+        ? { reuse: { until: trust.reuseUntil, stillValid: () => live.current === policies } }
         : {}),
     };
   }

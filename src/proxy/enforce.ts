@@ -93,15 +93,7 @@ export class TrustEnforcingResolver implements ManifestResolver {
     // Signed bytes, decided from verified trust: the same request gets the same answer while the
     // trust source vouches for its data without asking again and the policies are unchanged.
     if (!decided.reuse) return answer;
-    const { until, policiesStillInForce } = decided.reuse;
-    return {
-      ...answer,
-      reuse: {
-        until,
-        stillValid: policiesStillInForce,
-        ...(recordChildren ? { onReuse: recordChildren } : {}),
-      },
-    };
+    return { ...answer, reuse: { ...decided.reuse, ...(recordChildren ? { onReuse: recordChildren } : {}) } };
   }
 
   private async byDigest(req: ManifestRequest, digest: Digest): Promise<ManifestAnswer> {
