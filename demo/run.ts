@@ -138,9 +138,14 @@ async function main(): Promise<void> {
   const denied = refused.stderr.match(/denied: [^\n"]*/)?.[0];
   if (!denied) throw new Error(`skopeo failed, but not with trustgate's refusal:\n${refused.stderr}`);
   say(`[refused] skopeo says: ${denied}`);
-  const audit = (await trustgate.logs())
-    .map(asAudit)
-    .find((a) => a?.decision === "deny" && a.tag === "unsigned");
+  // The log is written asynchronously: the refusal's line may land just after skopeo saw it.
+  const line = await trustgate
+    .waitForLog((l) => {
+      const a = asAudit(l);
+      return a?.decision === "deny" && a.tag === "unsigned";
+    })
+    .catch(() => undefined);
+  const audit = line && asAudit(line);
   if (audit)
     say(`trustgate's audit log: decision=${audit.decision} policy=${audit.policy} reason="${audit.reason}"`);
 
