@@ -154,7 +154,9 @@ export class TrustDecider {
     const query: TrustQuery = trustQueryFor(applied.policy, registry, repository);
     let target: SignedTarget | undefined;
     try {
-      target = await source.signedByDigest(query, digest);
+      // Interim: the first signature decides, as before; the policy judgement over all of them
+      // (requireAll, REVIEW T3) replaces this.
+      target = (await source.signedByDigest(query, digest))[0];
     } catch (err) {
       return trustFailed(err, source);
     }
@@ -177,7 +179,7 @@ export class TrustDecider {
     if (via) {
       for (const [root, size] of via.roots) {
         // the same verified trust data as above, already fresh: a map lookup, no network
-        const parent = await source.signedByDigest(query, root);
+        const parent = (await source.signedByDigest(query, root))[0];
         if (!parent) continue;
         const decision = decideDigestPull(applied, ref, true);
         return {

@@ -54,8 +54,10 @@ export interface TrustSource {
   /** Every verified signed target in the requested roles (for tags/list, digest pulls, `trust list`). */
   listSigned(query: TrustQuery): Promise<SignedTarget[]>;
   /**
-   * The signed target (as listSigned would list it) whose manifest digest is `digest`, if any:
-   * the check behind every pull by digest, so sources answer it without scanning every target.
+   * Every verified signature of `digest` in the query's roles: one entry per (role, target name)
+   * that signs a manifest with that digest, in `query.roles` order; empty when none. The check
+   * behind every pull by digest and every index root, so the policy can apply the same rule
+   * (e.g. `requireAll`) as for a tag; sources answer it from an index, without scanning targets.
    */
-  signedByDigest(query: TrustQuery, digest: string): Promise<SignedTarget | undefined>;
+  signedByDigest(query: TrustQuery, digest: string): Promise<SignedTarget[]>;
 }

@@ -39,9 +39,9 @@ class ListSource implements TrustSource {
     this.queries.push(query);
     return this.targets;
   }
-  async signedByDigest(query: TrustQuery, digest: string): Promise<SignedTarget | undefined> {
+  async signedByDigest(query: TrustQuery, digest: string): Promise<SignedTarget[]> {
     this.queries.push(query);
-    return this.targets.find((t) => t.digest === digest);
+    return this.targets.filter((t) => t.digest === digest);
   }
 }
 

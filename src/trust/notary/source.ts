@@ -65,10 +65,13 @@ interface Checked {
   checkedAt: number;
 }
 
-/** What a repo signs in one ordered list of roles: the list for tags/list, the index for digest pulls. */
+/**
+ * What a repo signs in one ordered list of roles: the list for tags/list (per tag, the first
+ * role), and for digest pulls every (role, name) that signs each digest, in role order.
+ */
 interface SignedView {
   list: SignedTarget[];
-  byDigest: Map<string, SignedTarget>;
+  byDigest: Map<string, SignedTarget[]>;
 }
 
 /** Docker Content Trust's roles, in the order docker/cli resolves a tag. */
@@ -130,9 +133,9 @@ export class NotarySource implements TrustSource {
     return this.signedView((await this.trusted(query)).repo, query.roles).list;
   }
 
-  /** Is `digest` signed for this GUN in one of the query's roles? (digest pulls; a map lookup) */
-  async signedByDigest(query: TrustQuery, digest: string): Promise<SignedTarget | undefined> {
-    return this.signedView((await this.trusted(query)).repo, query.roles).byDigest.get(digest);
+  /** Every signature of `digest` for this GUN in the query's roles (digest pulls; a map lookup). */
+  async signedByDigest(query: TrustQuery, digest: string): Promise<SignedTarget[]> {
+    return this.signedView((await this.trusted(query)).repo, query.roles).byDigest.get(digest) ?? [];
   }
 
   private signedView(repo: TrustedRepo, roles: readonly string[]): SignedView {
@@ -145,14 +148,17 @@ export class NotarySource implements TrustSource {
     let view = perRoles.get(key);
     if (!view) {
       const byTag = new Map<string, SignedTarget>();
+      const byDigest = new Map<string, SignedTarget[]>();
       for (const role of roles) {
         for (const [name, t] of repo.roles.get(role)?.targets ?? []) {
-          if (!byTag.has(name)) byTag.set(name, { name, digest: t.digest, size: t.size, role });
+          const signed: SignedTarget = { name, digest: t.digest, size: t.size, role };
+          if (!byTag.has(name)) byTag.set(name, signed);
+          const same = byDigest.get(t.digest);
+          if (same) same.push(signed);
+          else byDigest.set(t.digest, [signed]);
         }
       }
       const list = [...byTag.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-      const byDigest = new Map<string, SignedTarget>();
-      for (const t of list) if (!byDigest.has(t.digest)) byDigest.set(t.digest, t);
       view = { list, byDigest };
       perRoles.set(key, view);
     }

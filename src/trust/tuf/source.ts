@@ -174,9 +174,9 @@ export class TufSource implements TrustSource {
     return listed;
   }
 
-  /** listSigned's answer for one digest (TUF lists are per-repository prefix and small). */
-  async signedByDigest(query: TrustQuery, digest: string): Promise<SignedTarget | undefined> {
-    return (await this.listSigned(query)).find((t) => t.digest === digest);
+  /** listSigned's answers for one digest (TUF lists are per-repository prefix and small). */
+  async signedByDigest(query: TrustQuery, digest: string): Promise<SignedTarget[]> {
+    return (await this.listSigned(query)).filter((t) => t.digest === digest);
   }
 
   /**
