@@ -5,32 +5,38 @@
  *
  * Exit codes: 0 success / allow, 1 a verification failure or a refusal, 2 usage or configuration error.
  */
+import { readFileSync } from "node:fs";
+import { wantsHelp } from "./commands/args.js";
 import { TrustgateError, UsageError } from "./errors.js";
 
-type Command = (argv: string[]) => Promise<number>;
+/** A subcommand module: its usage text (printed for --help) and its entry point. */
+interface CommandModule {
+  USAGE: string;
+  run: (argv: string[]) => Promise<number>;
+}
 
 interface CommandEntry {
   summary: string;
-  load: () => Promise<Command>;
+  load: () => Promise<CommandModule>;
 }
 
 // Loaded on demand: `policy lint` in a CI job should not pay for the proxy's imports.
 const commands: Record<string, CommandEntry> = {
   serve: {
     summary: "run the proxy (--config FILE [--listen HOST:PORT])",
-    load: async () => (await import("./commands/serve.js")).run,
+    load: () => import("./commands/serve.js"),
   },
   resolve: {
     summary: "what the proxy would decide for an image, without pulling",
-    load: async () => (await import("./commands/resolve.js")).run,
+    load: () => import("./commands/resolve.js"),
   },
   policy: {
     summary: "lint policy files; explain which policy applies to an image",
-    load: async () => (await import("./commands/policy.js")).run,
+    load: () => import("./commands/policy.js"),
   },
   trust: {
     summary: "list a GUN's signed tags from a Notary server, verified (like `notary list`)",
-    load: async () => (await import("./commands/trust.js")).run,
+    load: () => import("./commands/trust.js"),
   },
 };
 
@@ -41,8 +47,17 @@ ${Object.entries(commands)
   .map(([name, c]) => `  ${name.padEnd(9)}${c.summary}`)
   .join("\n")}
 
+'trustgate <command> --help' shows a command's options; 'trustgate --version' the version.
 Exit codes: 0 success or allow, 1 refusal or failed verification, 2 usage or configuration error.
 `;
+
+/** package.json sits one level above dist/ (and above src/ when run from source). */
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
+    version?: string;
+  };
+  return pkg.version ?? "unknown";
+}
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
@@ -50,9 +65,18 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return name === undefined ? 2 : 0;
   }
+  if (name === "--version" || name === "-V") {
+    process.stdout.write(`trustgate ${version()}\n`);
+    return 0;
+  }
   const command = commands[name];
   if (!command) throw new UsageError(`unknown command '${name}'\n\n${USAGE}`);
-  return (await command.load())(rest);
+  const module = await command.load();
+  if (wantsHelp(rest)) {
+    process.stdout.write(`${module.USAGE}\n\n${command.summary}\n`);
+    return 0;
+  }
+  return module.run(rest);
 }
 
 main(process.argv.slice(2)).then(

@@ -9,7 +9,6 @@
  * With --config FILE the policies directory, defaultPolicy and the registry's trust source come
  * from config.yaml; a policy whose trust.source differs from the registry's is an error (exit 2).
  */
-import { parseArgs } from "node:util";
 import { loadConfig } from "../config/load.js";
 import { ConfigError, UsageError } from "../errors.js";
 import { applyPolicy, SHIPPED_DEFAULT_POLICY } from "../policy/applied.js";
@@ -17,8 +16,9 @@ import { explain, renderExplanation } from "../policy/explain.js";
 import { ImageReferenceError, parseImageReference } from "../policy/image-reference.js";
 import { loadPolicyDir } from "../policy/load-dir.js";
 import { formatProblem, PolicyLoadError } from "../policy/types.js";
+import { parseCommandArgs } from "./args.js";
 
-const USAGE = `usage: trustgate policy lint [DIR]                      (DIR defaults to ./policies)
+export const USAGE = `usage: trustgate policy lint [DIR]                      (DIR defaults to ./policies)
        trustgate policy explain <image[:tag]> (--policies DIR | --config FILE) [--json]`;
 
 export async function run(argv: string[]): Promise<number> {
@@ -29,7 +29,7 @@ export async function run(argv: string[]): Promise<number> {
 }
 
 async function lint(argv: string[]): Promise<number> {
-  const { positionals } = usage(() => parseArgs({ args: argv, allowPositionals: true, strict: true }));
+  const { positionals } = parseCommandArgs({ args: argv, allowPositionals: true }, USAGE);
   if (positionals.length > 1) throw new UsageError(USAGE);
   const dir = positionals[0] ?? "./policies";
   const loaded = await loadPolicyDir(dir);
@@ -45,13 +45,13 @@ async function lint(argv: string[]): Promise<number> {
 }
 
 async function explainCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = usage(() =>
-    parseArgs({
+  const { values, positionals } = parseCommandArgs(
+    {
       args: argv,
       options: { policies: { type: "string" }, config: { type: "string" }, json: { type: "boolean" } },
       allowPositionals: true,
-      strict: true,
-    }),
+    },
+    USAGE,
   );
   const input = positionals[0];
   if (input === undefined || positionals.length > 1) throw new UsageError(USAGE);
@@ -108,13 +108,4 @@ async function explainCommand(argv: string[]): Promise<number> {
         : text.replace(/^=> /m, `registry:    ${ref.registry}: trust source ${registrySource}\n=> `),
   );
   return 0;
-}
-
-/** node:util parseArgs throws plain errors on unknown options: turn them into usage errors (exit 2). */
-function usage<T>(parse: () => T): T {
-  try {
-    return parse();
-  } catch (e) {
-    throw new UsageError(`${e instanceof Error ? e.message : String(e)}\n${USAGE}`);
-  }
 }

@@ -6,15 +6,15 @@
  * Prints `{"image","decision","digest","role","policy","reason"}` with --json, else one line.
  * Exit 0 allow, 1 deny, 2 usage or configuration error.
  */
-import { parseArgs } from "node:util";
 import { buildRuntime } from "../app.js";
 import { loadConfig } from "../config/load.js";
 import { UsageError } from "../errors.js";
 import { createLogger } from "../log.js";
 import { ImageReferenceError, PolicyStore, parseImageReference } from "../policy/index.js";
 import type { Decided } from "../proxy/decide.js";
+import { parseCommandArgs } from "./args.js";
 
-const USAGE = "usage: trustgate resolve <image[:tag]|image@digest> --config FILE [--json]";
+export const USAGE = "usage: trustgate resolve <image[:tag]|image@digest> --config FILE [--json]";
 
 export interface ResolveResult {
   image: string;
@@ -26,13 +26,14 @@ export interface ResolveResult {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(argv);
-  } catch (err) {
-    throw new UsageError(`resolve: ${(err as Error).message.split("\n")[0]}\n${USAGE}`);
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parseCommandArgs(
+    {
+      args: argv,
+      allowPositionals: true,
+      options: { config: { type: "string" }, json: { type: "boolean" } },
+    },
+    USAGE,
+  );
   const input = positionals[0];
   if (input === undefined || positionals.length > 1) throw new UsageError(USAGE);
   if (!values.config) throw new UsageError(`resolve: --config is required\n${USAGE}`);
@@ -84,13 +85,4 @@ export async function run(argv: string[]): Promise<number> {
       : `${result.decision} ${result.image}${result.digest ? ` ${result.digest}` : ""} (policy ${result.policy}${result.role ? `, ${result.role}` : ""}): ${result.reason}\n`,
   );
   return result.decision === "allow" ? 0 : 1;
-}
-
-function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: { config: { type: "string" }, json: { type: "boolean" } },
-  });
 }

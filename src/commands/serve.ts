@@ -16,7 +16,7 @@ import { formatProblem, PolicyStore, type ReloadOutcome } from "../policy/index.
 import { createApp, createHttpServer } from "../server.js";
 import { sourceMismatches } from "../trust/sources.js";
 
-const USAGE = "usage: trustgate serve --config FILE [--listen HOST:PORT]";
+export const USAGE = "usage: trustgate serve --config FILE [--listen HOST:PORT]";
 /** In-flight blob transfers get this long after a stop signal before connections are cut. */
 const DRAIN_MS = 10_000;
 

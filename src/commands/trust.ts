@@ -9,23 +9,30 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { UsageError } from "../errors.js";
 import { TrustError } from "../trust/errors.js";
 import { DOCKER_ROLES, NotarySource } from "../trust/notary/source.js";
 import type { SignedTarget } from "../trust/types.js";
+import { parseCommandArgs } from "./args.js";
 
-const USAGE =
+export const USAGE =
   "usage: trustgate trust list <gun> --server <url> [--ca <file>] [--state-dir <dir>] [--root-key <keyid>]... [--json]";
 
 export async function run(argv: string[]): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(argv);
-  } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${USAGE}`);
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parseCommandArgs(
+    {
+      args: argv,
+      allowPositionals: true,
+      options: {
+        server: { type: "string" },
+        ca: { type: "string" },
+        "state-dir": { type: "string" },
+        "root-key": { type: "string", multiple: true },
+        json: { type: "boolean" },
+      },
+    },
+    USAGE,
+  );
   const [sub, gun, ...extra] = positionals;
   if (sub !== "list" || gun === undefined || extra.length > 0) throw new UsageError(USAGE);
   if (!values.server) throw new UsageError(`--server is required\n${USAGE}`);
@@ -70,21 +77,6 @@ export async function run(argv: string[]): Promise<number> {
     await source?.close();
     if (throwaway) await rm(throwaway, { recursive: true, force: true });
   }
-}
-
-function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      server: { type: "string" },
-      ca: { type: "string" },
-      "state-dir": { type: "string" },
-      "root-key": { type: "string", multiple: true },
-      json: { type: "boolean" },
-    },
-  });
 }
 
 /** `notary list`'s layout: columns padded to the widest cell plus four spaces. */
