@@ -10,8 +10,9 @@
  *
  * The peers come from the test launchers (test/helpers), compiled beside this file into .build/.
  */
-import { copyFile, mkdir, readFile, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { constants } from "node:fs";
+import { access, copyFile, mkdir, readFile, rm } from "node:fs/promises";
+import { delimiter, join } from "node:path";
 import { makeImage, pushImage } from "../test/helpers/image.js";
 import { type NotaryLab, startNotary } from "../test/helpers/notary.js";
 import { tempDir } from "../test/helpers/process.js";
@@ -30,6 +31,40 @@ mode: enforce
 trust:
   roles: [targets/releases, targets]
 `;
+
+/** The programs the demo runs, and the Debian package each comes in. */
+const NEEDED: readonly { command: string; debianPackage: string }[] = [
+  { command: "docker-registry", debianPackage: "docker-registry" },
+  { command: "notary-server", debianPackage: "notary" },
+  { command: "notary", debianPackage: "notary" },
+  { command: "skopeo", debianPackage: "skopeo" },
+  { command: "openssl", debianPackage: "openssl" },
+];
+
+async function onPath(command: string): Promise<boolean> {
+  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+    if (dir === "") continue;
+    try {
+      await access(join(dir, command), constants.X_OK);
+      return true;
+    } catch {
+      // not in this directory
+    }
+  }
+  return false;
+}
+
+/**
+ * Checked before anything starts, so a missing program is one clear line and nothing is left
+ * running or behind (the review found a stack trace, a running docker-registry and temp dirs).
+ */
+async function missingPackages(): Promise<string[]> {
+  const missing: string[] = [];
+  for (const { command, debianPackage } of NEEDED) {
+    if (!(await onPath(command))) missing.push(`${command} (Debian package ${debianPackage})`);
+  }
+  return missing;
+}
 
 /** What was started, newest last; stopped in reverse order by `cleanUp`. */
 const started: { name: string; stop: () => Promise<void> }[] = [];
@@ -159,6 +194,18 @@ const onSignal = (signal: NodeJS.Signals) => {
 };
 process.once("SIGINT", onSignal);
 process.once("SIGTERM", onSignal);
+
+const missing = await missingPackages();
+if (missing.length > 0) {
+  const packages = [
+    ...new Set(
+      NEEDED.filter((n) => missing.some((m) => m.startsWith(`${n.command} `))).map((n) => n.debianPackage),
+    ),
+  ];
+  console.error(`The demo needs programs that are not installed: ${missing.join(", ")}.`);
+  console.error(`Install them with: apt-get install ${packages.join(" ")}`);
+  process.exit(1);
+}
 
 try {
   await main();

@@ -5,7 +5,8 @@
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { alive } from "../helpers/peer-ready.js";
@@ -75,5 +76,36 @@ describe("npm run demo", () => {
     const pids = announcedPids(out);
     expect(pids.length).toBeGreaterThanOrEqual(3);
     for (const pid of pids) expect(alive(pid)).toBe(false);
+  });
+
+  it("with notary-server missing, it names the Debian package and starts nothing", async () => {
+    if (!existsSync(DEMO_JS)) {
+      await runCommand("npm", ["run", "--silent", "build"], { cwd: REPO_ROOT });
+      await runCommand("npx", ["tsc", "-p", "tsconfig.tools.json"], { cwd: REPO_ROOT });
+    }
+    // A PATH with every program the demo needs except notary-server, and a TMPDIR of its own.
+    const root = mkdtempSync(join(tmpdir(), "demo-missing-"));
+    const bin = join(root, "bin");
+    const tmp = join(root, "tmp");
+    mkdirSync(bin);
+    mkdirSync(tmp);
+    for (const command of ["docker-registry", "notary", "skopeo", "openssl"]) {
+      const found = (process.env.PATH ?? "")
+        .split(":")
+        .map((dir) => join(dir, command))
+        .find((path) => existsSync(path));
+      if (found) symlinkSync(found, join(bin, command));
+    }
+    const res = await runCommand(process.execPath, [DEMO_JS], {
+      cwd: REPO_ROOT,
+      timeoutMs: 30_000,
+      env: { ...process.env, PATH: bin, TMPDIR: tmp },
+    });
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain("notary-server (Debian package notary)");
+    expect(res.stderr).toMatch(/Install them with: apt-get install .*\bnotary\b/);
+    expect(res.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    expect(announcedPids(res.stdout)).toEqual([]);
+    expect(readdirSync(tmp)).toEqual([]);
   });
 });
