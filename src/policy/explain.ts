@@ -23,6 +23,8 @@ export interface Explanation {
   readonly mode: PolicyMode | "refuse";
   readonly demands: {
     readonly rootKeys: readonly string[];
+    /** how the root of trust is established: pinned keys, tuf.trustedRoot, or trust on first use */
+    readonly rootTrust: string;
     readonly roles: readonly string[];
     readonly requireAll: boolean;
     /** the policy's trust.source, or how it will be chosen */
@@ -62,6 +64,7 @@ export function explain(
   const source =
     policy.trust.source ??
     (registrySource ? `${registrySource} (the registry's)` : "the registry's configured source");
+  const kind = policy.trust.source ?? registrySource?.split(" ")[0];
   const exception = findException(policy, ref.image, ref.tag);
   const rolesText = policy.trust.requireAll
     ? `signed by every one of ${policy.trust.roles.join(", ")}, with the same digest`
@@ -82,6 +85,7 @@ export function explain(
     mode: policy.mode,
     demands: {
       rootKeys: policy.trust.rootKeys,
+      rootTrust: rootTrust(policy.trust.rootKeys, kind),
       roles: policy.trust.roles,
       requireAll: policy.trust.requireAll,
       source,
@@ -90,6 +94,22 @@ export function explain(
     exception: exception?.reason,
     summary,
   };
+}
+
+/**
+ * A TUF source never trusts on first use: its chain starts at the operator's `tuf.trustedRoot`
+ * file (TUF 1.0 §5.2). Notary without pins records the first root it sees (Docker's TOFU).
+ */
+function rootTrust(rootKeys: readonly string[], kind: string | undefined): string {
+  const pinned = rootKeys.length > 0 ? `pinned: ${rootKeys.join(", ")}` : undefined;
+  if (kind === "tuf") {
+    return pinned
+      ? `${pinned}; the chain starts at the configured tuf.trustedRoot`
+      : "anchored by the configured tuf.trustedRoot (not trust on first use)";
+  }
+  if (pinned) return pinned;
+  if (kind === "notary") return "not pinned (trust on first use)";
+  return "not pinned: trust on first use with a notary source; a tuf source starts at its tuf.trustedRoot";
 }
 
 export function renderExplanation(e: Explanation): string {
@@ -101,9 +121,7 @@ export function renderExplanation(e: Explanation): string {
   if (e.demands) {
     const d = e.demands;
     lines.push(`trust:       source ${d.source}`);
-    lines.push(
-      `root keys:   ${d.rootKeys.length > 0 ? `pinned: ${d.rootKeys.join(", ")}` : "not pinned (trust on first use)"}`,
-    );
+    lines.push(`root keys:   ${d.rootTrust}`);
     lines.push(
       `roles:       ${d.roles.join(", ")}${d.requireAll ? " (all required, same digest)" : " (first that signs counts)"}`,
     );

@@ -1,3 +1,6 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, type MockInstance, vi } from "vitest";
 import { run } from "../../src/commands/policy.js";
 import { UsageError } from "../../src/errors.js";
@@ -62,5 +65,38 @@ describe("trustgate policy explain", () => {
     await expect(
       run(["explain", "alpine", "--config", "config.yaml", "--policies", "policies"]),
     ).rejects.toBeInstanceOf(UsageError);
+  });
+  it("a TUF registry is anchored by tuf.trustedRoot, never shown as trust on first use", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "explain-tuf-"));
+    try {
+      mkdirSync(join(dir, "policies"));
+      writeFileSync(join(dir, "root.json"), "{}");
+      writeFileSync(
+        join(dir, "policies", "acme.yaml"),
+        'match: ["reg.test/acme/**"]\nmode: enforce\ntrust:\n  source: tuf\n',
+      );
+      writeFileSync(
+        join(dir, "config.yaml"),
+        [
+          "registries:",
+          "  reg.test:",
+          "    upstream: http://127.0.0.1:1",
+          "    tuf: { metadataUrl: http://127.0.0.1:2/metadata, trustedRoot: root.json }",
+          "policies: ./policies",
+          "",
+        ].join("\n"),
+      );
+      expect(await run(["explain", "reg.test/acme/app:1", "--config", join(dir, "config.yaml")])).toBe(0);
+      expect(out()).toContain(
+        "root keys:   anchored by the configured tuf.trustedRoot (not trust on first use)",
+      );
+      expect(out()).not.toContain("not pinned (trust on first use)");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+  it("a Notary policy without pins says trust on first use", async () => {
+    expect(await run(["explain", "alpine:3.20", "--policies", "policies"])).toBe(0);
+    expect(out()).toContain("root keys:   not pinned (trust on first use)");
   });
 });
