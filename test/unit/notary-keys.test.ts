@@ -45,9 +45,11 @@ const query = queryFor(GUN);
 
 let state: string;
 let rootKey: TestKey;
+let otherRootKey: TestKey;
 beforeAll(() => {
   state = mkdtempSync(join(tmpdir(), "tg-keys-"));
   rootKey = x509Key(GUN);
+  otherRootKey = x509Key(GUN);
 });
 afterAll(() => rmSync(state, { recursive: true, force: true }));
 beforeEach(() => {
@@ -121,6 +123,81 @@ const junk = (keyid: string, method: string, bytes: number) => ({
   keyid,
   method,
   sig: Buffer.alloc(bytes, 7).toString("base64"),
+});
+
+describe("T1: one pin rule, at bootstrap, rotation and every query", () => {
+  /** A root listing `rootKey` and `otherRootKey` (threshold 1), signed by `rootKey` only. */
+  function twoKeyRoot() {
+    const r = repo();
+    r.rootKeys = [rootKey, otherRootKey];
+    r.signRoot([rootKey]);
+    return r;
+  }
+  const canonical = (k: TestKey) => keys.canonicalKeyId(keys.loadPublicKey(k.json), k.id);
+
+  it("T1: a pin added after trust on first use: a root that lists the pinned cert but is signed by another key is refused", async () => {
+    const f = new MapFetcher(twoKeyRoot().publish());
+    const dir = join(state, "tofu-then-pin");
+    const c = client(f, { stateDir: dir });
+    expect(await c.listSigned(query)).toHaveLength(1); // trust on first use, no pin
+    for (const pin of [otherRootKey.id, canonical(otherRootKey)]) {
+      const err = await refusal(c.listSigned({ ...query, rootKeys: [pin] }));
+      expect(err.code).toBe("ROOT_PIN_MISMATCH");
+      expect(err.message).toContain(pin);
+      expect(err.message).toContain(rootKey.id);
+    }
+    // the key that did sign pins it, by either ID
+    expect(await c.listSigned({ ...query, rootKeys: [rootKey.id] })).toHaveLength(1);
+    expect(await c.listSigned({ ...query, rootKeys: [canonical(rootKey)] })).toHaveLength(1);
+    // and across a restart, from the persisted state
+    f.offline = true;
+    const restarted = client(f, { stateDir: dir });
+    const err = await refusal(restarted.listSigned({ ...query, rootKeys: [otherRootKey.id] }));
+    expect(err.code).toBe("ROOT_PIN_MISMATCH");
+  });
+
+  it("T1: at bootstrap, a pinned key that is only listed does not count", async () => {
+    const f = new MapFetcher(twoKeyRoot().publish());
+    const err = await refusal(client(f).listSigned({ ...query, rootKeys: [otherRootKey.id] }));
+    expect(err.code).toBe("ROOT_PIN_MISMATCH");
+    expect(await client(f).listSigned({ ...query, rootKeys: [rootKey.id] })).toHaveLength(1);
+  });
+
+  it("T1: at a root rotation, the new root must be signed by a threshold of pinned keys", async () => {
+    const r = repo();
+    r.rootKeys = [rootKey, otherRootKey];
+    r.signRoot([rootKey, otherRootKey]);
+    const f = new MapFetcher(r.publish());
+    const c = client(f);
+    const pinned = { ...query, rootKeys: [otherRootKey.id] };
+    expect(await c.listSigned(pinned)).toHaveLength(1); // version 1: signed by the pinned key
+    // version 2 keeps both keys listed, but only the unpinned one signs it: the old root's
+    // threshold (1) and its own are met, the pin is not
+    r.signRoot([rootKey]);
+    f.files = r.publish();
+    const err = await refusal(c.listSigned(pinned));
+    expect(err.code).toBe("ROOT_PIN_MISMATCH");
+    // signed by the pinned key again (version 3), the rotation is followed
+    r.signRoot([rootKey, otherRootKey]);
+    f.files = r.publish();
+    expect(await client(f).listSigned(pinned)).toHaveLength(1);
+  });
+
+  it("T1: the pin is checked with crypto once per root and pin set; warm queries verify nothing", async () => {
+    const c = client(new MapFetcher(repo().publish()));
+    const pinned = { ...query, rootKeys: [rootKey.id] };
+    await c.listSigned(pinned);
+    const afterFirst = verifyCalls();
+    expect(afterFirst).toBeGreaterThan(0);
+    // every query re-runs the update (refreshSeconds 0) over unchanged bytes; the pin check must
+    // add no verification: the only ones are the update's own (root, timestamp, ...), the same each time
+    vi.mocked(keys.verifySignature).mockClear();
+    await c.listSigned(query);
+    const perUpdate = verifyCalls(); // an unpinned query: the update's verifications only
+    vi.mocked(keys.verifySignature).mockClear();
+    for (let i = 0; i < 5; i++) await c.listSigned(pinned);
+    expect(verifyCalls()).toBe(5 * perUpdate);
+  });
 });
 
 describe("T7: thresholds count keys, not key IDs", () => {
