@@ -41,6 +41,7 @@ const NOW = new Date(Date.now() + 5 * 60_000);
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 const D1 = "a".repeat(64);
+const D2 = "b".repeat(64);
 const query = queryFor(GUN);
 
 let state: string;
@@ -197,6 +198,43 @@ describe("T1: one pin rule, at bootstrap, rotation and every query", () => {
     vi.mocked(keys.verifySignature).mockClear();
     for (let i = 0; i < 5; i++) await c.listSigned(pinned);
     expect(verifyCalls()).toBe(5 * perUpdate);
+  });
+});
+
+describe("T4: Notary delegations have paths only", () => {
+  it("T4: a delegation with only path_hash_prefixes grants no path", async () => {
+    const r = repo();
+    r.delegations = [
+      {
+        name: "targets/releases",
+        keys: [ecdsaKey()],
+        pathHashPrefixes: [""], // every hash starts with "": TUF would grant everything
+        targets: { v2: { digest: D2, size: 7 } },
+      },
+    ];
+    const c = client(new MapFetcher(r.publish()));
+    expect((await c.resolveTag(query, "v2")).signatures).toEqual([]);
+    expect(await c.listSigned(queryFor(GUN, ["targets/releases"]))).toEqual([]);
+  });
+
+  it("T4: a nested delegation's paths are restricted to its parent's (Restrict), not widened", async () => {
+    const r = repo();
+    r.delegations = [
+      { name: "targets/a", keys: [ecdsaKey()], paths: ["release-"], targets: {} },
+      // "" and "rel" are prefixes of the parent's "release-": Notary drops them; "release-1" stays
+      {
+        name: "targets/a/b",
+        parent: "targets/a",
+        keys: [ecdsaKey()],
+        paths: ["", "rel", "release-1"],
+        targets: {
+          "release-1": { digest: D2, size: 1 },
+          "release-2": { digest: D2, size: 2 },
+        },
+      },
+    ];
+    const list = await client(new MapFetcher(r.publish())).listSigned(queryFor(GUN, ["targets/a/b"]));
+    expect(list).toEqual([{ name: "release-1", digest: `sha256:${D2}`, size: 1, role: "targets/a/b" }]);
   });
 });
 

@@ -264,18 +264,25 @@ function checkPins(gun: string, env: Envelope<RootSigned>, pins: readonly string
   requirePinnedRoot(gun, env, pins, now);
 }
 
-/** Does every delegation from `targets` down to this role allow `name`? (Notary CheckPaths, prefixes) */
+/**
+ * Does the delegation chain from `targets` down to this role grant `name`? Notary's rule
+ * (tuf/data/roles.go): a delegation grants the names that start with one of its `paths`, and a
+ * child's paths are first restricted to those that start with one of its parent's paths
+ * (DelegationRole.Restrict, RestrictDelegationPathPrefixes), so a child cannot widen what its
+ * parent was given. Notary's delegations have no `path_hash_prefixes` (the Role type has only
+ * `paths`; Go's JSON decoder ignores the field), so a delegation with only hash prefixes grants
+ * nothing (REVIEW T4).
+ */
 function pathAllowed(name: string, chain: readonly DelegatedRole[]): boolean {
   if (chain.length === 0) return true; // the top-level targets role speaks for every path
-  let hashHex: string | undefined;
-  return chain.every((d) => {
-    if (d.paths?.some((p) => name.startsWith(p))) return true;
-    if (d.path_hash_prefixes?.length) {
-      hashHex ??= createHash("sha256").update(name).digest("hex");
-      return d.path_hash_prefixes.some((p) => hashHex?.startsWith(p));
-    }
-    return false;
-  });
+  // tuf/tuf.go WalkTargets: "Make the targets role have the empty path, when we treat it as a delegation role"
+  let granted: readonly string[] = [""];
+  for (const d of chain) {
+    const paths = d.paths ?? [];
+    granted = paths.filter((p) => granted.some((parent) => p.startsWith(parent)));
+    if (granted.length === 0) return false;
+  }
+  return granted.some((p) => name.startsWith(p));
 }
 
 /** `targets/a/b` -> `targets/a`; a top-level name has no parent (""). */
