@@ -5,7 +5,15 @@
  * Every knob an attack needs (who signs, versions, expiry, raw bytes) is exposed.
  */
 import { execFileSync } from "node:child_process";
-import { createHash, generateKeyPairSync, type KeyObject, sign } from "node:crypto";
+import {
+  constants,
+  createHash,
+  createPublicKey,
+  generateKeyPairSync,
+  type KeyObject,
+  sign,
+  X509Certificate,
+} from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,7 +25,7 @@ export interface TestKey {
   id: string;
   json: PublicKeyJson;
   priv: KeyObject;
-  method: "ecdsa" | "eddsa";
+  method: "ecdsa" | "eddsa" | "rsapss";
 }
 
 function makeKey(keytype: string, pub: string, priv: KeyObject, method: TestKey["method"]): TestKey {
@@ -41,16 +49,91 @@ export function ed25519Key(): TestKey {
   return makeKey("ed25519", raw.toString("base64"), privateKey, "eddsa");
 }
 
+/** An `rsa` key (base64 DER SPKI) signing with `rsapss`, of any size and exponent node:crypto makes. */
+export function rsaKey(bits = 2048, publicExponent = 65537): TestKey {
+  const { publicKey, privateKey } = generateKeyPairSync("rsa", { modulusLength: bits, publicExponent });
+  return makeKey(
+    "rsa",
+    publicKey.export({ format: "der", type: "spki" }).toString("base64"),
+    privateKey,
+    "rsapss",
+  );
+}
+
+const derLength = (n: number) => {
+  if (n < 128) return Buffer.from([n]);
+  const bytes: number[] = [];
+  for (let v = n; v > 0; v >>= 8) bytes.unshift(v & 255);
+  return Buffer.from([0x80 | bytes.length, ...bytes]);
+};
+const der = (tag: number, body: Buffer) => Buffer.concat([Buffer.from([tag]), derLength(body.length), body]);
+const derInt = (b: Buffer) =>
+  der(2, b[0] !== undefined && b[0] & 0x80 ? Buffer.concat([Buffer.from([0]), b]) : b);
+
+/**
+ * An RSA public key (PEM SPKI) no generator makes: a random `bits`-bit modulus and a public
+ * exponent of `exponentBits` random bits (OpenSSL verifies with one up to 3072-bit moduli, slowly)
+ * or 65537. Made in microseconds, where generating a 4160-bit key pair takes seconds.
+ */
+export function craftedRsaPublicKey(bits: number, exponentBits?: number): string {
+  const random = (n: number) => {
+    const b = Buffer.from(Array.from({ length: n / 8 }, () => Math.floor(Math.random() * 256)));
+    b[0] = (b[0] ?? 0) | 0x80;
+    b[b.length - 1] = (b[b.length - 1] ?? 0) | 1;
+    return b;
+  };
+  const exponent = exponentBits ? random(exponentBits) : Buffer.from([1, 0, 1]);
+  const rsaPublicKey = der(0x30, Buffer.concat([derInt(random(bits)), derInt(exponent)]));
+  const algorithm = der(0x30, Buffer.from("06092a864886f70d0101010500", "hex"));
+  const spki = der(0x30, Buffer.concat([algorithm, der(3, Buffer.concat([Buffer.from([0]), rsaPublicKey]))]));
+  return createPublicKey({ key: spki, format: "der", type: "spki" }).export({
+    format: "pem",
+    type: "spki",
+  }) as string;
+}
+
+/** An `rsa` key for a crafted public key: nobody holds its private key, so it signs only junk. */
+export function rsaKeyWithoutPrivate(pem: string): TestKey {
+  const spki = createPublicKey(pem).export({ format: "der", type: "spki" });
+  const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  return makeKey("rsa", spki.toString("base64"), privateKey, "rsapss");
+}
+
+/** The same key listed under another key ID: its base64 without the `=` padding (REVIEW T7). */
+export function unpaddedAlias(key: TestKey): TestKey {
+  const pub = key.json.keyval.public;
+  if (!pub.endsWith("=")) throw new Error("key has no base64 padding to strip");
+  return makeKey(key.json.keytype, pub.replace(/=+$/, ""), key.priv, key.method);
+}
+
+/** An x509 key listed again as the bare `ecdsa`/`rsa` key inside its certificate (REVIEW T7). */
+export function bareAlias(key: TestKey): TestKey {
+  const pem = Buffer.from(key.json.keyval.public, "base64");
+  const spki = new X509Certificate(pem).publicKey.export({ format: "der", type: "spki" });
+  return makeKey(key.json.keytype.replace("-x509", ""), spki.toString("base64"), key.priv, key.method);
+}
+
 export interface CertOptions {
   /** Common Name, default the GUN */
   cn?: string;
   ca?: boolean;
   days?: number;
+  /** an `rsa-x509` key of this many bits instead of ECDSA P-256 */
+  rsaBits?: number;
+  /** what openssl signs the certificate with (default sha256) */
+  digest?: "sha256" | "sha1" | "md5";
+  /** PEM public key to put in the certificate instead of the signing key's own (openssl -force_pubkey) */
+  forcePublicKey?: string;
 }
 
-/** An `ecdsa-x509` key: a self-signed P-256 certificate made by openssl, as `notary init` makes. */
+/**
+ * An `ecdsa-x509` key (or `rsa-x509` with `rsaBits`): a P-256 certificate made by openssl, as
+ * `notary init` makes, self-signed unless `forcePublicKey` puts another key in it.
+ */
 export function x509Key(gun: string, opts: CertOptions = {}): TestKey {
-  const { privateKey } = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+  const { privateKey } = opts.rsaBits
+    ? generateKeyPairSync("rsa", { modulusLength: opts.rsaBits })
+    : generateKeyPairSync("ec", { namedCurve: "prime256v1" });
   const dir = mkdtempSync(join(tmpdir(), "tg-cert-"));
   try {
     writeFileSync(join(dir, "key.pem"), privateKey.export({ format: "pem", type: "pkcs8" }));
@@ -58,26 +141,34 @@ export function x509Key(gun: string, opts: CertOptions = {}): TestKey {
       join(dir, "req.cnf"),
       `[req]\ndistinguished_name=dn\nx509_extensions=ext\nprompt=no\n[dn]\nCN=${opts.cn ?? gun}\n[ext]\nbasicConstraints=critical,CA:${opts.ca ? "TRUE" : "FALSE"}\nkeyUsage=critical,digitalSignature${opts.ca ? ",keyCertSign" : ""}\n`,
     );
-    execFileSync(
-      "openssl",
-      [
+    const days = String(opts.days ?? 3650);
+    const digest = `-${opts.digest ?? "sha256"}`;
+    const inDir = (name: string) => join(dir, name);
+    if (opts.forcePublicKey) {
+      writeFileSync(inDir("pub.pem"), opts.forcePublicKey);
+      const req = [
         "req",
-        "-x509",
         "-new",
         "-config",
-        join(dir, "req.cnf"),
+        inDir("req.cnf"),
         "-key",
-        join(dir, "key.pem"),
-        "-days",
-        String(opts.days ?? 3650),
-        "-sha256",
+        inDir("key.pem"),
         "-out",
-        join(dir, "cert.pem"),
-      ],
-      { stdio: "pipe" },
-    );
-    const pem = readFileSync(join(dir, "cert.pem"));
-    return makeKey("ecdsa-x509", pem.toString("base64"), privateKey, "ecdsa");
+        inDir("req.csr"),
+      ];
+      execFileSync("openssl", req, { stdio: "pipe" });
+      const x509 = ["x509", "-req", "-in", inDir("req.csr"), "-signkey", inDir("key.pem")];
+      const ext = ["-extfile", inDir("req.cnf"), "-extensions", "ext", "-days", days, digest];
+      const out = ["-force_pubkey", inDir("pub.pem"), "-out", inDir("cert.pem")];
+      execFileSync("openssl", [...x509, ...ext, ...out], { stdio: "pipe" });
+    } else {
+      const req = ["req", "-x509", "-new", "-config", inDir("req.cnf"), "-key", inDir("key.pem")];
+      execFileSync("openssl", [...req, "-days", days, digest, "-out", inDir("cert.pem")], { stdio: "pipe" });
+    }
+    const pem = readFileSync(inDir("cert.pem"));
+    return opts.rsaBits || opts.forcePublicKey
+      ? makeKey("rsa-x509", pem.toString("base64"), privateKey, "rsapss")
+      : makeKey("ecdsa-x509", pem.toString("base64"), privateKey, "ecdsa");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -91,7 +182,9 @@ export function signEnvelope(signed: unknown, keys: TestKey[], over?: Buffer): B
     method: k.method,
     sig: (k.method === "ecdsa"
       ? sign("sha256", data, { key: k.priv, dsaEncoding: "ieee-p1363" })
-      : sign(null, data, k.priv)
+      : k.method === "rsapss"
+        ? sign("sha256", data, { key: k.priv, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 })
+        : sign(null, data, k.priv)
     ).toString("base64"),
   }));
   return Buffer.from(JSON.stringify({ signed, signatures }));
@@ -115,6 +208,8 @@ export interface Delegation {
   pathHashPrefixes?: string[];
   /** who signs the delegation's own metadata (default: its keys) */
   signers?: TestKey[];
+  /** the role that delegates it (default `targets`), for nested delegations such as `targets/a/b` */
+  parent?: string;
   targets: Record<string, { digest: string; size: number }>;
 }
 
@@ -224,30 +319,32 @@ export class TestRepo {
     put("root", rootBytes);
 
     const meta: Record<string, unknown> = { root: fileMeta(rootBytes) };
-    const delegationKeys: Record<string, PublicKeyJson> = {};
-    for (const d of this.delegations) for (const k of d.keys) delegationKeys[k.id] = k.json;
-    const targetsBody: Record<string, unknown> = {
-      targets: Object.fromEntries(
-        Object.entries(this.targets).map(([n, t]) => [n, targetMeta(t.digest, t.size)]),
-      ),
-    };
-    if (this.delegations.length > 0) {
-      targetsBody.delegations = {
-        keys: delegationKeys,
-        roles: this.delegations.map((d) => ({
+    const delegationsOf = (parent: string) => {
+      const children = this.delegations.filter((d) => (d.parent ?? "targets") === parent);
+      const keys: Record<string, PublicKeyJson> = {};
+      for (const d of children) for (const k of d.keys) keys[k.id] = k.json;
+      return {
+        keys,
+        roles: children.map((d) => ({
           name: d.name,
           keyids: d.keys.map((k) => k.id),
           threshold: d.threshold ?? 1,
           ...(d.pathHashPrefixes ? { path_hash_prefixes: d.pathHashPrefixes } : { paths: d.paths ?? [""] }),
         })),
       };
-    }
+    };
+    const targetsBody: Record<string, unknown> = {
+      targets: Object.fromEntries(
+        Object.entries(this.targets).map(([n, t]) => [n, targetMeta(t.digest, t.size)]),
+      ),
+    };
+    if (this.delegations.length > 0) targetsBody.delegations = delegationsOf("targets");
     const targetsBytes = build("targets", "Targets", targetsBody, this.targetsKeys, 1095);
     put("targets", targetsBytes);
     meta.targets = fileMeta(targetsBytes);
     for (const d of this.delegations) {
       const body = {
-        delegations: { keys: {}, roles: [] },
+        delegations: delegationsOf(d.name),
         targets: Object.fromEntries(
           Object.entries(d.targets).map(([n, t]) => [n, targetMeta(t.digest, t.size)]),
         ),

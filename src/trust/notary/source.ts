@@ -23,8 +23,7 @@ import { LRUCache } from "lru-cache";
 import { TrustError } from "../errors.js";
 import type { SignedTarget, TagSignatures, TrustQuery, TrustSource } from "../types.js";
 import { HttpMetadataFetcher, type MetadataFetcher } from "./fetcher.js";
-import { canonicalKeyId } from "./keys.js";
-import { keysResolver } from "./signatures.js";
+import { requirePinnedRoot } from "./pinning.js";
 import { NotaryStateStore } from "./store.js";
 import { earliestExpiry, expiredRole, type TrustedRepo, updateRepository } from "./update.js";
 
@@ -293,43 +292,15 @@ function firstExpiry(repo: TrustedRepo): number {
   return at;
 }
 
-/** Per trusted root: its root-role key IDs, each as "cert key ID" and canonical key ID. */
-const rootKeyIdsOf = new WeakMap<TrustedRepo["root"], { ids: Set<string>; shown: string[] }>();
-
-function rootKeyIds(root: TrustedRepo["root"]): { ids: Set<string>; shown: string[] } {
-  let known = rootKeyIdsOf.get(root);
-  if (!known) {
-    const resolve = keysResolver(root.env.signed.keys);
-    const ids = new Set<string>();
-    const shown: string[] = [];
-    for (const id of root.env.signed.roles.root.keyids) {
-      const r = resolve(id);
-      const canonical = "key" in r ? canonicalKeyId(r.key, id) : id;
-      ids.add(id).add(canonical);
-      shown.push(canonical === id ? id : `${id} (canonical ${canonical})`);
-    }
-    known = { ids, shown };
-    rootKeyIdsOf.set(root, known);
-  }
-  return known;
-}
-
 /**
  * A pin holds on every query, not only when the root is first fetched: the trusted root may have
  * been recorded on first use (TOFU) before the policy pinned it, or by a query under another
- * policy. The root in force must list a pinned key (cert key ID or canonical key ID, as Notary's
- * trustpinning accepts) among its root keys; the bootstrap check in update.ts additionally
- * demands the pinned keys' signatures. Cheap: a set check over IDs computed once per root.
+ * policy. The rule is the bootstrap one (pinning.ts): a threshold of the root's signatures must
+ * verify with pinned keys, a pinned key merely listed never counts (REVIEW T1). Cached per root
+ * and pin set, so a warm query does no crypto.
  */
 function checkRootPin(repo: TrustedRepo, pins: readonly string[]): void {
-  const { ids, shown } = rootKeyIds(repo.root);
-  if (pins.some((p) => ids.has(p))) return;
-  throw new TrustError(
-    "ROOT_PIN_MISMATCH",
-    repo.gun,
-    "root",
-    `${repo.gun}: the trust server's root key is ${shown.join(", ")}, but the pinned root key is ${pins.join(", ")}`,
-  );
+  requirePinnedRoot(repo.gun, repo.root.env, pins);
 }
 
 function changed(a: TrustedRepo, b: TrustedRepo): boolean {

@@ -25,7 +25,7 @@
  */
 import { createHash } from "node:crypto";
 import { TrustError } from "../errors.js";
-import { canonicalKeyId, rootCertProblem } from "./keys.js";
+import { rootCertProblem } from "./keys.js";
 import {
   type AnySigned,
   type DelegatedRole,
@@ -40,6 +40,7 @@ import {
   type TargetsSigned,
   type TimestampSigned,
 } from "./models.js";
+import { requirePinnedRoot } from "./pinning.js";
 import { keysResolver, requireThreshold } from "./signatures.js";
 
 /**
@@ -189,7 +190,8 @@ async function updateRoot(
       "self-signature",
       "ROOT_CERT_INVALID",
     );
-    if (opts.pins && opts.pins.length > 0) checkPins(gun, latest.env.signed, latest.env, opts.pins);
+    if (opts.pins && opts.pins.length > 0)
+      checkPins(gun, latest.env, opts.pins, checkCerts ? now : undefined);
     current = latest;
   } else {
     const trustedVersion = trusted.root.env.signed.version;
@@ -222,6 +224,8 @@ async function updateRoot(
         `version ${v} self-signature`,
         "ROOT_CERT_INVALID",
       );
+      if (opts.pins && opts.pins.length > 0)
+        checkPins(gun, next.env, opts.pins, checkCerts ? now : undefined);
       current = next;
     }
     if (latestVersion === trustedVersion && checkCerts) {
@@ -250,54 +254,35 @@ async function updateRoot(
 }
 
 /**
- * Trust pinning (Notary trustpinning: `certs` pins per GUN) at bootstrap: the root must be
- * signed by a threshold of keys that are pinned, by certificate key ID or by the canonical key
- * ID of the public key inside the certificate.
+ * Trust pinning (Notary trustpinning: `certs` pins per GUN), at bootstrap and at every root
+ * version walked (Notary's ValidateRoot checks each new root against the pins "regardless of
+ * having a previous root or not"): the one rule of pinning.ts, a threshold of the root's
+ * signatures verifying with pinned keys. `now` (absent when reloading) also demands the pinned
+ * certificates be valid then.
  */
-function checkPins(gun: string, root: RootSigned, env: Envelope<RootSigned>, pins: readonly string[]): void {
-  const pinned = new Set(pins);
-  const resolve = keysResolver(root.keys);
-  const offered: string[] = [];
-  const pinnedIds = root.roles.root.keyids.filter((id) => {
-    const r = resolve(id);
-    const canonical = "key" in r ? canonicalKeyId(r.key, id) : id;
-    offered.push(canonical === id ? id : `${id} (canonical ${canonical})`);
-    return pinned.has(id) || pinned.has(canonical);
-  });
-  const mismatch = () =>
-    new TrustError(
-      "ROOT_PIN_MISMATCH",
-      gun,
-      "root",
-      `${gun}: root: signed by root key ${offered.join(", ")}, but pinned to ${[...pinned].join(", ")}`,
-    );
-  if (pinnedIds.length === 0) throw mismatch();
-  try {
-    requireThreshold(
-      gun,
-      "root",
-      env,
-      { keyids: pinnedIds, threshold: root.roles.root.threshold },
-      resolve,
-      "pinned keys",
-    );
-  } catch (err) {
-    throw Object.assign(mismatch(), { cause: err });
-  }
+function checkPins(gun: string, env: Envelope<RootSigned>, pins: readonly string[], now?: Date): void {
+  requirePinnedRoot(gun, env, pins, now);
 }
 
-/** Does every delegation from `targets` down to this role allow `name`? (Notary CheckPaths, prefixes) */
+/**
+ * Does the delegation chain from `targets` down to this role grant `name`? Notary's rule
+ * (tuf/data/roles.go): a delegation grants the names that start with one of its `paths`, and a
+ * child's paths are first restricted to those that start with one of its parent's paths
+ * (DelegationRole.Restrict, RestrictDelegationPathPrefixes), so a child cannot widen what its
+ * parent was given. Notary's delegations have no `path_hash_prefixes` (the Role type has only
+ * `paths`; Go's JSON decoder ignores the field), so a delegation with only hash prefixes grants
+ * nothing (REVIEW T4).
+ */
 function pathAllowed(name: string, chain: readonly DelegatedRole[]): boolean {
   if (chain.length === 0) return true; // the top-level targets role speaks for every path
-  let hashHex: string | undefined;
-  return chain.every((d) => {
-    if (d.paths?.some((p) => name.startsWith(p))) return true;
-    if (d.path_hash_prefixes?.length) {
-      hashHex ??= createHash("sha256").update(name).digest("hex");
-      return d.path_hash_prefixes.some((p) => hashHex?.startsWith(p));
-    }
-    return false;
-  });
+  // tuf/tuf.go WalkTargets: "Make the targets role have the empty path, when we treat it as a delegation role"
+  let granted: readonly string[] = [""];
+  for (const d of chain) {
+    const paths = d.paths ?? [];
+    granted = paths.filter((p) => granted.some((parent) => p.startsWith(parent)));
+    if (granted.length === 0) return false;
+  }
+  return granted.some((p) => name.startsWith(p));
 }
 
 /** `targets/a/b` -> `targets/a`; a top-level name has no parent (""). */
