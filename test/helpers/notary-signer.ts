@@ -224,30 +224,35 @@ export class TestRepo {
     put("root", rootBytes);
 
     const meta: Record<string, unknown> = { root: fileMeta(rootBytes) };
-    const delegationKeys: Record<string, PublicKeyJson> = {};
-    for (const d of this.delegations) for (const k of d.keys) delegationKeys[k.id] = k.json;
-    const targetsBody: Record<string, unknown> = {
-      targets: Object.fromEntries(
-        Object.entries(this.targets).map(([n, t]) => [n, targetMeta(t.digest, t.size)]),
-      ),
-    };
-    if (this.delegations.length > 0) {
-      targetsBody.delegations = {
-        keys: delegationKeys,
-        roles: this.delegations.map((d) => ({
+    // A delegation is listed by its parent role (`targets/a/b` by `targets/a`), as Notary nests them.
+    const delegationsOf = (parent: string) => {
+      const children = this.delegations.filter((d) => d.name.slice(0, d.name.lastIndexOf("/")) === parent);
+      if (children.length === 0) return undefined;
+      const keys: Record<string, PublicKeyJson> = {};
+      for (const d of children) for (const k of d.keys) keys[k.id] = k.json;
+      return {
+        keys,
+        roles: children.map((d) => ({
           name: d.name,
           keyids: d.keys.map((k) => k.id),
           threshold: d.threshold ?? 1,
           ...(d.pathHashPrefixes ? { path_hash_prefixes: d.pathHashPrefixes } : { paths: d.paths ?? [""] }),
         })),
       };
-    }
+    };
+    const targetsBody: Record<string, unknown> = {
+      targets: Object.fromEntries(
+        Object.entries(this.targets).map(([n, t]) => [n, targetMeta(t.digest, t.size)]),
+      ),
+    };
+    const topDelegations = delegationsOf("targets");
+    if (topDelegations) targetsBody.delegations = topDelegations;
     const targetsBytes = build("targets", "Targets", targetsBody, this.targetsKeys, 1095);
     put("targets", targetsBytes);
     meta.targets = fileMeta(targetsBytes);
     for (const d of this.delegations) {
       const body = {
-        delegations: { keys: {}, roles: [] },
+        delegations: delegationsOf(d.name) ?? { keys: {}, roles: [] },
         targets: Object.fromEntries(
           Object.entries(d.targets).map(([n, t]) => [n, targetMeta(t.digest, t.size)]),
         ),
