@@ -14,7 +14,14 @@ import type { MetadataFetcher } from "../../src/trust/notary/fetcher.js";
 import { MAX_ROOT_ROTATIONS, ROOT_WALK_MAX_MS } from "../../src/trust/notary/limits.js";
 import { NotarySource } from "../../src/trust/notary/source.js";
 import { MapFetcher, queryFor } from "../helpers/notary-fixtures.js";
-import { ecdsaKey, fileMeta, type TestKey, TestRepo, x509Key } from "../helpers/notary-signer.js";
+import {
+  ecdsaKey,
+  fileMeta,
+  type PublishOptions,
+  type TestKey,
+  TestRepo,
+  x509Key,
+} from "../helpers/notary-signer.js";
 
 const GUN = "registry.test:5000/acme/state";
 // Certificates are minted with notBefore = the moment openssl runs: pin the clock a little later.
@@ -220,8 +227,8 @@ describe("T5: failure scoped to the resolution path", () => {
       "METADATA_INVALID",
       { edit: { [ALICE]: (s: Record<string, unknown>) => delete s.targets } },
     ],
-  ] as const)(
-    "T5: a %s per-signer targets/alice does not block targets/releases or targets; a query for it is refused",
+  ] satisfies [string, string, PublishOptions][])(
+    "T5: a per-signer targets/alice that is %s does not block targets/releases or targets; a query for it is refused",
     async (_what, code, opts) => {
       const c = client(new MapFetcher(signerRepo().publish(opts)));
       expect(await digestOf(c, "v1")).toBe(`sha256:${D1}`);
