@@ -274,6 +274,17 @@ describe("T5: failure scoped to the resolution path", () => {
     expect(f.requests.length).toBeGreaterThan(requests);
   });
 
+  it("T5: a broken role on the path is checked again on the next query, as a failed update is", async () => {
+    const r = signerRepo();
+    const f = new MapFetcher(r.publish({ signers: { [RELEASES]: [ecdsaKey()] } }));
+    const c = client(f, { refreshSeconds: 60 });
+    const err = await refusal(c.resolveTag(docker, "v2"));
+    expect(err.code).toBe("SIGNATURE_INVALID");
+    expect(err.role).toBe(RELEASES);
+    f.files = r.publish(); // the signer re-signs: answered at once, not after refreshSeconds
+    expect(await digestOf(c, "v2")).toBe(`sha256:${D2}`);
+  });
+
   it("T5: the top-level targets role still fails the whole update", async () => {
     const r = signerRepo();
     const err = await refusal(

@@ -30,7 +30,13 @@ import { HttpMetadataFetcher, type MetadataFetcher } from "./fetcher.js";
 import { canonicalKeyId } from "./keys.js";
 import { keysResolver } from "./signatures.js";
 import { NotaryStateStore } from "./store.js";
-import { checkResolutionPath, earliestExpiry, expiredRole, rootCertsExpired } from "./trusted-state.js";
+import {
+  brokenOnPath,
+  checkResolutionPath,
+  earliestExpiry,
+  expiredRole,
+  rootCertsExpired,
+} from "./trusted-state.js";
 import { type TrustedRepo, updateRepository } from "./update.js";
 
 export interface NotarySourceOptions {
@@ -324,7 +330,9 @@ function firstExpiry(repo: TrustedRepo, roles: readonly string[]): number {
   const key = roles.join("\n");
   let at = perRoles.get(key);
   if (at === undefined) {
-    at = earliestExpiry(repo, roles);
+    // A role on the path that did not verify makes the GUN due at once, as a failed update does:
+    // each such query updates in the foreground (and is refused while the role stays broken).
+    at = brokenOnPath(repo, roles) === undefined ? earliestExpiry(repo, roles) : Number.NEGATIVE_INFINITY;
     perRoles.set(key, at);
   }
   return at;

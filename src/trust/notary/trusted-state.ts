@@ -643,17 +643,23 @@ export function rootCertsExpired(repo: TrustedRepo, now: Date): boolean {
   return now.getTime() >= repo.root.certsExpire;
 }
 
+/** The first role of `roleNames`, or above one, that was skipped as broken. */
+export function brokenOnPath(repo: TrustedRepo, roleNames: Iterable<string>): string | undefined {
+  if (repo.broken.size === 0) return undefined;
+  for (const r of resolutionPath(roleNames)) if (repo.broken.has(r)) return r;
+  return undefined;
+}
+
 /**
  * Fails closed for the query's resolution path only (T5): a role of the query, or one above it,
  * that was skipped as broken throws what broke it; one whose metadata has expired since it was
  * verified (answers served while the server is unreachable) throws EXPIRED. Roles off the path
  * never matter.
  */
-export function checkResolutionPath(repo: TrustedRepo, roleNames: Iterable<string>, now: Date): void {
-  for (const r of resolutionPath(roleNames)) {
-    const broken = repo.broken.get(r);
-    if (broken) throw new TrustError(broken.code, repo.gun, r, broken.message);
-  }
+export function checkResolutionPath(repo: TrustedRepo, roleNames: readonly string[], now: Date): void {
+  const role = brokenOnPath(repo, roleNames);
+  const broken = role === undefined ? undefined : repo.broken.get(role);
+  if (broken) throw new TrustError(broken.code, repo.gun, role, broken.message);
   const expired = expiredRole(repo, now, roleNames);
   if (expired) {
     throw new TrustError(
