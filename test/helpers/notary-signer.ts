@@ -319,8 +319,13 @@ export class TestRepo {
     put("root", rootBytes);
 
     const meta: Record<string, unknown> = { root: fileMeta(rootBytes) };
+    // A delegation is listed by its parent role (`targets/a/b` by `targets/a`), as Notary nests
+    // them; `parent` overrides that for tests of misplaced delegations.
     const delegationsOf = (parent: string) => {
-      const children = this.delegations.filter((d) => (d.parent ?? "targets") === parent);
+      const children = this.delegations.filter(
+        (d) => (d.parent ?? d.name.slice(0, d.name.lastIndexOf("/"))) === parent,
+      );
+      if (children.length === 0) return undefined;
       const keys: Record<string, PublicKeyJson> = {};
       for (const d of children) for (const k of d.keys) keys[k.id] = k.json;
       return {
@@ -338,13 +343,14 @@ export class TestRepo {
         Object.entries(this.targets).map(([n, t]) => [n, targetMeta(t.digest, t.size)]),
       ),
     };
-    if (this.delegations.length > 0) targetsBody.delegations = delegationsOf("targets");
+    const topDelegations = delegationsOf("targets");
+    if (topDelegations) targetsBody.delegations = topDelegations;
     const targetsBytes = build("targets", "Targets", targetsBody, this.targetsKeys, 1095);
     put("targets", targetsBytes);
     meta.targets = fileMeta(targetsBytes);
     for (const d of this.delegations) {
       const body = {
-        delegations: delegationsOf(d.name),
+        delegations: delegationsOf(d.name) ?? { keys: {}, roles: [] },
         targets: Object.fromEntries(
           Object.entries(d.targets).map(([n, t]) => [n, targetMeta(t.digest, t.size)]),
         ),

@@ -366,7 +366,7 @@ describe("NotarySource refresh-ahead against the test signer", () => {
     expect(err.role).toBe("targets");
   });
 
-  it("reuseUntil stops at the earliest expiry of all the repo's metadata, also roles the query does not ask for", async () => {
+  it("T5: reuseUntil stops at the earliest expiry on the query's resolution path, not at roles off it", async () => {
     const r = new TestRepo(GUN, new Date(NOW), x509Key(GUN));
     r.targets = { v1: { digest: D1, size: 401 } };
     r.delegations = [{ name: "targets/releases", keys: [ecdsaKey()], targets: {} }];
@@ -380,11 +380,16 @@ describe("NotarySource refresh-ahead against the test signer", () => {
       now: () => new Date(NOW),
       refreshSeconds: 30,
     });
+    // targets/releases is not on the path of a query for targets alone: its expiry does not
+    // change that answer, so it does not bound its reuse
     const answer = await src.resolveTag(queryFor(GUN, ["targets"]), "v1");
     expect(answer.signatures).toHaveLength(1);
-    // targets/releases is not asked for, but an expired targets/releases would stop the answer
-    expect(answer.reuseUntil).toBe(releasesExpire);
+    expect(answer.reuseUntil).toBe(NOW + 22_500);
     expect(answer.expires.getTime()).toBeGreaterThan(releasesExpire);
+    // Docker's roles read targets/releases first: its expiry bounds both
+    const docker = await src.resolveTag(signerQuery, "v1");
+    expect(docker.reuseUntil).toBe(releasesExpire);
+    expect(docker.expires.getTime()).toBe(releasesExpire);
   });
 });
 

@@ -9,15 +9,19 @@
  * - aheadMs <= age < refreshMs (refresh-ahead): answer from the verified metadata at once and
  *   start one update in the background, so a GUN under steady traffic is refreshed before it is
  *   due and no request waits for the server.
- * - age >= refreshMs, no metadata, any metadata expired, or the last update failed verification:
- *   the query waits for an update (foreground).
+ * - age >= refreshMs, no metadata, metadata on the query's resolution path expired (root and its
+ *   certificates, timestamp, snapshot, the query's roles and their ancestors), or the last update
+ *   failed verification: the query waits for an update (foreground).
  *
  * So no answer rests on a check older than `refreshSeconds` or on expired metadata. Concurrent
  * callers share one in-flight update per GUN, background or foreground. When the server cannot be
- * reached (TRUST_UNAVAILABLE), answers come from the trusted metadata until it expires; after that
- * every answer is a TrustError (fail closed). Any other failure (rollback, bad signature, pin
- * mismatch, expired...), in the background too, marks the GUN due: the next query updates in the
- * foreground and throws while the attack lasts, never answering from the older metadata.
+ * reached (TRUST_UNAVAILABLE), answers come from the trusted metadata until it expires or the
+ * root's certificates do; after that every answer is a TrustError (fail closed). A delegated role
+ * off the query's path that failed verification (a per-signer `targets/alice` that expired) does
+ * not block the query; one on the path refuses it, naming the role (T5). Any other failure
+ * (rollback, bad signature, pin mismatch, expired...), in the background too, marks the GUN due:
+ * the next query updates in the foreground and throws while the attack lasts, never answering
+ * from the older metadata.
  */
 import { LRUCache } from "lru-cache";
 import { TrustError } from "../errors.js";
@@ -25,7 +29,14 @@ import type { SignedTarget, TagSignatures, TrustQuery, TrustSource } from "../ty
 import { HttpMetadataFetcher, type MetadataFetcher } from "./fetcher.js";
 import { requirePinnedRoot } from "./pinning.js";
 import { NotaryStateStore } from "./store.js";
-import { earliestExpiry, expiredRole, type TrustedRepo, updateRepository } from "./update.js";
+import {
+  brokenOnPath,
+  checkResolutionPath,
+  earliestExpiry,
+  expiredRole,
+  rootCertsExpired,
+} from "./trusted-state.js";
+import { type TrustedRepo, updateRepository } from "./update.js";
 
 export interface NotarySourceOptions {
   /** notary server base URL, http(s) */
@@ -121,9 +132,10 @@ export class NotarySource implements TrustSource {
       source: `notary ${this.options.url} ${repo.gun}`,
       expires: new Date(earliestExpiry(repo, query.roles)),
       // Until the refresh-ahead point of this check (the next query after it starts an update)
-      // and never past any expiry trustedRepo checks: all of the repo's metadata, not only the
-      // queried roles. With refreshSeconds 0 that is checkedAt <= now: nothing to reuse.
-      reuseUntil: Math.min(checkedAt + this.aheadMs, firstExpiry(repo)),
+      // and never past any expiry trustedRepo checks: the metadata on the query's resolution
+      // path and the root certificates (T5, T10). With refreshSeconds 0 that is checkedAt <= now:
+      // nothing to reuse.
+      reuseUntil: Math.min(checkedAt + this.aheadMs, firstExpiry(repo, query.roles)),
     };
   }
 
@@ -183,6 +195,8 @@ export class NotarySource implements TrustSource {
   private async trusted(query: TrustQuery): Promise<Checked> {
     const checked = await this.trustedRepo(query);
     if (query.rootKeys && query.rootKeys.length > 0) checkRootPin(checked.repo, query.rootKeys);
+    // T5: fail closed for the roles this query resolves through (broken or expired), only.
+    checkResolutionPath(checked.repo, query.roles, this.now());
     return checked;
   }
 
@@ -196,9 +210,10 @@ export class NotarySource implements TrustSource {
     const now = this.now();
     const t = now.getTime();
     const { repo, checkedAt } = entry;
-    // Fresh: checked less than refreshMs ago and nothing expired (firstExpiry is the earliest
-    // expiry expiredRole would find), so answer now, even while an update is in flight.
-    if (repo && t - checkedAt < this.refreshMs && t < firstExpiry(repo)) {
+    // Fresh: checked less than refreshMs ago and nothing on the query's path expired (firstExpiry
+    // is the earliest expiry expiredRole would find, and the root certificates'), so answer now,
+    // even while an update is in flight.
+    if (repo && t - checkedAt < this.refreshMs && t < firstExpiry(repo, query.roles)) {
       if (t - checkedAt >= this.aheadMs && !entry.inflight) {
         // Refresh-ahead. refresh() records the outcome on the entry (a verification failure
         // marks it due), so nothing is lost by not awaiting it; the catch only keeps a failure
@@ -246,7 +261,15 @@ export class NotarySource implements TrustSource {
     let trusted = entry.repo ?? null;
     if (!trusted) {
       const stored = await this.store.load(gun);
-      if (stored) trusted = await updateRepository(null, { gun, source: stored, now, reloading: true });
+      if (stored) {
+        trusted = await updateRepository(null, {
+          gun,
+          source: stored.source,
+          now,
+          reloading: true,
+          stored: { floors: stored.floors, broken: stored.broken },
+        });
+      }
     }
     let repo: TrustedRepo;
     try {
@@ -257,8 +280,20 @@ export class NotarySource implements TrustSource {
         source: (file, _role, maxBytes) => this.fetcher.fetch(gun, file, maxBytes),
       });
     } catch (err) {
-      // Offline: answer from what is trusted while it is fresh; never from expired metadata.
+      // Offline: answer from what is trusted while it is fresh; never from expired metadata, nor
+      // from a root whose certificates have expired since (T10: Notary validates the cached
+      // root's certificates again, trustpinning/certs.go). Here only what every query depends on
+      // (root, timestamp, snapshot, targets); trusted() checks each query's own path.
       if (err instanceof TrustError && err.code === "TRUST_UNAVAILABLE" && trusted) {
+        if (rootCertsExpired(trusted, now)) {
+          throw new TrustError(
+            "ROOT_CERT_INVALID",
+            gun,
+            "root",
+            `${gun}: root: the trusted root's certificates expired at ${new Date(trusted.root.certsExpire - 1).toISOString()} and the server is unreachable (${err.message})`,
+            { cause: err },
+          );
+        }
         const expired = expiredRole(trusted, now);
         if (!expired) return trusted;
         throw new TrustError(
@@ -277,17 +312,27 @@ export class NotarySource implements TrustSource {
 }
 
 /**
- * Per verified repo object (replaced on every update, so never stale): the earliest expiry of all
- * its metadata (root, timestamp, snapshot, every role), i.e. the first instant expiredRole names
- * a role. Once per repo, so the fresh path is a few comparisons however many roles there are.
+ * Per verified repo object (replaced on every update, so never stale), per role list: the
+ * earliest expiry of the metadata a query for those roles depends on (root and its certificates,
+ * timestamp, snapshot, the roles and their ancestors; T5: not the roles off the path), i.e. the
+ * first instant checkResolutionPath or the offline check refuses. Once per repo and role list,
+ * so the fresh path is a few comparisons however many roles there are.
  */
-const firstExpiryOf = new WeakMap<TrustedRepo, number>();
+const firstExpiryOf = new WeakMap<TrustedRepo, Map<string, number>>();
 
-function firstExpiry(repo: TrustedRepo): number {
-  let at = firstExpiryOf.get(repo);
+function firstExpiry(repo: TrustedRepo, roles: readonly string[]): number {
+  let perRoles = firstExpiryOf.get(repo);
+  if (!perRoles) {
+    perRoles = new Map();
+    firstExpiryOf.set(repo, perRoles);
+  }
+  const key = roles.join("\n");
+  let at = perRoles.get(key);
   if (at === undefined) {
-    at = earliestExpiry(repo, repo.roles.keys());
-    firstExpiryOf.set(repo, at);
+    // A role on the path that did not verify makes the GUN due at once, as a failed update does:
+    // each such query updates in the foreground (and is refused while the role stays broken).
+    at = brokenOnPath(repo, roles) === undefined ? earliestExpiry(repo, roles) : Number.NEGATIVE_INFINITY;
+    perRoles.set(key, at);
   }
   return at;
 }
@@ -307,6 +352,11 @@ function changed(a: TrustedRepo, b: TrustedRepo): boolean {
   const same = (x: Uint8Array, y: Uint8Array) => Buffer.from(x).equals(Buffer.from(y));
   if (!same(a.root.bytes, b.root.bytes) || !same(a.timestamp.bytes, b.timestamp.bytes)) return true;
   if (!same(a.snapshot.bytes, b.snapshot.bytes) || a.roles.size !== b.roles.size) return true;
+  // what outlives a role's absence (floors, T2) and what was skipped (broken, T5) are stored too
+  const sameMap = <V>(x: Map<string, V>, y: Map<string, V>, eq: (p: V, q: V) => boolean) =>
+    x.size === y.size && [...y].every(([k, v]) => x.has(k) && eq(x.get(k) as V, v));
+  if (!sameMap(a.floors, b.floors, (p, q) => p === q)) return true;
+  if (!sameMap(a.broken, b.broken, (p, q) => p.code === q.code && p.message === q.message)) return true;
   for (const [name, r] of b.roles) {
     const old = a.roles.get(name);
     if (!old || !same(old.bytes, r.bytes)) return true;
