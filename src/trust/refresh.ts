@@ -136,7 +136,11 @@ export class RefreshingCache<K extends {}, V, A = undefined> {
   }
 
   private checked(value: V, checkedAt: number): Checked<V> {
-    return { value, checkedAt, reuseUntil: Math.min(checkedAt + this.aheadMs, this.options.expiresAt(value)) };
+    return {
+      value,
+      checkedAt,
+      reuseUntil: Math.min(checkedAt + this.aheadMs, this.options.expiresAt(value)),
+    };
   }
 
   /** Start the one refresh of `key`; callers share it until it ends. */
@@ -164,7 +168,8 @@ export class RefreshingCache<K extends {}, V, A = undefined> {
       if (this.options.now() >= this.options.expiresAt(offline)) {
         // Never answer from expired metadata, even when it is the newest there is (freeze
         // attack, TUF spec 5.4.4); kept as what the next refresh must not roll back from.
-        if (previous === undefined) this.entries.set(key, { value: offline, checkedAt: Number.NEGATIVE_INFINITY });
+        if (previous === undefined)
+          this.entries.set(key, { value: offline, checkedAt: Number.NEGATIVE_INFINITY });
         else this.markDue(key);
         throw this.options.expiredError(key, offline, this.options.now(), err);
       }

@@ -35,7 +35,10 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
  * name plus the suffix did not). Uniqueness comes from pid and random, the name is only a hint.
  */
 export function tempName(name: string): string {
-  const hint = Buffer.from(name).subarray(0, TEMP_HINT_BYTES).toString("utf8").replace(/\uFFFD+$/, "");
+  const hint = Buffer.from(name)
+    .subarray(0, TEMP_HINT_BYTES)
+    .toString("utf8")
+    .replace(/\uFFFD+$/, "");
   return `.${hint}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
 }
 

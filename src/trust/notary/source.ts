@@ -131,7 +131,9 @@ export class NotarySource implements TrustSource {
       isUnavailable: (err) => err instanceof TrustError && err.code === "TRUST_UNAVAILABLE",
       expiredError: (gun, repo, at, cause) => {
         const role = expiredRole(repo, new Date(at));
-        return new TrustError("EXPIRED", gun, role, `${gun}: ${role}: trusted metadata has expired`, { cause });
+        return new TrustError("EXPIRED", gun, role, `${gun}: ${role}: trusted metadata has expired`, {
+          cause,
+        });
       },
       max: options.maxGuns ?? 10_000,
       maxSize: options.maxCacheBytes ?? DEFAULT_MAX_CACHE_BYTES,
@@ -140,8 +142,8 @@ export class NotarySource implements TrustSource {
     this.aheadMs = this.entries.aheadMs;
     this.pruneAfterMs = (options.pruneAfterDays ?? DEFAULT_PRUNE_AFTER_DAYS) * DAY_MS;
     if (this.pruneAfterMs > 0) {
-      this.prune();
-      this.pruneTimer = setInterval(() => this.prune(), PRUNE_EVERY_MS);
+      void this.pruneState();
+      this.pruneTimer = setInterval(() => void this.pruneState(), PRUNE_EVERY_MS);
       this.pruneTimer.unref();
     }
   }
@@ -249,20 +251,23 @@ export class NotarySource implements TrustSource {
     return repo;
   }
 
-  /** Remove the state of GUNs not used for pruneAfterDays, never one in memory; one at a time. */
-  private prune(): void {
-    if (this.pruning) return;
-    const unusedSince = this.now().getTime() - this.pruneAfterMs;
-    this.pruning = this.store
-      .prune(unusedSince, (gun) => this.entries.has(gun))
+  /**
+   * Remove the state of GUNs not used for pruneAfterDays, never one in memory (one prune at a
+   * time; runs at start and hourly, tests call it). Resolves when done; never rejects: pruning
+   * only frees disk, a failure (e.g. a file removed meanwhile) must not stop answers.
+   */
+  pruneState(): Promise<void> {
+    if (this.pruneAfterMs <= 0) return Promise.resolve();
+    this.pruning ??= this.store
+      .prune(this.now().getTime() - this.pruneAfterMs, (gun) => this.entries.has(gun))
       .then(
         () => undefined,
-        // Pruning only frees disk; a failure (e.g. a file removed meanwhile) must not stop answers.
         () => undefined,
       )
       .finally(() => {
         this.pruning = undefined;
       });
+    return this.pruning;
   }
 
   /** One update from the server; offline, the trusted metadata while none of it has expired. */
