@@ -107,14 +107,15 @@ export class NotaryStateStore {
   /**
    * Record a use of `gun` at `at` (the file's mtime, which prune reads). When the file is gone
    * (pruned meanwhile, e.g. by the source of another registry sharing this state dir, while the
-   * GUN was still trusted in memory here) it is written again from `repo`.
+   * GUN was still trusted in memory here) it is written again from `repo`. Any other failure
+   * (e.g. a read-only state dir) is ignored: a missed mark only makes the GUN look older to
+   * prune, which never removes a GUN in memory, and must not turn a verified answer into an error.
    */
   async markUsed(repo: TrustedRepo, at: Date): Promise<void> {
     try {
       await utimes(this.pathFor(repo.gun), at, at);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-      await this.save(repo);
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") await this.save(repo);
     }
   }
 
