@@ -11,7 +11,7 @@ import { basename, dirname, join } from "node:path";
 export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
   const dir = dirname(path);
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
+  const tmp = join(dir, tempName(basename(path)));
   let renamed = false;
   try {
     const fh = await open(tmp, "wx", 0o600);
@@ -28,6 +28,21 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
     if (!renamed) await rm(tmp, { force: true });
   }
 }
+
+/**
+ * `.<name>.<pid>.<random>.tmp`, with `name` cut to 128 bytes (UTF-8): the temp file must fit in a
+ * file name (NAME_MAX, 255 bytes on Linux) whenever the target does (REVIEW U7: a 197-character
+ * name plus the suffix did not). Uniqueness comes from pid and random, the name is only a hint.
+ */
+export function tempName(name: string): string {
+  const hint = Buffer.from(name)
+    .subarray(0, TEMP_HINT_BYTES)
+    .toString("utf8")
+    .replace(/\uFFFD+$/, "");
+  return `.${hint}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
+}
+
+const TEMP_HINT_BYTES = 128;
 
 /** fsync a directory, so a rename into it survives a power loss. */
 export async function fsyncDir(dir: string): Promise<void> {

@@ -139,7 +139,10 @@ export function x509Key(gun: string, opts: CertOptions = {}): TestKey {
     writeFileSync(join(dir, "key.pem"), privateKey.export({ format: "pem", type: "pkcs8" }));
     writeFileSync(
       join(dir, "req.cnf"),
-      `[req]\ndistinguished_name=dn\nx509_extensions=ext\nprompt=no\n[dn]\nCN=${opts.cn ?? gun}\n[ext]\nbasicConstraints=critical,CA:${opts.ca ? "TRUE" : "FALSE"}\nkeyUsage=critical,digitalSignature${opts.ca ? ",keyCertSign" : ""}\n`,
+      // openssl caps a Common Name at 64 bytes (X.520 ub-common-name); Notary's Go client signs
+      // longer GUNs (any legal repository name), so lift the cap for those (REVIEW U7).
+      `${Buffer.byteLength(opts.cn ?? gun) > 64 ? "openssl_conf=init\n[init]\nstbl_section=stbl\n[stbl]\ncommonName=min:1,max:1024\n" : ""}` +
+        `[req]\ndistinguished_name=dn\nx509_extensions=ext\nprompt=no\n[dn]\nCN=${opts.cn ?? gun}\n[ext]\nbasicConstraints=critical,CA:${opts.ca ? "TRUE" : "FALSE"}\nkeyUsage=critical,digitalSignature${opts.ca ? ",keyCertSign" : ""}\n`,
     );
     const days = String(opts.days ?? 3650);
     const digest = `-${opts.digest ?? "sha256"}`;

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NotaryStateStore } from "../../src/trust/notary/store.js";
 import { type NotaryLab, startNotary } from "../helpers/notary.js";
 
 const exec = promisify(execFile);
@@ -108,7 +109,7 @@ describe.each([
     expect(theirs.v1?.digest).toBe(hex("c"));
     expect(theirs.gone).toBeUndefined();
     // The rotations really happened, and the client followed them from its state dir.
-    const stored = JSON.parse(readFileSync(join(state, "notary", `${encodeURIComponent(gun)}.json`), "utf8"));
+    const stored = JSON.parse(readFileSync(new NotaryStateStore(state).pathFor(gun), "utf8"));
     const root = JSON.parse(Buffer.from(stored.files.root, "base64").toString()).signed;
     expect(root.version).toBeGreaterThanOrEqual(3);
     expect(Object.keys(stored.files).sort()).toEqual([

@@ -3,13 +3,14 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { TrustError } from "../../src/trust/errors.js";
 import { canonicalJson, parseStrictJson } from "../../src/trust/notary/canonical.js";
 import { HttpMetadataFetcher, type MetadataFetcher, roleOfFile } from "../../src/trust/notary/fetcher.js";
 import { parseExpires } from "../../src/trust/notary/models.js";
 import { NotarySource } from "../../src/trust/notary/source.js";
+import { NotaryStateStore } from "../../src/trust/notary/store.js";
 import { expectNoUnhandledRejection, Hold } from "../helpers/background.js";
 import {
   FIXTURE_NOW,
@@ -78,7 +79,7 @@ describe("NotarySource", () => {
 
   it("persists atomically and answers from the state dir after a restart while the server is down", async () => {
     const { state, f } = await stateDirTrustingBasic();
-    expect(readdirSync(join(state, "notary"))).toEqual([`${encodeURIComponent(gun)}.json`]);
+    expect(readdirSync(join(state, "notary"))).toEqual([basename(new NotaryStateStore(state).pathFor(gun))]);
     f.offline = true;
     const again = new NotarySource({ url: "http://x", stateDir: state, fetcher: f, now: () => FIXTURE_NOW });
     expect((await again.resolveTag(query, "v1")).signatures).toHaveLength(1);
@@ -130,7 +131,7 @@ describe("NotarySource", () => {
 
   it("a corrupt state file is an error, not a silent fresh start", async () => {
     const { state, f } = await stateDirTrustingBasic();
-    const file = join(state, "notary", `${encodeURIComponent(gun)}.json`);
+    const file = new NotaryStateStore(state).pathFor(gun);
     writeFileSync(file, readFileSync(file, "utf8").slice(0, 50));
     const err = await new NotarySource({
       url: "http://x",

@@ -13,6 +13,7 @@ import { TrustError } from "../../src/trust/errors.js";
 import type { MetadataFetcher } from "../../src/trust/notary/fetcher.js";
 import { MAX_ROOT_ROTATIONS, ROOT_WALK_MAX_MS } from "../../src/trust/notary/limits.js";
 import { NotarySource } from "../../src/trust/notary/source.js";
+import { NotaryStateStore } from "../../src/trust/notary/store.js";
 import { MapFetcher, queryFor } from "../helpers/notary-fixtures.js";
 import {
   ecdsaKey,
@@ -189,7 +190,7 @@ describe("T2: version floors", () => {
     const old = r.publish({ versions: { [RELEASES]: 3 } }).get(`${RELEASES}.json`) as Buffer;
     const stateDir = newStateDir();
     await client(new MapFetcher(r.publish({ versions: { [RELEASES]: 5 } })), { stateDir }).listSigned(docker);
-    const path = join(stateDir, "notary", `${encodeURIComponent(GUN)}.json`);
+    const path = new NotaryStateStore(stateDir).pathFor(GUN);
     const doc = JSON.parse(readFileSync(path, "utf8"));
     expect(doc.format).toBe(2);
     expect(doc.floors).toEqual({ targets: expect.any(Number), [RELEASES]: 5 });

@@ -2,8 +2,9 @@
  * NotarySource: the TrustSource for one registry's Notary server (Docker Content Trust).
  *
  * GUN = `${registry}/${repository}`. Verified metadata is kept in memory per GUN and on disk
- * (store.ts). Freshness, per GUN, by the injected clock, with `checkedAt` the instant the last
- * usable update *started* (so its answer reflects the server as of then or later):
+ * (store.ts). Freshness, per GUN, follows the rules of ../refresh.ts (RefreshingCache), by the
+ * injected clock, with `checkedAt` the instant the last usable update *started* (so its answer
+ * reflects the server as of then or later):
  *
  * - age < aheadMs (= floor(refreshMs * 3/4)): answer from the verified metadata, no request.
  * - aheadMs <= age < refreshMs (refresh-ahead): answer from the verified metadata at once and
@@ -22,9 +23,12 @@
  * (rollback, bad signature, pin mismatch, expired...), in the background too, marks the GUN due:
  * the next query updates in the foreground and throws while the attack lasts, never answering
  * from the older metadata.
+ *
+ * Memory is bounded by GUN count and by the verified bytes held (REVIEW U5); disk by pruning the
+ * state of GUNs long unused (store.ts `prune`).
  */
-import { LRUCache } from "lru-cache";
 import { TrustError } from "../errors.js";
+import { RefreshingCache } from "../refresh.js";
 import type { SignedTarget, TagSignatures, TrustQuery, TrustSource } from "../types.js";
 import { HttpMetadataFetcher, type MetadataFetcher } from "./fetcher.js";
 import { requirePinnedRoot } from "./pinning.js";
@@ -57,16 +61,25 @@ export interface NotarySourceOptions {
    * back from the state dir on its next pull, so eviction costs a re-verification, never trust.
    */
   maxGuns?: number;
+  /**
+   * Bound on the verified metadata bytes held in memory over all GUNs (default 64 MiB; REVIEW
+   * U5). The parsed form and the per-tag and per-digest indexes cost more on top: measured with
+   * 1.3 MiB targets files, the heap grew by about 6x the verified bytes, 7.6x once digest pulls
+   * had built their index, so the default keeps this cache near 0.5 GiB of heap. An evicted GUN
+   * is re-read from the state dir (a re-verification), as with maxGuns.
+   */
+  maxCacheBytes?: number;
+  /**
+   * Days after which the state file of a GUN not used since is removed (default 90; 0: never).
+   * Checked at start and every hour; a GUN in memory is never removed. A removed GUN whose root
+   * no policy pins is trusted on first use again, so keep this long.
+   */
+  pruneAfterDays?: number;
 }
 
+/** What update() reads of the GUN's cached state: the last verified metadata, if any. */
 interface GunEntry {
   repo?: TrustedRepo;
-  /**
-   * ms (by the injected clock) at which the last update that ended in a usable answer started;
-   * -Infinity when there is none, or the last update failed (then the GUN is due: foreground).
-   */
-  checkedAt: number;
-  inflight?: Promise<Checked>;
 }
 
 /** Verified metadata and the check it rests on, as one answer sees them. */
@@ -74,6 +87,11 @@ interface Checked {
   repo: TrustedRepo;
   checkedAt: number;
 }
+
+export const DEFAULT_MAX_CACHE_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_PRUNE_AFTER_DAYS = 90;
+const PRUNE_EVERY_MS = 3600_000;
+const DAY_MS = 24 * 3600_000;
 
 /**
  * What a repo signs in one ordered list of roles: the list for tags/list (per tag, the first
@@ -91,18 +109,19 @@ export class NotarySource implements TrustSource {
   readonly kind = "notary" as const;
   private readonly fetcher: MetadataFetcher;
   private readonly store: NotaryStateStore;
-  private readonly refreshMs: number;
-  /** age from which a query also starts a background update: 3/4 of refreshMs */
+  /** age from which a query also starts a background update: 3/4 of refreshSeconds */
   private readonly aheadMs: number;
   private readonly now: () => Date;
-  private readonly entries: LRUCache<string, GunEntry>;
+  /** per GUN: the verified metadata, its freshness, the one update in flight (../refresh.ts) */
+  private readonly entries: RefreshingCache<string, TrustedRepo, TrustQuery>;
   /**
    * Per verified repo object (replaced on every update, so never stale), per role list: built once,
    * so a pull by digest is a map lookup even with 10,000 tags.
    */
   private readonly views = new WeakMap<TrustedRepo, Map<string, SignedView>>();
-  /** every update in flight, for idle() and close() (an entry evicted meanwhile is not lost) */
-  private readonly running = new Set<Promise<unknown>>();
+  private readonly pruneAfterMs: number;
+  private pruning: Promise<void> | undefined;
+  private readonly pruneTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: NotarySourceOptions) {
     this.fetcher =
@@ -113,10 +132,29 @@ export class NotarySource implements TrustSource {
         ...(options.fetchTimeoutMs ? { timeoutMs: options.fetchTimeoutMs } : {}),
       });
     this.store = new NotaryStateStore(options.stateDir);
-    this.refreshMs = (options.refreshSeconds ?? 30) * 1000;
-    this.aheadMs = Math.floor((this.refreshMs * 3) / 4);
     this.now = options.now ?? (() => new Date());
-    this.entries = new LRUCache<string, GunEntry>({ max: options.maxGuns ?? 10_000 });
+    this.entries = new RefreshingCache({
+      refreshMs: (options.refreshSeconds ?? 30) * 1000,
+      now: () => this.now().getTime(),
+      refresh: (gun, previous, startedAt, query) =>
+        this.refresh(gun, previous, new Date(startedAt), query.rootKeys),
+      // Only the metadata on the query's resolution path and the root certificates count (T5, T10).
+      expiresAt: (repo, query) => firstExpiry(repo, query.roles),
+      // update() answers from the trusted metadata itself while the server is down, until expiry
+      isUnavailable: (err) => err instanceof TrustError && err.code === "TRUST_UNAVAILABLE",
+      expiredError: (gun, repo, at, cause, query) =>
+        unusableError(gun, repo, new Date(at), query.roles, cause),
+      max: options.maxGuns ?? 10_000,
+      maxSize: options.maxCacheBytes ?? DEFAULT_MAX_CACHE_BYTES,
+      sizeOf: verifiedBytes,
+    });
+    this.aheadMs = this.entries.aheadMs;
+    this.pruneAfterMs = (options.pruneAfterDays ?? DEFAULT_PRUNE_AFTER_DAYS) * DAY_MS;
+    if (this.pruneAfterMs > 0) {
+      void this.pruneState();
+      this.pruneTimer = setInterval(() => void this.pruneState(), PRUNE_EVERY_MS);
+      this.pruneTimer.unref();
+    }
   }
 
   async resolveTag(query: TrustQuery, tag: string): Promise<TagSignatures> {
@@ -177,15 +215,16 @@ export class NotarySource implements TrustSource {
   }
 
   /**
-   * Resolves when every update in flight at the call (background ones included) has ended and
-   * its outcome is recorded; never rejects. close() waits for it; tests use it to see a
-   * background update land.
+   * Resolves when every update in flight at the call (background ones included) and a prune in
+   * progress have ended and their outcome is recorded; never rejects. close() waits for it; tests
+   * use it to see a background update land.
    */
   async idle(): Promise<void> {
-    await Promise.all([...this.running].map((p) => p.catch(() => undefined)));
+    await Promise.all([this.entries.idle(), this.pruning]);
   }
 
   async close(): Promise<void> {
+    clearInterval(this.pruneTimer);
     // A background update must not find its fetcher closed under it, nor outlive the source.
     await this.idle();
     await this.fetcher.close?.();
@@ -201,54 +240,43 @@ export class NotarySource implements TrustSource {
   }
 
   private async trustedRepo(query: TrustQuery): Promise<Checked> {
-    const gun = `${query.registry}/${query.repository}`;
-    let entry = this.entries.get(gun);
-    if (!entry) {
-      entry = { checkedAt: Number.NEGATIVE_INFINITY };
-      this.entries.set(gun, entry);
-    }
-    const now = this.now();
-    const t = now.getTime();
-    const { repo, checkedAt } = entry;
-    // Fresh: checked less than refreshMs ago and nothing on the query's path expired (firstExpiry
-    // is the earliest expiry expiredRole would find, and the root certificates'), so answer now,
-    // even while an update is in flight.
-    if (repo && t - checkedAt < this.refreshMs && t < firstExpiry(repo, query.roles)) {
-      if (t - checkedAt >= this.aheadMs && !entry.inflight) {
-        // Refresh-ahead. refresh() records the outcome on the entry (a verification failure
-        // marks it due), so nothing is lost by not awaiting it; the catch only keeps a failure
-        // from becoming an unhandled rejection when no foreground caller shares this update.
-        this.startUpdate(gun, entry, now, query.rootKeys).catch(() => undefined);
-      }
-      return { repo, checkedAt };
-    }
-    return entry.inflight ?? this.startUpdate(gun, entry, now, query.rootKeys);
+    const { value: repo, checkedAt } = await this.entries.get(`${query.registry}/${query.repository}`, query);
+    return { repo, checkedAt };
   }
 
-  /** Start the one update of this GUN; callers share it as `entry.inflight` until it ends. */
-  private startUpdate(gun: string, entry: GunEntry, now: Date, pins?: readonly string[]): Promise<Checked> {
-    const update = this.refresh(gun, entry, now, pins).finally(() => {
-      entry.inflight = undefined;
-      this.running.delete(update);
-    });
-    entry.inflight = update;
-    this.running.add(update);
-    return update;
+  /**
+   * One update of `gun` for the RefreshingCache, which records the outcome (a failure makes the
+   * GUN due). A success is a use of the GUN: its state file's mtime is what prune reads.
+   */
+  private async refresh(
+    gun: string,
+    previous: TrustedRepo | undefined,
+    now: Date,
+    pins?: readonly string[],
+  ): Promise<TrustedRepo> {
+    const entry: GunEntry = previous ? { repo: previous } : {};
+    const repo = await this.update(gun, entry, now, pins);
+    await this.store.markUsed(repo, now);
+    return repo;
   }
 
-  private async refresh(gun: string, entry: GunEntry, now: Date, pins?: readonly string[]): Promise<Checked> {
-    try {
-      const repo = await this.update(gun, entry, now, pins);
-      entry.repo = repo;
-      entry.checkedAt = now.getTime();
-      return { repo, checkedAt: entry.checkedAt };
-    } catch (err) {
-      // Due at once: the next query updates in the foreground instead of answering from the
-      // older metadata (what a background update that met a rollback or a bad signature needs).
-      // entry.repo stays: it is what the next update must not roll back from.
-      entry.checkedAt = Number.NEGATIVE_INFINITY;
-      throw err;
-    }
+  /**
+   * Remove the state of GUNs not used for pruneAfterDays, never one in memory (one prune at a
+   * time; runs at start and hourly, tests call it). Resolves when done; never rejects: pruning
+   * only frees disk, a failure (e.g. a file removed meanwhile) must not stop answers.
+   */
+  pruneState(): Promise<void> {
+    if (this.pruneAfterMs <= 0) return Promise.resolve();
+    this.pruning ??= this.store
+      .prune(this.now().getTime() - this.pruneAfterMs, (gun) => this.entries.has(gun))
+      .then(
+        () => undefined,
+        () => undefined,
+      )
+      .finally(() => {
+        this.pruning = undefined;
+      });
+    return this.pruning;
   }
 
   /** One update from the server; offline, the trusted metadata while none of it has expired. */
@@ -311,6 +339,13 @@ export class NotarySource implements TrustSource {
   }
 }
 
+/** The verified bytes a repo holds: its cost towards maxCacheBytes. */
+function verifiedBytes(repo: TrustedRepo): number {
+  let n = repo.root.bytes.length + repo.timestamp.bytes.length + repo.snapshot.bytes.length;
+  for (const role of repo.roles.values()) n += role.bytes.length;
+  return n;
+}
+
 /**
  * Per verified repo object (replaced on every update, so never stale), per role list: the
  * earliest expiry of the metadata a query for those roles depends on (root and its certificates,
@@ -335,6 +370,37 @@ function firstExpiry(repo: TrustedRepo, roles: readonly string[]): number {
     perRoles.set(key, at);
   }
   return at;
+}
+
+/**
+ * Why `repo` cannot answer a query for `roles` at `now` (RefreshingCache found it past
+ * firstExpiry): a broken role on the path (T5) names what broke it, else the expired role or the
+ * root certificates that are no longer valid (T10).
+ */
+function unusableError(
+  gun: string,
+  repo: TrustedRepo,
+  now: Date,
+  roles: readonly string[],
+  cause: unknown,
+): TrustError {
+  try {
+    checkResolutionPath(repo, roles, now);
+  } catch (err) {
+    if (err instanceof TrustError) return err;
+    throw err;
+  }
+  if (rootCertsExpired(repo, now)) {
+    return new TrustError(
+      "ROOT_CERT_INVALID",
+      gun,
+      "root",
+      `${gun}: root: the trusted root's certificates are no longer valid`,
+      { cause },
+    );
+  }
+  const role = expiredRole(repo, now, roles) ?? "root";
+  return new TrustError("EXPIRED", gun, role, `${gun}: ${role}: trusted metadata has expired`, { cause });
 }
 
 /**

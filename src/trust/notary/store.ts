@@ -1,6 +1,6 @@
 /**
- * Trusted Notary metadata per GUN under `<stateDir>/notary/<url-encoded GUN>.json`: one file per
- * GUN holding the exact verified bytes of every role, replaced atomically as a whole, so the
+ * Trusted Notary metadata per GUN under `<stateDir>/notary/<sha256 hex of the GUN>.json`: one file
+ * per GUN holding the exact verified bytes of every role, replaced atomically as a whole, so the
  * stored set is always one that verified together. It is read back at start and verified again
  * (update.ts with `reloading`), which carries rollback protection across restarts.
  *
@@ -9,7 +9,18 @@
  * snapshot does not list (T2); and `broken`, the delegated roles skipped as unverifiable, with
  * why (T5), so a restart does not forget that they are refused. Format 1 files (bytes only) are
  * still read: their floors are the versions of the roles they hold, which is all format 1 kept.
+ *
+ * File names are a hash (REVIEW U7): a repository name may be 255 characters and more
+ * (distribution's grammar bounds only the whole name), so `encodeURIComponent(gun)`, the name up
+ * to now, did not fit in a file name (NAME_MAX 255) once the temp-file suffix was added. The GUN
+ * stays inside the file and is checked on read. A file under the old name is moved to the new one
+ * when its GUN is first read (`load`).
+ *
+ * A file's mtime is when its GUN was last used (`markUsed` on every successful update), so `prune`
+ * can remove the state of GUNs long unused (REVIEW U5).
  */
+import { createHash } from "node:crypto";
+import { readdir, rm, stat, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { TrustError, type TrustErrorCode } from "../errors.js";
 import { readFileIfExists, writeFileAtomic } from "../state.js";
@@ -57,8 +68,18 @@ function validDoc(doc: StoredFile, gun: string): boolean {
 export class NotaryStateStore {
   constructor(private readonly stateDir: string) {}
 
+  private get dir(): string {
+    return join(this.stateDir, "notary");
+  }
+
+  /** Bounded whatever the GUN's length: 64 hex characters + ".json". */
   pathFor(gun: string): string {
-    return join(this.stateDir, "notary", `${encodeURIComponent(gun)}.json`);
+    return join(this.dir, `${createHash("sha256").update(gun).digest("hex")}.json`);
+  }
+
+  /** The name state was written under before REVIEW U7; read once, then moved to pathFor. */
+  legacyPathFor(gun: string): string {
+    return join(this.dir, `${encodeURIComponent(gun)}.json`);
   }
 
   async save(repo: TrustedRepo): Promise<void> {
@@ -86,7 +107,7 @@ export class NotaryStateStore {
    */
   async load(gun: string): Promise<StoredRepo | undefined> {
     const path = this.pathFor(gun);
-    const raw = await readFileIfExists(path);
+    const raw = (await readFileIfExists(path)) ?? (await this.migrate(gun));
     if (!raw) return undefined;
     let doc: StoredFile;
     try {
@@ -110,4 +131,88 @@ export class NotaryStateStore {
     }
     return { source, floors: new Map(Object.entries(doc.floors ?? {})), broken };
   }
+
+  /**
+   * State under the old file name, moved to pathFor (atomic write, then the old file removed),
+   * or undefined when there is none. An old name too long for the file system was never written.
+   */
+  private async migrate(gun: string): Promise<Buffer | undefined> {
+    const legacy = this.legacyPathFor(gun);
+    let raw: Buffer | undefined;
+    try {
+      raw = await readFileIfExists(legacy);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENAMETOOLONG") return undefined;
+      throw err;
+    }
+    if (!raw) return undefined;
+    await writeFileAtomic(this.pathFor(gun), raw);
+    await rm(legacy, { force: true });
+    return raw;
+  }
+
+  /**
+   * Record a use of `gun` at `at` (the file's mtime, which prune reads). When the file is gone
+   * (pruned meanwhile, e.g. by the source of another registry sharing this state dir, while the
+   * GUN was still trusted in memory here) it is written again from `repo`. Any other failure
+   * (e.g. a read-only state dir) is ignored: a missed mark only makes the GUN look older to
+   * prune, which never removes a GUN in memory, and must not turn a verified answer into an error.
+   */
+  async markUsed(repo: TrustedRepo, at: Date): Promise<void> {
+    try {
+      await utimes(this.pathFor(repo.gun), at, at);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") await this.save(repo);
+    }
+  }
+
+  /**
+   * Remove the state of every GUN not used since `unusedSince` (ms) for which `inUse` is false,
+   * and temp files a crash left behind. `inUse` is asked right before each removal, with the GUN
+   * read from the file. Returns the GUNs removed.
+   *
+   * The trade-off: a pruned GUN has no trusted root any more, so unless a policy pins its root it
+   * is trusted on first use again, and a rollback to metadata older than what was pruned is no
+   * longer detected. Hence only state long unused goes, and never a GUN held in memory.
+   */
+  async prune(unusedSince: number, inUse: (gun: string) => boolean): Promise<string[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw err;
+    }
+    const removed: string[] = [];
+    for (const name of names) {
+      const path = join(this.dir, name);
+      const info = await stat(path).catch(() => undefined);
+      if (!info?.isFile()) continue;
+      if (name.startsWith(".") && name.endsWith(".tmp")) {
+        // writeFileAtomic renames or removes its temp file within one write; an hour-old one is
+        // a crash's leftover.
+        if (info.mtimeMs < Date.now() - TEMP_MAX_AGE_MS) await rm(path, { force: true });
+        continue;
+      }
+      if (!name.endsWith(".json") || info.mtimeMs >= unusedSince) continue;
+      const gun = await this.gunIn(path);
+      if (gun === undefined || inUse(gun)) continue;
+      await rm(path, { force: true });
+      removed.push(gun);
+    }
+    return removed;
+  }
+
+  /** The GUN a state file says it holds, or undefined when it cannot be read. */
+  private async gunIn(path: string): Promise<string | undefined> {
+    try {
+      const doc = JSON.parse((await readFileIfExists(path))?.toString("utf8") ?? "null") as StoredFile | null;
+      return typeof doc?.gun === "string" ? doc.gun : undefined;
+    } catch {
+      return undefined;
+    }
+  }
 }
+
+/** How old a temp file must be before prune treats it as a crash's leftover. */
+const TEMP_MAX_AGE_MS = 3600_000;

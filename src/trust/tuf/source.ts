@@ -2,9 +2,10 @@
  * TUF 1.0 trust source: a tag is signed when the TUF repository's verified delegation walk finds
  * the tag's target path, and the target's sha256/length are the manifest's digest/size.
  *
- * Freshness follows the Notary source, per repository (one TUF repository serves every image):
- * an online refresh (TUF client workflow 5.3-5.6) is due `refreshSeconds` after the last one
- * ended (`nextRefreshAt`), and all concurrent callers share the one in flight. A query
+ * Freshness follows the Notary source, per repository (one TUF repository serves every image),
+ * through the shared RefreshingCache (../refresh.ts): an online refresh (TUF client workflow
+ * 5.3-5.6) is due `refreshSeconds` after the last one started, and all concurrent callers share
+ * the one in flight. A query
  * - before the refresh-ahead point (3/4 of `refreshSeconds` after the last refresh) is answered
  *   from the last verified state;
  * - from the ahead point until the refresh is due is answered from it at once, and starts the
@@ -13,8 +14,8 @@
  * - once the refresh is due waits for it (foreground).
  * A repository that cannot be reached does not stop answers while that state has not expired
  * (checked against the injected clock); a repository that serves bad metadata (rollback, bad
- * signature, expired, wrong hashes), to a background refresh too, does: the very next query is
- * refused, and every one after it until a refresh succeeds again.
+ * signature, expired, wrong hashes), to a background refresh too, does: the very next query
+ * refreshes in the foreground and is refused, and every one after it until a refresh succeeds.
  * See README.md beside this file.
  */
 import { createHash } from "node:crypto";
@@ -22,6 +23,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ConfigError } from "../../errors.js";
 import { TrustError } from "../errors.js";
+import { RefreshingCache } from "../refresh.js";
 import type { SignedTarget, TagSignatures, TrustQuery, TrustSource } from "../types.js";
 import { toTrustError } from "./errors.js";
 import {
@@ -82,18 +84,9 @@ export class TufSource implements TrustSource {
   readonly kind = "tuf" as const;
   /** "tuf <metadataUrl>": the `source` of every answer, for audit lines */
   readonly name: string;
-  private readonly refreshMs: number;
-  /** from the last refresh's end to the refresh-ahead point: 3/4 of refreshMs */
-  private readonly aheadMs: number;
   private readonly now: () => Date;
-  private current: VerifiedRepository | undefined;
-  /** a verification failure since the last successful refresh: refuse until one succeeds */
-  private blockingFailure: TrustError | undefined;
-  private lastFailure: TrustError | undefined;
-  private nextRefreshAt = Number.NEGATIVE_INFINITY;
-  /** from here until nextRefreshAt a query answers at once and refreshes in the background */
-  private refreshAheadAt = Number.NEGATIVE_INFINITY;
-  private inflight: Promise<void> | undefined;
+  /** the one repository's verified state, its freshness and its refresh in flight, under key "" */
+  private readonly state: RefreshingCache<"", VerifiedRepository>;
 
   private constructor(
     private readonly client: RepositoryClient,
@@ -102,9 +95,29 @@ export class TufSource implements TrustSource {
     options: TufSourceOptions,
   ) {
     this.name = `tuf ${options.metadataUrl}`;
-    this.refreshMs = (options.refreshSeconds ?? 30) * 1000;
-    this.aheadMs = Math.floor((this.refreshMs * 3) / 4);
     this.now = options.now ?? (() => new Date());
+    this.state = new RefreshingCache<"", VerifiedRepository>({
+      refreshMs: (options.refreshSeconds ?? 30) * 1000,
+      now: () => this.now().getTime(),
+      refresh: () => this.refresh(),
+      expiresAt: (repo) => topLevelExpiry(repo).expiresMs,
+      isUnavailable: (err) => err instanceof TrustError && err.code === "TRUST_UNAVAILABLE",
+      // Started while the repository is down: what an earlier run verified and persisted still
+      // counts until it expires.
+      restore: () => this.client.loadOffline(),
+      // TUF spec 5.4.4 / 5.5.6 / 5.6.5 (freeze attack): never answer from expired metadata, even
+      // when the repository is down and this is the newest we have.
+      expiredError: (_, repo) => {
+        const { role, expires } = topLevelExpiry(repo);
+        return new TrustError(
+          "EXPIRED",
+          this.name,
+          role,
+          `${this.name}: ${role} metadata expired at ${expires.toISOString()} and no newer metadata could be verified`,
+        );
+      },
+      max: 1,
+    });
   }
 
   /** Validate the options and prepare the state directory. No network. Throws ConfigError. */
@@ -185,7 +198,7 @@ export class TufSource implements TrustSource {
    * background refresh land.
    */
   async idle(): Promise<void> {
-    await this.inflight?.catch(() => undefined);
+    await this.state.idle();
   }
 
   async close(): Promise<void> {
@@ -201,64 +214,17 @@ export class TufSource implements TrustSource {
   private async verifiedRepository(
     query: TrustQuery,
   ): Promise<{ repo: VerifiedRepository; reuseUntil: number }> {
-    if (this.now().getTime() >= this.nextRefreshAt) await this.startRefresh();
-    if (this.blockingFailure) throw this.blockingFailure;
-    const repo = this.current;
-    if (repo === undefined) {
-      throw (
-        this.lastFailure ??
-        new TrustError("TRUST_UNAVAILABLE", this.name, undefined, `${this.name}: no verified metadata`)
-      );
-    }
-    const { role, expires, expiresMs } = topLevelExpiry(repo);
-    const now = this.now().getTime();
-    // TUF spec 5.4.4 / 5.5.6 / 5.6.5 (freeze attack): never answer from expired metadata, even
-    // when the repository is down and this is the newest we have.
-    if (now >= expiresMs) {
-      throw new TrustError(
-        "EXPIRED",
-        this.name,
-        role,
-        `${this.name}: ${role} metadata expired at ${expires.toISOString()} and no newer metadata could be verified`,
-      );
-    }
+    const { value: repo, reuseUntil } = await this.state.get("", undefined);
     this.checkRootPin(repo, query);
-    const reuseUntil = Math.min(this.refreshAheadAt, expiresMs);
-    if (now >= this.refreshAheadAt && now < this.nextRefreshAt && this.inflight === undefined) {
-      // Refresh-ahead: this answer does not wait. refresh() records the outcome (a verification
-      // failure blocks the next query); the catch only guards against an unhandled rejection.
-      this.startRefresh().catch(() => undefined);
-    }
     return { repo, reuseUntil };
   }
 
-  /** The one refresh in flight, started if there is none. */
-  private startRefresh(): Promise<void> {
-    this.inflight ??= this.refresh().finally(() => {
-      this.inflight = undefined;
-    });
-    return this.inflight;
-  }
-
-  private async refresh(): Promise<void> {
+  /** One online refresh; RefreshingCache records its outcome. */
+  private async refresh(): Promise<VerifiedRepository> {
     try {
-      this.current = await this.client.refresh();
-      this.blockingFailure = undefined;
-      this.lastFailure = undefined;
+      return await this.client.refresh();
     } catch (err) {
-      const failure = toTrustError(err, this.name, undefined, "refresh");
-      this.lastFailure = failure;
-      if (failure.code !== "TRUST_UNAVAILABLE") {
-        this.blockingFailure = failure;
-      } else if (this.current === undefined) {
-        // Started while the repository is down: what an earlier run verified and persisted still
-        // counts until it expires.
-        this.current = await this.client.loadOffline().catch(() => undefined);
-      }
-    } finally {
-      const ended = this.now().getTime();
-      this.nextRefreshAt = ended + this.refreshMs;
-      this.refreshAheadAt = ended + this.aheadMs;
+      throw toTrustError(err, this.name, undefined, "refresh");
     }
   }
 
