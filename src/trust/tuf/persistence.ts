@@ -28,8 +28,22 @@ function promotionRank(name: string): number {
   return rank === -1 ? PROMOTION_ORDER.length : rank;
 }
 
-function isMetadataFile(name: string): boolean {
-  return name.endsWith(".json") && !name.startsWith(".");
+/**
+ * A file name tuf-js could have written: `encodeURIComponent(role) + ".json"` (Updater.persistMetadata),
+ * i.e. ".json" after a stem that is its own canonical URI-component encoding. Such a name never
+ * holds "/" or "\\", and `readdir` gives bare names, so `join(dir, name)` stays in `dir`. A leading
+ * "." is allowed: a delegated role named `../x` is stored as `..%2Fx.json`, `.hidden` as
+ * `.hidden.json` (python-tuf and tuf-js keep both; tuf-conformance test_unusual_role_name). Our own
+ * temp files (`.<name>.<pid>.<hex>.tmp`, state.ts writeFileAtomic) do not end in ".json".
+ */
+export function isMetadataFile(name: string): boolean {
+  if (!name.endsWith(".json")) return false;
+  const stem = name.slice(0, -".json".length);
+  try {
+    return encodeURIComponent(decodeURIComponent(stem)) === stem;
+  } catch {
+    return false; // a malformed %-escape: not a name tuf-js writes
+  }
 }
 
 export class MetadataDirectories {
