@@ -292,6 +292,88 @@ describe("TufSource", () => {
   });
 });
 
+describe("TufSource and a changed tuf.trustedRoot (T16)", () => {
+  /** the metadata URL stays the same while the repository behind it changes */
+  let upstream: string;
+  let front: Server;
+  let frontUrl: string;
+  beforeEach(async () => {
+    upstream = repo.baseUrl;
+    front = createServer((req, res) => {
+      fetch(`${upstream}${req.url ?? "/"}`)
+        .then(async (up) => {
+          const body = Buffer.from(await up.arrayBuffer());
+          res.writeHead(up.status, { "content-length": body.length }).end(body);
+        })
+        .catch(() => req.socket.destroy());
+    });
+    front.listen(0, "127.0.0.1");
+    await once(front, "listening");
+    frontUrl = `http://127.0.0.1:${(front.address() as AddressInfo).port}/metadata/`;
+  });
+  afterEach(async () => {
+    front.closeAllConnections();
+    front.close();
+    await once(front, "close");
+  });
+
+  it("T16: after a compromise the operator pins a new root: the durable chain of the old one is dropped", async () => {
+    const old = manifest("v1 under the old root");
+    repo.addTarget("targets", "docker.io/acme/app:v1", old);
+    repo.publish();
+    repo.publish();
+    const before = await openSource({ metadataUrl: frontUrl });
+    expect((await before.resolveTag(acmeApp, "v1")).signatures[0]?.digest).toBe(`sha256:${sha256Hex(old)}`);
+    await before.close();
+
+    // the repository starts over with new keys at the same URL; the operator pins its root
+    const recovered = await TestTufRepository.start();
+    try {
+      const fresh = manifest("v1 under the new root");
+      recovered.addTarget("targets", "docker.io/acme/app:v1", fresh);
+      recovered.publish();
+      upstream = recovered.baseUrl;
+      await writeFile(join(dir, "root.json"), recovered.initialRoot);
+      const after = await openSource({ metadataUrl: frontUrl });
+      const answer = await after.resolveTag(
+        { ...acmeApp, rootKeys: [recovered.rootKeys[0]?.keyId ?? ""] },
+        "v1",
+      );
+      expect(answer.signatures[0]?.digest).toBe(`sha256:${sha256Hex(fresh)}`);
+      const durable = join(repositoryStateDir(join(dir, "state"), frontUrl), "metadata");
+      expect(await readFile(join(durable, "timestamp.json"))).toEqual(recovered.files.get("timestamp.json"));
+    } finally {
+      await recovered.close();
+    }
+  });
+
+  it("T16: an unchanged pin keeps the durable chain: a rotated root is not walked again, rollback protection holds", async () => {
+    repo.addTarget("targets", "docker.io/acme/app:v1", manifest("v1"));
+    repo.publish();
+    const first = await openSource({ metadataUrl: frontUrl });
+    await first.resolveTag(acmeApp, "v1");
+    repo.rotateRoot([TestKey.generate()]);
+    repo.publish();
+    const oldTimestamp = repo.files.get("timestamp.json") as Buffer;
+    repo.publish();
+    clock += 31_000;
+    await first.resolveTag(acmeApp, "v1");
+    await first.close();
+
+    repo.requests.length = 0;
+    const restarted = await openSource({ metadataUrl: frontUrl });
+    await restarted.resolveTag(acmeApp, "v1");
+    expect(repo.requests[0]).toBe("/metadata/3.root.json"); // it started from root 2, not the pin
+    await restarted.close();
+
+    // re-pinning to the current root (root 2) keeps the state too: the old timestamp is a rollback
+    await writeFile(join(dir, "root.json"), repo.files.get("2.root.json") as Buffer);
+    repo.files.set("timestamp.json", oldTimestamp);
+    const repinned = await openSource({ metadataUrl: frontUrl });
+    expect((await trustError(repinned.resolveTag(acmeApp, "v1"))).code).toBe("ROLLBACK");
+  });
+});
+
 describe("TargetPathTemplate.scope (T6: which delegations the digest index loads)", () => {
   it("T6: a delegation may cover docker.io/acme/app's tags unless a literal part of its pattern rules it out", () => {
     const scope = new TargetPathTemplate().scope({ registry: "docker.io", repository: "acme/app" });
