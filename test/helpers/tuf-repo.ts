@@ -125,12 +125,12 @@ export class TestTufRepository {
         return;
       }
       const [, area, ...rest] = path.split("/");
-      const name = decodeURIComponent(rest.join("/"));
+      // metadata names are stored as requested (N.<encodeURIComponent(role)>.json), target paths decoded
       const body =
         area === "metadata"
-          ? repo.files.get(name)
+          ? repo.files.get(rest.join("/"))
           : area === "targets"
-            ? repo.targetFiles.get(name)
+            ? repo.targetFiles.get(decodeURIComponent(rest.join("/")))
             : undefined;
       if (body === undefined) {
         res.writeHead(404, { "content-type": "text/plain" }).end("not found");

@@ -30,6 +30,7 @@ describe("trust enforcement with a TUF 1.0 repository", () => {
   const signed = makeImage("tuf signed");
   const unsigned = makeImage("tuf unsigned");
   const globex = makeImage("globex app");
+  const narrow = makeImage("tuf signed by the narrow delegation acme-v3");
   const acmeKey = TestKey.generate();
 
   const policyFiles = {
@@ -53,10 +54,14 @@ describe("trust enforcement with a TUF 1.0 repository", () => {
     await pushImage(registry.url, "acme/app", "v1", signed);
     await pushImage(registry.url, "acme/app", "unsigned", unsigned);
     await pushImage(registry.url, "globex/app", "v1", globex);
+    await pushImage(registry.url, "acme/app", "v3.1", narrow);
     // acme's delegation may sign only acme's images; it tries to sign globex's too
     tuf.delegate("targets", "acme", ["tuf.test/acme/*"], [acmeKey]);
     tuf.addTarget("acme", "tuf.test/acme/app:v1", signed.manifest);
     tuf.addTarget("acme", "tuf.test/globex/app:v1", globex.manifest);
+    // a delegation narrower than the repository: only acme/app's v3 tags
+    tuf.delegate("targets", "acme-v3", ["tuf.test/acme/app:v3*"], [TestKey.generate()]);
+    tuf.addTarget("acme-v3", "tuf.test/acme/app:v3.1", narrow.manifest);
     tuf.publish();
     proxy = await startTrustgateWithConfig(configText(), { policies: policyFiles });
   }, 60_000);
@@ -79,6 +84,18 @@ describe("trust enforcement with a TUF 1.0 repository", () => {
     const head = await get("tuf.test/acme/app/manifests/v1", "HEAD");
     expect(head.headers.get("docker-content-digest")).toBe(signed.digest);
     expect(head.headers.get("content-length")).toBe(String(signed.size));
+  });
+
+  it("T6: a tag under a narrow delegation (tuf.test/acme/app:v3*): HEAD by tag, then GET by the digest it answered, as containerd and dockerd pull", async () => {
+    const head = await get("tuf.test/acme/app/manifests/v3.1", "HEAD");
+    expect(head.status).toBe(200);
+    const digest = head.headers.get("docker-content-digest");
+    expect(digest).toBe(narrow.digest);
+    const res = await get(`tuf.test/acme/app/manifests/${digest}`);
+    expect(res.status).toBe(200);
+    expect(Buffer.from(await res.arrayBuffer()).equals(narrow.manifest)).toBe(true);
+    // acme-v3's key signs nothing outside its paths: the same manifest is no other image's
+    expect((await get(`tuf.test/globex/app/manifests/${digest}`)).status).toBe(403);
   });
 
   it("refuses an unsigned tag, and a tag signed by a delegation outside its paths", async () => {

@@ -3,7 +3,7 @@
  * against the test repository (compiled first, as the suite runs the built file).
  */
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
@@ -95,6 +95,55 @@ describe("tuf-conformance-client", () => {
     const before = targetRequests();
     expect((await download()).code).toBe(0);
     expect(targetRequests()).toBe(before);
+  });
+
+  it("T17: keeps delegated roles named ../x, .hidden and a/b in METADATA_DIR, under tuf-js's encoded names only", async () => {
+    const roles = [
+      { role: "../x", prefix: "dotdot", file: "..%2Fx.json" },
+      { role: ".hidden", prefix: "hidden", file: ".hidden.json" },
+      { role: "a/b", prefix: "ab", file: "a%2Fb.json" },
+    ];
+    for (const { role, prefix } of roles) {
+      repo.delegate("targets", role, [`${prefix}/*`], [TestKey.generate()]);
+      repo.addTarget(role, `${prefix}/artifact`, Buffer.from(`signed by ${role}`));
+    }
+    repo.publish();
+    const base = join(dir, "unusual");
+    const metadataDir = join(base, "metadata");
+    const targetDir = join(base, "targets");
+    await mkdir(targetDir, { recursive: true });
+    await writeFile(join(base, "initial_root.json"), repo.initialRoot);
+    expect((await client("--metadata-dir", metadataDir, "init", join(base, "initial_root.json"))).code).toBe(
+      0,
+    );
+    for (const { prefix } of roles) {
+      const download = await client(
+        "--metadata-dir",
+        metadataDir,
+        "--metadata-url",
+        repo.metadataUrl,
+        "--target-name",
+        `${prefix}/artifact`,
+        "--target-base-url",
+        repo.targetsUrl,
+        "--target-dir",
+        targetDir,
+        "download",
+      );
+      expect(download).toEqual({ code: 0, stderr: "" });
+    }
+    const kept = await readdir(metadataDir);
+    for (const { role, file } of roles) {
+      expect(kept).toContain(file);
+      const version = repo.roles.get(role)?.version;
+      expect(await readFile(join(metadataDir, file))).toEqual(
+        repo.files.get(`${version}.${encodeURIComponent(role)}.json`),
+      );
+    }
+    // nothing escaped METADATA_DIR: no x.json beside it, no a/ below it
+    expect(await readdir(base)).toEqual(["initial_root.json", "metadata", "targets"]);
+    expect((await lstat(join(metadataDir, "a%2Fb.json"))).isFile()).toBe(true);
+    expect(kept.filter((name) => !name.endsWith(".json"))).toEqual([]);
   });
 
   it("exits 1 on an unsigned target, tampered target bytes, and a rolled-back timestamp", async () => {

@@ -15,6 +15,7 @@ import { type Config, Updater } from "tuf-js";
 import { TrustError } from "../errors.js";
 import { toTrustError } from "./errors.js";
 import { MetadataDirectories } from "./persistence.js";
+import type { TargetScope } from "./target-path.js";
 import { MetadataTransport, UpdaterFetcher } from "./transport.js";
 
 /** Download caps (TUF spec 5.2 "the client MUST ... not download more than"). tuf-js's defaults. */
@@ -27,6 +28,14 @@ const UPDATER_CONFIG: Partial<Config> = {
   targetsMaxLength: 5_000_000,
 };
 const MAX_DELEGATIONS = 32;
+/**
+ * Bounds of one image's digest index (resolveScope): the delegated roles it loads (tuf-js's
+ * walk for one path stops at MAX_DELEGATIONS; the index covers every path of the image, so it
+ * allows two walks' worth) and the target paths it resolves. Beyond either the index is refused
+ * (METADATA_INVALID), not truncated: a silently partial index would refuse digests at random.
+ */
+export const MAX_INDEX_ROLES = 64;
+export const MAX_INDEX_TARGETS = 100_000;
 
 /**
  * The part of tuf-js's TrustedMetadataStore we read. tuf-js 5 keeps it in the private
@@ -53,6 +62,28 @@ function trustedView(updater: Updater, repository: string): TrustedMetadataView 
     );
   }
   return set as TrustedMetadataView;
+}
+
+/**
+ * tuf-js's own loader of one delegated role (private `Updater.loadTargets`, client workflow
+ * 5.6.1-5.6.6): the role verified against its delegator's keys and the snapshot's version and
+ * hashes, its download capped by the snapshot's length or `targetsMaxLength`, kept in the trusted
+ * set. The public walk loads only the roles one path reaches; the digest index needs every role
+ * that may sign a path of an image, through the same checks. Shape-checked like `trustedView`.
+ */
+type RoleLoader = (role: string, parent: string) => Promise<Metadata<Targets> | undefined>;
+
+function roleLoader(updater: Updater, repository: string): RoleLoader {
+  const load = (updater as unknown as { loadTargets?: unknown }).loadTargets;
+  if (typeof load !== "function") {
+    throw new TrustError(
+      "METADATA_INVALID",
+      repository,
+      undefined,
+      "tuf-js Updater internals changed: no loadTargets",
+    );
+  }
+  return (role, parent) => load.call(updater, role, parent) as Promise<Metadata<Targets> | undefined>;
 }
 
 export interface FoundTarget {
@@ -183,22 +214,105 @@ export class VerifiedRepository {
 
   /** Target info for `path` and the role that signed it, or undefined when no role lists it. */
   findTarget(path: string): Promise<FoundTarget | undefined> {
-    const run = this.walking.then(() => this.walk(path));
+    return this.serialised(() => this.walk(path));
+  }
+
+  /**
+   * Every target path of `scope` that some verified role lists, resolved exactly as findTarget
+   * resolves it: by tuf-js's preorder walk (TUF spec 5.6.7), so a path listed by a role that an
+   * earlier or terminating delegation shadows is attributed to the role the walk stops at, or is
+   * left out when that role does not list it. Loads (through tuf-js) every delegated role that
+   * may cover the scope first, at most MAX_INDEX_ROLES, then resolves at most MAX_INDEX_TARGETS
+   * paths over the roles now in memory (no download). One walk at a time, like findTarget.
+   */
+  resolveScope(scope: TargetScope): Promise<FoundTarget[]> {
+    return this.serialised(async () => {
+      const roles = await this.loadScopeRoles(scope);
+      const paths = new Set<string>();
+      for (const role of roles) {
+        for (const path of Object.keys(this.view.getRole(role)?.signed.targets ?? {})) {
+          if (!scope.matches(path)) continue;
+          paths.add(path);
+          if (paths.size > MAX_INDEX_TARGETS) {
+            throw new TrustError(
+              "METADATA_INVALID",
+              this.options.repository,
+              role,
+              `more than ${MAX_INDEX_TARGETS} target paths for one image: the digest index is capped`,
+            );
+          }
+        }
+      }
+      const found: FoundTarget[] = [];
+      for (const path of paths) {
+        const target = await this.walk(path);
+        if (target !== undefined) found.push(target);
+      }
+      return found;
+    });
+  }
+
+  private serialised<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.walking.then(work);
     this.walking = run.catch(() => undefined);
     return run;
   }
 
-  /** Every target the walk for `path` could see: the roles it consulted and their targets. */
-  async consultedTargets(path: string): Promise<Map<string, string>> {
-    await this.findTarget(path);
-    const byPath = new Map<string, string>();
-    for (const role of this.walkOrder(path).visited) {
-      const metadata = this.view.getRole(role);
-      for (const name of Object.keys(metadata?.signed.targets ?? {})) {
-        if (!byPath.has(name)) byPath.set(name, role);
+  /**
+   * The verified roles that may sign a path of `scope`, in preorder from top-level targets: a
+   * child is followed when its delegation may cover the scope (path patterns, TargetScope), or
+   * delegates by path hash (any path may hash to its prefixes), or is a succinct hash bin.
+   * Whether it actually covers a given path is left to that path's walk.
+   */
+  private async loadScopeRoles(scope: TargetScope): Promise<string[]> {
+    const load = roleLoader(this.updater, this.options.repository);
+    const before = this.fetcher.successfulDownloads;
+    const loaded: string[] = [];
+    const seen = new Set<string>();
+    const stack: Array<{ role: string; parent: string }> = [{ role: "targets", parent: "root" }];
+    const tooMany = (role: string) =>
+      new TrustError(
+        "METADATA_INVALID",
+        this.options.repository,
+        role,
+        `more than ${MAX_INDEX_ROLES} delegated roles may sign one image's tags: the digest index is capped`,
+      );
+    try {
+      while (stack.length > 0) {
+        const { role, parent } = stack.pop() as { role: string; parent: string };
+        if (seen.has(role)) continue;
+        if (seen.size >= MAX_INDEX_ROLES) throw tooMany(role);
+        seen.add(role);
+        const metadata = this.view.getRole(role) ?? (await load(role, parent));
+        if (metadata === undefined) continue;
+        loaded.push(role);
+        const delegations = metadata.signed.delegations;
+        const children: string[] = [];
+        for (const child of Object.values(delegations?.roles ?? {})) {
+          const covers =
+            child.paths !== undefined
+              ? scope.mayDelegate(child.paths)
+              : (child.pathHashPrefixes?.length ?? 0) > 0;
+          if (covers) children.push(child.name);
+        }
+        const bins = delegations?.succinctRoles;
+        if (bins !== undefined) {
+          if (bins.numberOfBins > MAX_INDEX_ROLES) throw tooMany(role);
+          children.push(...bins.getRoles());
+        }
+        stack.push(...children.reverse().map((child) => ({ role: child, parent: role })));
       }
+    } catch (err) {
+      throw toTrustError(
+        err,
+        this.options.repository,
+        this.fetcher,
+        "load of delegated roles for the digest index",
+      );
+    } finally {
+      if (this.fetcher.successfulDownloads !== before) await this.options.dirs.promote();
     }
-    return byPath;
+    return loaded;
   }
 
   /**

@@ -21,6 +21,7 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { LRUCache } from "lru-cache";
 import { ConfigError } from "../../errors.js";
 import { TrustError } from "../errors.js";
 import { RefreshingCache } from "../refresh.js";
@@ -164,32 +165,87 @@ export class TufSource implements TrustSource {
   }
 
   /**
-   * Best effort: the tags of `query`'s repository listed by the roles that tuf-js's walk consults
-   * for a probe path (the template with tag "*"): top-level targets and the delegations whose
-   * patterns cover the whole repository (e.g. "docker.io/acme/*"). A role delegated only narrower
-   * paths ("docker.io/acme/app:v1*") or by hash prefix is not consulted, so its tags are missing
-   * here (they still resolve by name). Every listed tag is re-resolved, so the list never contains
-   * a target that resolveTag would not return.
+   * Every signed tag of `query`'s repository (sorted by tag), in every verified role that may
+   * sign it, narrow delegations included (`docker.io/acme/app:v1*`): from the digest index.
    */
   async listSigned(query: TrustQuery): Promise<SignedTarget[]> {
     const { repo } = await this.verifiedRepository(query);
-    const candidates = await repo.consultedTargets(this.template.render(query, "*"));
-    const matcher = this.template.tagMatcher(query);
+    const index = await this.digestIndex(repo, query);
     const listed: SignedTarget[] = [];
-    for (const path of candidates.keys()) {
-      const tag = matcher.exec(path)?.[1];
-      if (tag === undefined) continue;
-      const found = await repo.findTarget(path);
-      if (found === undefined || !roleCounts(query.roles, found.role)) continue;
-      this.checkNotExpired(found);
-      listed.push(this.toSignedTarget(tag, found));
+    for (const entry of index.entries) {
+      if (!roleCounts(query.roles, entry.found.role)) continue;
+      this.checkNotExpired(entry.found);
+      listed.push(this.toSignedTarget(entry.tag, entry.found));
     }
     return listed;
   }
 
-  /** listSigned's answers for one digest (TUF lists are per-repository prefix and small). */
+  /**
+   * Every tag whose target is `digest`, one SignedTarget per (role, tag), in `query.roles` order
+   * (roles the query does not name after, by tag): a map lookup in the digest index. So the pull
+   * by digest that containerd and dockerd make after a HEAD by tag finds the same role the tag
+   * lookup found, however narrow its delegation.
+   */
   async signedByDigest(query: TrustQuery, digest: string): Promise<SignedTarget[]> {
-    return (await this.listSigned(query)).filter((t) => t.digest === digest);
+    const { repo } = await this.verifiedRepository(query);
+    const index = await this.digestIndex(repo, query);
+    const signed: SignedTarget[] = [];
+    for (const entry of index.byDigest.get(digest) ?? []) {
+      if (!roleCounts(query.roles, entry.found.role)) continue;
+      this.checkNotExpired(entry.found);
+      signed.push(this.toSignedTarget(entry.tag, entry.found));
+    }
+    const rank = (role: string) => {
+      const at = query.roles.indexOf(role);
+      return at === -1 ? query.roles.length : at;
+    };
+    return signed.sort((a, b) => rank(a.role) - rank(b.role));
+  }
+
+  /**
+   * The image's digest index over `repo` (one verified state): built once, by the first query
+   * that needs it, shared by every concurrent one (single flight), dropped with the state on the
+   * next refresh. A failed build is forgotten, so the next query tries again.
+   */
+  private digestIndex(repo: VerifiedRepository, image: TrustQuery): Promise<DigestIndex> {
+    let perImage = digestIndexes.get(repo);
+    if (perImage === undefined) {
+      perImage = new LRUCache({ max: MAX_INDEXED_IMAGES });
+      digestIndexes.set(repo, perImage);
+    }
+    const key = `${image.registry}/${image.repository}`;
+    let index = perImage.get(key);
+    if (index === undefined) {
+      const building = this.buildDigestIndex(repo, image);
+      index = building;
+      perImage.set(key, building);
+      const cache = perImage;
+      building.catch(() => {
+        if (cache.get(key) === building) cache.delete(key);
+      });
+    }
+    return index;
+  }
+
+  private async buildDigestIndex(repo: VerifiedRepository, image: TrustQuery): Promise<DigestIndex> {
+    const matcher = this.template.tagMatcher(image);
+    const entries: IndexEntry[] = [];
+    for (const found of await repo.resolveScope(this.template.scope(image))) {
+      const tag = matcher.exec(found.path)?.[1];
+      if (tag !== undefined) entries.push({ tag, found });
+    }
+    entries.sort((a, b) => (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0));
+    const byDigest = new Map<string, IndexEntry[]>();
+    for (const entry of entries) {
+      // A target without a usable sha256 cannot match a digest; listSigned reports it.
+      const sha256 = entry.found.target.hashes.sha256?.toLowerCase();
+      if (sha256 === undefined || !SHA256_HEX.test(sha256)) continue;
+      const digest = `sha256:${sha256}`;
+      const same = byDigest.get(digest);
+      if (same) same.push(entry);
+      else byDigest.set(digest, [entry]);
+    }
+    return { entries, byDigest };
   }
 
   /**
@@ -268,6 +324,27 @@ export class TufSource implements TrustSource {
     return { name: tag, digest: `sha256:${sha256}`, size, role: found.role };
   }
 }
+
+/** A tag of one image and what the delegation walk resolved its target path to. */
+interface IndexEntry {
+  tag: string;
+  found: FoundTarget;
+}
+
+/** One image's signed tags in one verified state: sorted by tag, and by digest. */
+interface DigestIndex {
+  entries: IndexEntry[];
+  byDigest: Map<string, IndexEntry[]>;
+}
+
+/**
+ * Images with a digest index per verified state: a bound on memory when queries name many
+ * images within one refresh window (each index is itself bounded by MAX_INDEX_TARGETS).
+ */
+const MAX_INDEXED_IMAGES = 1024;
+
+/** Per verified state (replaced on every refresh, so never stale): each image's digest index. */
+const digestIndexes = new WeakMap<VerifiedRepository, LRUCache<string, Promise<DigestIndex>>>();
 
 /**
  * Per verified state (replaced on every refresh, so never stale): the earliest expiry of root,
