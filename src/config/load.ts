@@ -177,10 +177,12 @@ async function readRegistry(r: Reader, name: string, value: unknown): Promise<Re
   const reg: RegistryConfig = { name, upstream: r.url(o.upstream, `${key}.upstream`) };
   for (const list of ["redirectHosts", "tokenRealms"] as const) {
     if (o[list] === undefined) continue;
-    if (!Array.isArray(o[list])) r.fail(`${key}.${list}`, `must be a list of host[:port], got ${describe(o[list])}`);
+    if (!Array.isArray(o[list]))
+      r.fail(`${key}.${list}`, `must be a list of host[:port], got ${describe(o[list])}`);
     reg[list] = (o[list] as unknown[]).map((entry, i) => {
       const text = r.string(entry, `${key}.${list}[${i}]`);
-      if (!isValidRegistryHost(text)) r.fail(`${key}.${list}[${i}]`, `must be host[:port], got ${JSON.stringify(text)}`);
+      if (!isValidRegistryHost(text))
+        r.fail(`${key}.${list}[${i}]`, `must be host[:port], got ${JSON.stringify(text)}`);
       return text.toLowerCase();
     });
   }

@@ -74,6 +74,8 @@ const RETRYABLE_CODES = new Set([
 ]);
 const TIMEOUT_CODES = new Set(["UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT"]);
 const USER_AGENT = "trustgate/0.1";
+/** config/load.ts DEFAULTS.upstreamTimeouts.totalMs (not imported: the client does not depend on the loader) */
+const DEFAULT_TOTAL_MS = 60_000;
 /**
  * Connections per origin. Blobs get their own Agent, so however many relays are open the
  * manifest, tag and token requests keep theirs; each blob relay is also bounded per client and
@@ -153,7 +155,8 @@ function errorCode(err: unknown): string | undefined {
 
 export interface RegistryClientOptions {
   registry: RegistryConfig;
-  timeouts: UpstreamTimeouts;
+  /** totalMs defaults to config's default (tests that build a client need not name it) */
+  timeouts: Omit<UpstreamTimeouts, "totalMs"> & { totalMs?: number };
   tokens: TokenCache;
   logger: Logger;
   /** for tests: a dispatcher to use instead of the two new Agents */
@@ -190,7 +193,7 @@ export class RegistryClient {
     this.upstream = opts.registry.upstream;
     this.#tokens = opts.tokens;
     this.#logger = opts.logger;
-    this.#totalMs = opts.timeouts.totalMs;
+    this.#totalMs = opts.timeouts.totalMs ?? DEFAULT_TOTAL_MS;
     const own = hostPortKey(this.upstream.hostname, this.upstream.port, this.upstream.protocol);
     const realms = [...(opts.registry.tokenRealms ?? [])];
     if (this.upstream.protocol === "https:")
