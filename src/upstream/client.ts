@@ -415,8 +415,17 @@ export class RegistryClient {
     const scope = pullScope(repository);
     const cached = this.#tokens.get(this.name, scope);
     if (cached !== undefined) return `Bearer ${cached}`;
-    if (challenge?.scheme === "bearer") return `Bearer ${await this.#token(challenge, scope)}`;
-    return undefined;
+    if (challenge?.scheme !== "bearer") return undefined;
+    try {
+      return `Bearer ${await this.#token(challenge, scope)}`;
+    } catch (err) {
+      // The remembered realm is a shortcut, not a requirement: a realm one repository's 401
+      // named and we refused (or that failed) must not break requests that need no token.
+      // If this one does, its own 401 fetches the token again and reports the failure.
+      if (!(err instanceof UpstreamError)) throw err;
+      this.#logger.debug({ registry: this.name, code: err.code }, "token before the request failed");
+      return undefined;
+    }
   }
 
   async #authorizeAfterChallenge(
