@@ -17,7 +17,8 @@ import {
 import { type AddressInfo, connect, type Socket } from "node:net";
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { OCI_MANIFEST, sha256Digest } from "../helpers/image.js";
+import { makeImage, OCI_MANIFEST, pushImage, sha256Digest } from "../helpers/image.js";
+import { type RegistryPeer, startRegistry } from "../helpers/registry.js";
 import { startTrustgateWithConfig, type TrustgatePeer } from "../helpers/trustgate.js";
 
 interface Fake {
@@ -427,5 +428,70 @@ describe("U9: upstream credentials and the token realm", () => {
     expect(res.status).toBe(200);
     expect(issued.map((h) => h["x-realm"])).toEqual(["own"]);
     expect(issued[0]?.authorization).toMatch(/^Basic /);
+  });
+});
+
+// A registry front that sends blobs elsewhere, as registries in front of object storage or a CDN
+// do (distribution's `redirect` storage middleware): here the "elsewhere" is a real docker-registry
+// on another loopback port, which is exactly what an SSRF redirect looks like from trustgate.
+describe("U2: blob redirects to a real docker-registry on another port", () => {
+  let registry: RegistryPeer;
+  let front: Fake;
+  let refusing: TrustgatePeer;
+  let listing: TrustgatePeer;
+  const image = makeImage("redirected blobs", { extraBytes: 300_000 });
+
+  beforeAll(async () => {
+    registry = await startRegistry();
+    await pushImage(registry.url, "acme/app", "v1", image);
+    front = await startFake((req, res) => {
+      const path = req.url ?? "";
+      if (path.includes("/blobs/")) return res.writeHead(307, { location: `${registry.url}${path}` }).end();
+      // Everything else is the registry's own answer.
+      void fetch(`${registry.url}${path}`, {
+        headers: req.headers.accept ? { accept: req.headers.accept } : {},
+      })
+        .then(async (up) => {
+          const body = Buffer.from(await up.arrayBuffer());
+          const headers: Record<string, string> = { "content-length": String(body.length) };
+          for (const h of ["content-type", "docker-content-digest"]) {
+            const v = up.headers.get(h);
+            if (v) headers[h] = v;
+          }
+          res.writeHead(up.status, headers).end(body);
+        })
+        .catch(() => res.writeHead(502).end());
+    });
+    const config = (extra: string[]) =>
+      [
+        "defaultPolicy: off",
+        "defaultRegistry: cdn.test",
+        "registries:",
+        "  cdn.test:",
+        `    upstream: ${front.url}`,
+        ...extra,
+      ].join("\n");
+    refusing = await startTrustgateWithConfig(config([]));
+    listing = await startTrustgateWithConfig(config([`    redirectHosts: ["${registry.host}"]`]));
+  }, 60_000);
+
+  afterAll(async () => {
+    await Promise.all([refusing?.stop(), listing?.stop()]);
+    await front?.close();
+    await registry?.stop();
+  });
+
+  it("U2: a layer redirected to an unlisted loopback port is refused; listed, it is relayed and verified", async () => {
+    const layer = image.blobs[image.blobs.length - 1] as { digest: string; bytes: Buffer };
+    const manifest = await fetch(`${refusing.url}/v2/acme/app/manifests/v1`, {
+      headers: { accept: image.mediaType },
+    });
+    expect(manifest.status).toBe(200);
+    const refused = await fetch(`${refusing.url}/v2/acme/app/blobs/${layer.digest}`);
+    expect(refused.status).toBe(502);
+    await refused.arrayBuffer();
+    const allowed = await fetch(`${listing.url}/v2/acme/app/blobs/${layer.digest}`);
+    expect(allowed.status).toBe(200);
+    expect(Buffer.from(await allowed.arrayBuffer()).equals(layer.bytes)).toBe(true);
   });
 });
