@@ -97,11 +97,10 @@ describe("RegistryClient against hostile answers", () => {
         .intercept({ path: "/v2/acme/app/manifests/v1", method: "GET" })
         .reply(401, "", { headers: { "www-authenticate": `Bearer realm="${realm}"` } });
       const err = await failure(
-        client("https://up.test", { credentials: creds, tokenRealms: ["auth.test", "up.test"] }).fetchManifest(
-          "acme/app",
-          "v1",
-          OCI,
-        ),
+        client("https://up.test", {
+          credentials: creds,
+          tokenRealms: ["auth.test", "up.test"],
+        }).fetchManifest("acme/app", "v1", OCI),
       );
       expect(err.code).toBe("UPSTREAM_AUTH_FAILED");
       expect(err.message).toContain("plain-http");
@@ -127,7 +126,11 @@ describe("RegistryClient against hostile answers", () => {
         .reply(200, { token: "T", expires_in: 300 });
       agent
         .get(upstream)
-        .intercept({ path: "/v2/acme/app/manifests/v1", method: "GET", headers: { authorization: "Bearer T" } })
+        .intercept({
+          path: "/v2/acme/app/manifests/v1",
+          method: "GET",
+          headers: { authorization: "Bearer T" },
+        })
         .reply(200, manifest, { headers: { "content-type": OCI } });
       const got = await client(upstream, { credentials: creds, tokenRealms: [...listed] }).fetchManifest(
         "acme/app",
