@@ -109,10 +109,7 @@ function guardedConnector(
   allowed: ReadonlySet<string>,
 ): buildConnector.connector {
   const open = buildConnector(options);
-  const guarded = buildConnector({
-    ...options,
-    lookup: publicOnlyLookup as unknown as NonNullable<import("node:net").TcpNetConnectOpts["lookup"]>,
-  } as buildConnector.BuildOptions);
+  const guarded = buildConnector({ ...options, lookup: publicOnlyLookup });
   return (target, callback) => {
     if (allowed.has(hostPortKey(target.hostname, target.port, target.protocol)))
       return open(target, callback);

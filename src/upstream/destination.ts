@@ -17,7 +17,7 @@
  * `registries.<host>.redirectHosts` / `tokenRealms`.
  */
 import { lookup as dnsLookup, type LookupAddress } from "node:dns";
-import { BlockList, isIP, isIPv4 } from "node:net";
+import { BlockList, isIP, isIPv4, type LookupFunction } from "node:net";
 import { TrustgateError } from "../errors.js";
 
 export type AddressClass =
@@ -147,21 +147,11 @@ export function entryKeys(entry: string): string[] {
   return [`${host}:443`, `${host}:80`];
 }
 
-type LookupCallback = (
-  err: NodeJS.ErrnoException | null,
-  address: string | LookupAddress[],
-  family?: number,
-) => void;
-
 /**
  * A `lookup` for net.connect/tls.connect that answers only public addresses: what the socket
  * connects to is what this returns, so the check and the connection cannot disagree.
  */
-export function publicOnlyLookup(
-  hostname: string,
-  options: { all?: boolean; family?: number | string; hints?: number },
-  callback: LookupCallback,
-): void {
+export const publicOnlyLookup: LookupFunction = (hostname, options, callback) => {
   dnsLookup(hostname, { ...options, all: true } as { all: true }, (err, addresses) => {
     if (err) return callback(err, options.all ? [] : "");
     const usable = addresses.filter((a) => classifyAddress(a.address) === "public");
@@ -172,13 +162,13 @@ export function publicOnlyLookup(
         first?.address ?? "(none)",
         first ? classifyAddress(first.address) : "reserved",
       );
-      return callback(refused as unknown as NodeJS.ErrnoException, options.all ? [] : "");
+      return callback(refused, options.all ? [] : "");
     }
     if (options.all) return callback(null, usable);
     const one = usable[0] as LookupAddress;
     callback(null, one.address, one.family);
   });
-}
+};
 
 /** An IP literal host that is not public: the reason to refuse it before any connection. */
 export function refusedLiteral(hostname: string): DestinationRefusedError | undefined {
