@@ -11,13 +11,13 @@ import { type Context, Hono } from "hono";
 import type { RegistryConfig } from "./config/types.js";
 import { fixedFieldsLogger, type Logger } from "./log.js";
 import { OciCode, OciError, renderOciError } from "./oci/errors.js";
-import { type Digest, parseDigest, parseReference } from "./oci/reference.js";
-import type { BlobCache, BlobFill, CachedBlob } from "./proxy/blob-cache.js";
-import { BlobDigestMismatchError, blobHeaders, blobRedirectUrl, DigestVerifier } from "./proxy/blobs.js";
+import { parseReference } from "./oci/reference.js";
+import type { BlobCache } from "./proxy/blob-cache.js";
+import { BlobRelay } from "./proxy/blob-relay.js";
 import type { AuditLine } from "./proxy/enforce.js";
 import { toOciError } from "./proxy/error-mapping.js";
 import type { ManifestResolver } from "./proxy/manifests.js";
-import { API_VERSION_HEADER, rawResponse, requestHeader, sendBytes, sendStream } from "./proxy/respond.js";
+import { API_VERSION_HEADER, rawResponse, requestHeader, sendBytes } from "./proxy/respond.js";
 import { parseApiPath, selectTarget, type Target } from "./proxy/route.js";
 import type { TagLister } from "./proxy/tags.js";
 import type { WarmAnswers } from "./proxy/warm.js";
@@ -53,6 +53,8 @@ export interface AppDeps {
     registries: ReadonlyMap<string, RegistryConfig>;
     defaultRegistry: string | undefined;
     blobRedirect: boolean;
+    /** bodyMs also bounds how long a blob relay may stall on its client (proxy/blob-relay.ts) */
+    upstreamTimeouts?: { bodyMs: number };
   };
   /** one upstream client per configured registry, keyed by registry name */
   clients: ReadonlyMap<string, RegistryClient>;
@@ -66,16 +68,11 @@ export interface AppDeps {
   blobCache?: BlobCache;
 }
 
-function clientFor(deps: AppDeps, target: Target): RegistryClient {
-  const client = deps.clients.get(target.registry.name);
-  if (!client) throw new Error(`no upstream client for ${target.registry.name}`);
-  return client;
-}
-
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const log = deps.logger;
   const access = fixedFieldsLogger(log);
+  const blobs = new BlobRelay(deps);
 
   // Request id + one access-log line per request. The two common headers are added where each
   // answer is written (respond.ts), so Node gets all headers in one writeHead call.
@@ -159,7 +156,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       case "manifest":
         return manifest(c, deps, target, route.reference, method);
       case "blob":
-        return blob(c, deps, target, route.digest, method);
+        return blobs.serve(c, target, route.digest, method);
       case "tags":
         return tags(c, deps, target);
     }
@@ -292,143 +289,6 @@ async function manifest(
     });
   }
   return sendBytes(c, 200, headers, answer.bytes);
-}
-
-async function blob(
-  c: Context<AppEnv>,
-  deps: AppDeps,
-  target: Target,
-  rawDigest: string,
-  method: "GET" | "HEAD",
-): Promise<Response> {
-  const digest = parseDigest(rawDigest);
-  if (!digest)
-    throw new OciError(OciCode.DIGEST_INVALID, { message: `invalid digest ${JSON.stringify(rawDigest)}` });
-  const client = clientFor(deps, target);
-  if (deps.config.blobRedirect) {
-    // Only for anonymous upstreams (config refuses credentials with it): the client fetches
-    // the blob itself and verifies its digest, as every client does.
-    return sendBytes(
-      c,
-      307,
-      { location: blobRedirectUrl(client, target.repository, digest), "content-length": "0" },
-      null,
-    );
-  }
-  const range = method === "GET" ? requestHeader(c, "range") : undefined;
-  const requestLog = c.get("requestLog");
-  const cache = deps.blobCache;
-  if (cache && method === "GET" && range === undefined) {
-    const cached = await cache.open(target.registry.name, target.repository, digest, async () => {
-      // Not yet seen in this repository: the upstream must have it there (throws its 404 if not).
-      (await client.openBlob(target.repository, digest.value, "HEAD", undefined)).body.resume();
-    });
-    if (cached) return sendCachedBlob(c, deps, target, digest, cached);
-    requestLog.cache = "miss";
-  }
-  const upstream = await client.openBlob(target.repository, digest.value, method, range);
-  const headers = blobHeaders(upstream.headers, digest, upstream.statusCode);
-  if (method === "HEAD") {
-    upstream.body.resume();
-    return sendBytes(c, 200, headers, null);
-  }
-  if (upstream.statusCode === 206) {
-    // A slice cannot be verified against the digest of the whole blob: it passes as is. The
-    // client verifies the assembled blob, which is what the digest is for.
-    requestLog.bytes = Number(headers["content-length"] ?? 0);
-    const { response, done } = sendStream(c, 206, headers, upstream.body);
-    done.catch(() => {
-      requestLog.outcome = "broken";
-    });
-    return response;
-  }
-  // A copy for the cache: kept only if the relay below ends verified (BlobFill.commit).
-  const length = headers["content-length"];
-  const fill =
-    length === undefined
-      ? undefined
-      : cache?.beginFill(target.registry.name, target.repository, digest, Number(length));
-  const verifier = new DigestVerifier(digest, fill);
-  requestLog.streamedBytes = () => verifier.bytesPassed;
-  upstream.body.pipe(verifier);
-  upstream.body.once("error", (err) => verifier.destroy(err));
-  const { response, done } = sendStream(c, 200, headers, verifier);
-  if (fill)
-    done.then(
-      () => keepInCache(deps.logger, digest, fill),
-      () => fill.abort(),
-    );
-  done.catch((err: unknown) => {
-    upstream.body.destroy();
-    if (err instanceof BlobDigestMismatchError) {
-      requestLog.outcome = "digest-mismatch";
-      deps.logger.error(
-        {
-          reqId: c.get("requestId"),
-          registry: target.registry.name,
-          repository: target.repository,
-          expected: err.expected,
-          actual: err.actual,
-        },
-        "blob digest mismatch: connection aborted",
-      );
-    } else if ((err as { code?: unknown }).code === "ERR_STREAM_PREMATURE_CLOSE") {
-      // The client went away; nothing is wrong upstream.
-      requestLog.outcome = "client-aborted";
-    } else {
-      requestLog.outcome = "broken";
-      deps.logger.warn(
-        { reqId: c.get("requestId"), registry: target.registry.name, err: String(err) },
-        "blob transfer broken",
-      );
-    }
-  });
-  return response;
-}
-
-/** After a verified relay: the copy goes into the blob cache, or the log says why not. */
-async function keepInCache(logger: Logger, digest: Digest, fill: BlobFill): Promise<void> {
-  try {
-    if (!(await fill.commit()))
-      logger.warn({ digest: digest.value, reason: fill.failure }, "blob not kept in the cache");
-  } catch (err) {
-    logger.warn({ digest: digest.value, err: String(err) }, "blob cache write failed");
-  }
-}
-
-/** A blob from the verified cache: its digest was checked when it was stored. */
-function sendCachedBlob(
-  c: Context<AppEnv>,
-  deps: AppDeps,
-  target: Target,
-  digest: Digest,
-  cached: CachedBlob,
-): Response {
-  const requestLog = c.get("requestLog");
-  requestLog.cache = "hit";
-  requestLog.bytes = cached.size;
-  const { response, done } = sendStream(
-    c,
-    200,
-    {
-      "content-type": "application/octet-stream",
-      "content-length": String(cached.size),
-      "docker-content-digest": digest.value,
-    },
-    cached.stream,
-  );
-  done.catch((err: unknown) => {
-    if ((err as { code?: unknown }).code === "ERR_STREAM_PREMATURE_CLOSE") {
-      requestLog.outcome = "client-aborted";
-      return;
-    }
-    requestLog.outcome = "broken";
-    deps.logger.warn(
-      { reqId: c.get("requestId"), registry: target.registry.name, digest: digest.value, err: String(err) },
-      "cached blob transfer broken",
-    );
-  });
-  return response;
 }
 
 async function tags(c: Context<AppEnv>, deps: AppDeps, target: Target): Promise<Response> {

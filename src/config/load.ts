@@ -28,7 +28,7 @@ export const DEFAULTS = {
   defaultPolicy: SHIPPED_DEFAULT_POLICY,
   trustRefreshSeconds: 30,
   logLevel: "info",
-  upstreamTimeouts: { connectMs: 10_000, headersMs: 30_000, bodyMs: 60_000 },
+  upstreamTimeouts: { connectMs: 10_000, headersMs: 30_000, bodyMs: 60_000, totalMs: 60_000 },
   manifestCacheBytes: 64 * 1024 * 1024,
   blobRedirect: false,
 } as const;
@@ -164,8 +164,28 @@ async function readRegistry(r: Reader, name: string, value: unknown): Promise<Re
   if (!isValidRegistryHost(name)) r.fail(key, "the registry name must be a host[:port] such as docker.io");
   // Requests name registries in lower case (containerd's ns, Docker's normalisation).
   if (name !== name.toLowerCase()) r.fail(key, "the registry name must be lower case");
-  const o = r.object(value, key, ["upstream", "caFile", "username", "passwordEnv", "notary", "tuf"]);
+  const o = r.object(value, key, [
+    "upstream",
+    "caFile",
+    "username",
+    "passwordEnv",
+    "notary",
+    "tuf",
+    "redirectHosts",
+    "tokenRealms",
+  ]);
   const reg: RegistryConfig = { name, upstream: r.url(o.upstream, `${key}.upstream`) };
+  for (const list of ["redirectHosts", "tokenRealms"] as const) {
+    if (o[list] === undefined) continue;
+    if (!Array.isArray(o[list]))
+      r.fail(`${key}.${list}`, `must be a list of host[:port], got ${describe(o[list])}`);
+    reg[list] = (o[list] as unknown[]).map((entry, i) => {
+      const text = r.string(entry, `${key}.${list}[${i}]`);
+      if (!isValidRegistryHost(text))
+        r.fail(`${key}.${list}[${i}]`, `must be host[:port], got ${JSON.stringify(text)}`);
+      return text.toLowerCase();
+    });
+  }
   if (o.caFile !== undefined) {
     const ca = await readCa(r, o.caFile, `${key}.caFile`);
     reg.caFile = ca.file;
@@ -258,8 +278,9 @@ export async function parseConfig(
 
   const timeouts: UpstreamTimeouts = { ...DEFAULTS.upstreamTimeouts };
   if (o.upstreamTimeouts !== undefined) {
-    const t = r.object(o.upstreamTimeouts, "upstreamTimeouts", ["connectMs", "headersMs", "bodyMs"]);
-    for (const k of ["connectMs", "headersMs", "bodyMs"] as const) {
+    const keys = ["connectMs", "headersMs", "bodyMs", "totalMs"] as const;
+    const t = r.object(o.upstreamTimeouts, "upstreamTimeouts", keys);
+    for (const k of keys) {
       if (t[k] !== undefined) timeouts[k] = r.integer(t[k], `upstreamTimeouts.${k}`, 1, 3_600_000);
     }
   }

@@ -52,14 +52,24 @@ export interface RegistryConfig {
   credentials?: { username: string; password: Secret };
   notary?: NotaryConfig;
   tuf?: TufConfig;
+  /**
+   * `host[:port]` entries (no port: 443 and 80) the upstream may redirect to although they resolve
+   * to a loopback, private or link-local address (src/upstream/destination.ts); the upstream's own
+   * origin is always allowed
+   */
+  redirectHosts?: string[];
+  /** `host[:port]` token realms other than the upstream's own origin that may get the credentials */
+  tokenRealms?: string[];
 }
 
 export interface UpstreamTimeouts {
   connectMs: number;
   /** until the response headers arrive */
   headersMs: number;
-  /** the longest pause between two body chunks */
+  /** the longest pause between two body chunks, and the longest a blob relay may stall on its client */
   bodyMs: number;
+  /** the whole of one manifest, tag list or token fetch (redirects and retries included), and a blob's headers */
+  totalMs: number;
 }
 
 export interface Config {

@@ -1,13 +1,20 @@
 /**
- * The registry client for one configured upstream: an undici keep-alive Agent (pools per
- * origin, so a blob CDN gets its own pool too), the token flow and Basic auth (auth.ts), custom
- * CA, timeouts, bounded retries of idempotent requests on connection errors, and redirects
- * followed without sending the upstream's credentials to another host.
+ * The registry client for one configured upstream: two undici keep-alive Agents (one for blobs,
+ * one for manifests, tag lists and tokens, so relays that a slow client holds open can never
+ * take the connections a manifest pull needs: REVIEW U3; each pools per origin, so a blob CDN
+ * gets its own pool too), the token flow and Basic auth (auth.ts), custom CA, timeouts (idle and
+ * a total deadline per fetch: U4), bounded retries of idempotent requests on connection errors,
+ * and redirects followed without sending the upstream's credentials to another host.
+ *
+ * It is not an SSRF tool (U2): a redirect never downgrades https to http, and every connection
+ * to a host other than the configured origin (a redirect target, a token realm) is checked on
+ * the address it really connects to (destination.ts). Credentials go only to a token realm on
+ * the upstream's own origin or one the operator listed (U9).
  */
 
 import type { Readable } from "node:stream";
 import { rootCertificates } from "node:tls";
-import { Agent, type Dispatcher, request } from "undici";
+import { Agent, buildConnector, type Dispatcher, request } from "undici";
 import type { RegistryConfig, UpstreamTimeouts } from "../config/types.js";
 import type { Logger } from "../log.js";
 import { BLOB_HIGH_WATER_MARK } from "../streaming.js";
@@ -19,6 +26,13 @@ import {
   pullScope,
   type TokenCache,
 } from "./auth.js";
+import {
+  DestinationRefusedError,
+  entryKeys,
+  hostPortKey,
+  publicOnlyLookup,
+  refusedLiteral,
+} from "./destination.js";
 import { UpstreamError, type UpstreamResource } from "./errors.js";
 
 export type ResponseHeaders = Record<string, string | string[] | undefined>;
@@ -60,6 +74,50 @@ const RETRYABLE_CODES = new Set([
 ]);
 const TIMEOUT_CODES = new Set(["UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT"]);
 const USER_AGENT = "trustgate/0.1";
+/** config/load.ts DEFAULTS.upstreamTimeouts.totalMs (not imported: the client does not depend on the loader) */
+const DEFAULT_TOTAL_MS = 60_000;
+/**
+ * Connections per origin. Blobs get their own Agent, so however many relays are open the
+ * manifest, tag and token requests keep theirs; each blob relay is also bounded per client and
+ * cut when its client stalls (proxy/blob-relay.ts).
+ */
+const API_CONNECTIONS = 32;
+const BLOB_CONNECTIONS = 128;
+/**
+ * Token realms known to belong to an upstream: Docker Hub's registry names auth.docker.io
+ * (docs.docker.com "Registry authentication"). Others are listed by the operator (tokenRealms).
+ */
+const WELL_KNOWN_TOKEN_REALMS: Record<string, string[]> = {
+  "registry-1.docker.io": ["auth.docker.io"],
+};
+
+/** The refusal a connect failure carries, however undici wrapped it. */
+function refusalIn(err: unknown): DestinationRefusedError | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof DestinationRefusedError) return e;
+  }
+  return undefined;
+}
+
+/**
+ * A connector that lets every host in `allowed` (host:port keys) through as is and checks every
+ * other destination: an IP literal before any connection, a name through a lookup that answers
+ * only public addresses (the address checked is the address connected to).
+ */
+function guardedConnector(
+  options: buildConnector.BuildOptions,
+  allowed: ReadonlySet<string>,
+): buildConnector.connector {
+  const open = buildConnector(options);
+  const guarded = buildConnector({ ...options, lookup: publicOnlyLookup });
+  return (target, callback) => {
+    if (allowed.has(hostPortKey(target.hostname, target.port, target.protocol)))
+      return open(target, callback);
+    const refused = refusedLiteral(target.hostname);
+    if (refused) return callback(refused, null);
+    return guarded(target, callback);
+  };
+}
 
 export function header(headers: ResponseHeaders, name: string): string | undefined {
   const v = headers[name];
@@ -94,21 +152,37 @@ function errorCode(err: unknown): string | undefined {
 
 export interface RegistryClientOptions {
   registry: RegistryConfig;
-  timeouts: UpstreamTimeouts;
+  /** totalMs defaults to config's default (tests that build a client need not name it) */
+  timeouts: Omit<UpstreamTimeouts, "totalMs"> & { totalMs?: number };
   tokens: TokenCache;
   logger: Logger;
-  /** for tests: a dispatcher to use instead of a new Agent */
+  /** for tests: a dispatcher to use instead of the two new Agents */
   dispatcher?: Dispatcher;
+}
+
+/** Options for one logical request (send). */
+export interface SendOptions {
+  repository: string;
+  resource: UpstreamResource;
+  headers: Record<string, string>;
+  followRedirects: boolean;
+  /** aborts the whole request: redirects, token fetch, retries and (if still attached) the body */
+  signal?: AbortSignal;
 }
 
 export class RegistryClient {
   readonly name: string;
   readonly upstream: URL;
   readonly #registry: RegistryConfig;
-  readonly #dispatcher: Dispatcher;
-  readonly #ownsDispatcher: boolean;
+  /** manifests, tag lists, tokens */
+  readonly #api: Dispatcher;
+  readonly #blobs: Dispatcher;
+  readonly #ownsDispatchers: boolean;
   readonly #tokens: TokenCache;
   readonly #logger: Logger;
+  readonly #totalMs: number;
+  /** host:port keys of the token realms that may receive the configured credentials */
+  readonly #credentialRealms: ReadonlySet<string>;
 
   constructor(opts: RegistryClientOptions) {
     this.#registry = opts.registry;
@@ -116,21 +190,37 @@ export class RegistryClient {
     this.upstream = opts.registry.upstream;
     this.#tokens = opts.tokens;
     this.#logger = opts.logger;
-    this.#ownsDispatcher = opts.dispatcher === undefined;
-    this.#dispatcher =
-      opts.dispatcher ??
+    this.#totalMs = opts.timeouts.totalMs ?? DEFAULT_TOTAL_MS;
+    const own = hostPortKey(this.upstream.hostname, this.upstream.port, this.upstream.protocol);
+    const realms = [...(opts.registry.tokenRealms ?? [])];
+    if (this.upstream.protocol === "https:")
+      realms.push(...(WELL_KNOWN_TOKEN_REALMS[this.upstream.hostname] ?? []));
+    this.#credentialRealms = new Set([own, ...realms.flatMap(entryKeys)]);
+    // Where a connection needs no address check: the operator named these hosts.
+    const allowed = new Set([
+      own,
+      ...(opts.registry.redirectHosts ?? []).flatMap(entryKeys),
+      ...realms.flatMap(entryKeys),
+    ]);
+    this.#ownsDispatchers = opts.dispatcher === undefined;
+    const agent = (connections: number) =>
       new Agent({
-        connect: {
-          timeout: opts.timeouts.connectMs,
-          // An extra CA adds to the system roots; it does not replace them (a CDN behind a
-          // redirect still has a public certificate).
-          ...(opts.registry.ca ? { ca: [...rootCertificates, opts.registry.ca] } : {}),
-        },
+        connect: guardedConnector(
+          {
+            timeout: opts.timeouts.connectMs,
+            // An extra CA adds to the system roots; it does not replace them (a CDN behind a
+            // redirect still has a public certificate).
+            ...(opts.registry.ca ? { ca: [...rootCertificates, opts.registry.ca] } : {}),
+          },
+          allowed,
+        ),
         headersTimeout: opts.timeouts.headersMs,
         bodyTimeout: opts.timeouts.bodyMs,
         keepAliveTimeout: 30_000,
-        connections: 64,
+        connections,
       });
+    this.#api = opts.dispatcher ?? agent(API_CONNECTIONS);
+    this.#blobs = opts.dispatcher ?? agent(BLOB_CONNECTIONS);
   }
 
   /** `<upstream>/v2/<repository>/<rest>` */
@@ -139,16 +229,23 @@ export class RegistryClient {
   }
 
   async close(): Promise<void> {
-    if (this.#ownsDispatcher) await this.#dispatcher.close();
+    if (this.#ownsDispatchers) await Promise.all([this.#api.close(), this.#blobs.close()]);
+  }
+
+  /** A deadline for one whole fetch (upstreamTimeouts.totalMs): U4, a dripping upstream. */
+  #deadline(): AbortSignal {
+    return AbortSignal.timeout(this.#totalMs);
   }
 
   /** GET a manifest by tag or digest with the given Accept; bytes capped at MANIFEST_MAX_BYTES. */
   async fetchManifest(repository: string, reference: string, accept: string): Promise<FetchedManifest> {
+    const signal = this.#deadline();
     const res = await this.send("GET", this.apiUrl(repository, `manifests/${reference}`), {
       repository,
       resource: "manifest",
       headers: { accept },
       followRedirects: true,
+      signal,
     });
     await this.#expectStatus(res, "manifest", [200]);
     const tooLarge = () =>
@@ -163,7 +260,7 @@ export class RegistryClient {
       res.body.destroy();
       throw tooLarge();
     }
-    const bytes = await this.#readBody(res.body, MANIFEST_MAX_BYTES, "manifest", tooLarge);
+    const bytes = await this.#readBody(res.body, MANIFEST_MAX_BYTES, "manifest", tooLarge, signal);
     return {
       bytes,
       contentType: header(res.headers, "content-type"),
@@ -173,7 +270,10 @@ export class RegistryClient {
 
   /**
    * Open a blob (GET streams, HEAD has no body). The caller owns `body`. A client Range header is
-   * forwarded; 200 and 206 are success.
+   * forwarded; 200 is success, and 206 only when a Range was sent: a slice cannot be checked
+   * against the blob's digest, so an unasked-for 206 would pass unverified bytes (REVIEW U1).
+   * Until the headers arrive the total deadline applies (a full pool queues, a token fetch or a
+   * redirect may hang); the body is bounded by the idle timeout and the relay's stall deadline.
    */
   async openBlob(
     repository: string,
@@ -181,13 +281,35 @@ export class RegistryClient {
     method: "GET" | "HEAD",
     range: string | undefined,
   ): Promise<UpstreamResponse> {
-    const res = await this.send(method, this.apiUrl(repository, `blobs/${digest}`), {
-      repository,
-      resource: "blob",
-      headers: range ? { range } : {},
-      followRedirects: true,
-    });
-    await this.#expectStatus(res, "blob", [200, 206]);
+    const headersDeadline = new AbortController();
+    const timer = setTimeout(
+      () => headersDeadline.abort(new Error("upstreamTimeouts.totalMs")),
+      this.#totalMs,
+    );
+    let res: UpstreamResponse;
+    try {
+      res = await this.send(method, this.apiUrl(repository, `blobs/${digest}`), {
+        repository,
+        resource: "blob",
+        headers: range ? { range } : {},
+        followRedirects: true,
+        signal: headersDeadline.signal,
+      });
+    } finally {
+      // Headers are in: from here a long blob is bounded by idle timeouts, not by a total.
+      clearTimeout(timer);
+    }
+    if (res.statusCode === 206 && range === undefined) {
+      res.body.destroy();
+      throw new UpstreamError(
+        "UPSTREAM_INVALID",
+        this.name,
+        "blob",
+        `registry ${this.name} answered a partial blob (206) to a request for the whole blob`,
+        { status: 206 },
+      );
+    }
+    await this.#expectStatus(res, "blob", range === undefined ? [200] : [200, 206]);
     return res;
   }
 
@@ -201,11 +323,13 @@ export class RegistryClient {
       const v = query.get(key);
       if (v !== null) url.searchParams.set(key, v);
     }
+    const signal = this.#deadline();
     const res = await this.send("GET", url, {
       repository,
       resource: "tags",
       headers: {},
       followRedirects: true,
+      signal,
     });
     await this.#expectStatus(res, "tags", [200]);
     const bytes = await this.#readBody(
@@ -219,6 +343,7 @@ export class RegistryClient {
           "tags",
           `registry ${this.name} sent a tag list too large`,
         ),
+      signal,
     );
     return { bytes, contentType: header(res.headers, "content-type") };
   }
@@ -226,18 +351,11 @@ export class RegistryClient {
   /**
    * One logical request: authorization from the token cache (or after a 401 challenge, retried
    * once), redirects followed (bounded) with Authorization only ever sent to the upstream's own
-   * origin: every client drops it for a blob 307 to a CDN, and so do we.
+   * origin: every client drops it for a blob 307 to a CDN, and so do we. A redirect from https
+   * to http is refused (it would expose the request, and the bytes, to the path); where a
+   * redirect may connect is the connector's check (guardedConnector).
    */
-  async send(
-    method: "GET" | "HEAD",
-    start: URL,
-    opts: {
-      repository: string;
-      resource: UpstreamResource;
-      headers: Record<string, string>;
-      followRedirects: boolean;
-    },
-  ): Promise<UpstreamResponse> {
+  async send(method: "GET" | "HEAD", start: URL, opts: SendOptions): Promise<UpstreamResponse> {
     let url = start;
     let authorization = await this.#authorizationFor(opts.repository);
     let answeredChallenge = false;
@@ -245,7 +363,7 @@ export class RegistryClient {
       const sameOrigin = url.origin === this.upstream.origin;
       const headers: Record<string, string> = { ...opts.headers, "user-agent": USER_AGENT };
       if (sameOrigin && authorization !== undefined) headers.authorization = authorization;
-      const res = await this.#requestWithRetry(method, url, headers, opts.resource);
+      const res = await this.#requestWithRetry(method, url, headers, opts.resource, opts.signal);
       if (res.statusCode === 401 && sameOrigin && !answeredChallenge) {
         const challenge = parseChallenge(header(res.headers, "www-authenticate"));
         drain(res.body);
@@ -273,6 +391,13 @@ export class RegistryClient {
             opts.resource,
             `registry ${this.name}: redirect to a non-HTTP URL`,
           );
+        if (url.protocol === "https:" && next.protocol === "http:")
+          throw new UpstreamError(
+            "UPSTREAM_INVALID",
+            this.name,
+            opts.resource,
+            `registry ${this.name}: the ${opts.resource} redirect leads from https to plain http: refused`,
+          );
         url = next;
         continue;
       }
@@ -287,8 +412,17 @@ export class RegistryClient {
     const scope = pullScope(repository);
     const cached = this.#tokens.get(this.name, scope);
     if (cached !== undefined) return `Bearer ${cached}`;
-    if (challenge?.scheme === "bearer") return `Bearer ${await this.#token(challenge, scope)}`;
-    return undefined;
+    if (challenge?.scheme !== "bearer") return undefined;
+    try {
+      return `Bearer ${await this.#token(challenge, scope)}`;
+    } catch (err) {
+      // The remembered realm is a shortcut, not a requirement: a realm one repository's 401
+      // named and we refused (or that failed) must not break requests that need no token.
+      // If this one does, its own 401 fetches the token again and reports the failure.
+      if (!(err instanceof UpstreamError)) throw err;
+      this.#logger.debug({ registry: this.name, code: err.code }, "token before the request failed");
+      return undefined;
+    }
   }
 
   async #authorizeAfterChallenge(
@@ -321,6 +455,7 @@ export class RegistryClient {
    */
   #token(challenge: Challenge, scope: string): Promise<string> {
     return this.#tokens.getOrFetch(this.name, scope, async () => {
+      const signal = this.#deadline();
       const realm = challenge.params.realm ?? "";
       let url: URL;
       try {
@@ -341,19 +476,12 @@ export class RegistryClient {
           `registry ${this.name} named a non-HTTP token realm`,
         );
       const creds = this.#registry.credentials;
-      // Never downgrade: credentials for an https upstream do not travel over plain http.
-      if (creds && url.protocol === "http:" && this.upstream.protocol === "https:")
-        throw new UpstreamError(
-          "UPSTREAM_AUTH_FAILED",
-          this.name,
-          "token",
-          `registry ${this.name} named a plain-http token realm`,
-        );
+      if (creds) this.#checkCredentialRealm(url);
       if (challenge.params.service) url.searchParams.set("service", challenge.params.service);
       url.searchParams.set("scope", scope);
       const headers: Record<string, string> = { "user-agent": USER_AGENT, accept: "application/json" };
       if (creds) headers.authorization = basicAuthorization(creds.username, creds.password.reveal());
-      const res = await this.#requestWithRetry("GET", url, headers, "token");
+      const res = await this.#requestWithRetry("GET", url, headers, "token", signal);
       if (res.statusCode !== 200) {
         drain(res.body);
         throw new UpstreamError(
@@ -369,6 +497,7 @@ export class RegistryClient {
         TOKEN_MAX_BYTES,
         "token",
         () => new UpstreamError("UPSTREAM_AUTH_FAILED", this.name, "token", "token response too large"),
+        signal,
       );
       let parsed: unknown;
       try {
@@ -390,22 +519,75 @@ export class RegistryClient {
     });
   }
 
+  /**
+   * The configured credentials go to a token realm only on the upstream's own origin or on a
+   * host the operator listed (tokenRealms; Docker Hub's auth.docker.io is known), and never over
+   * plain http unless the upstream itself is plain http (then the operator chose that already).
+   * A realm the upstream may name is data from the network: without this an upstream, or whoever
+   * can alter its 401 on a plain-http hop, collects the password (REVIEW U9). We refuse rather
+   * than fetch anonymously: an anonymous token for a private repository would only turn into a
+   * puzzling 401 later.
+   */
+  #checkCredentialRealm(realm: URL): void {
+    const sameOrigin = realm.origin === this.upstream.origin;
+    const listed = this.#credentialRealms.has(hostPortKey(realm.hostname, realm.port, realm.protocol));
+    const where = `registries.${this.name}.tokenRealms`;
+    if (!sameOrigin && !listed)
+      throw new UpstreamError(
+        "UPSTREAM_AUTH_FAILED",
+        this.name,
+        "token",
+        `registry ${this.name} named a token realm on another host (${realm.host}); its credentials go only to its own origin or a host in ${where}`,
+      );
+    if (realm.protocol === "http:" && this.upstream.protocol !== "http:")
+      throw new UpstreamError(
+        "UPSTREAM_AUTH_FAILED",
+        this.name,
+        "token",
+        `registry ${this.name} named a plain-http token realm: credentials are never sent over http`,
+      );
+  }
+
   async #requestWithRetry(
     method: "GET" | "HEAD",
     url: URL,
     headers: Record<string, string>,
     resource: UpstreamResource,
+    signal: AbortSignal | undefined,
   ): Promise<Omit<UpstreamResponse, "url">> {
     for (let attempt = 1; ; attempt++) {
       try {
         const res = await request(url, {
           method,
           headers,
-          dispatcher: this.#dispatcher,
+          dispatcher: resource === "blob" ? this.#blobs : this.#api,
           highWaterMark: BLOB_HIGH_WATER_MARK,
+          ...(signal ? { signal } : {}),
         });
         return { statusCode: res.statusCode, headers: res.headers, body: res.body };
       } catch (err) {
+        if (signal?.aborted) throw this.#deadlineExceeded(resource, err);
+        const refused = refusalIn(err);
+        if (refused) {
+          this.#logger.warn(
+            {
+              registry: this.name,
+              resource,
+              host: refused.host,
+              address: refused.address,
+              class: refused.addressClass,
+            },
+            "upstream destination refused",
+          );
+          throw new UpstreamError(
+            "UPSTREAM_INVALID",
+            this.name,
+            resource,
+            `registry ${this.name} sent the ${resource} request to a ${refused.addressClass} address: refused (registries.${this.name}.redirectHosts allows a host)`,
+            {},
+            { cause: err },
+          );
+        }
         const code = errorCode(err);
         // Only failures before any response are retried, and only GET/HEAD (idempotent) reach here.
         if (code !== undefined && RETRYABLE_CODES.has(code) && attempt < MAX_ATTEMPTS) {
@@ -426,16 +608,29 @@ export class RegistryClient {
     }
   }
 
+  #deadlineExceeded(resource: UpstreamResource, cause: unknown): UpstreamError {
+    return new UpstreamError(
+      "UPSTREAM_TIMEOUT",
+      this.name,
+      resource,
+      `registry ${this.name} took longer than upstreamTimeouts.totalMs (${this.#totalMs} ms) for the ${resource}`,
+      {},
+      { cause },
+    );
+  }
+
   async #readBody(
     body: Readable,
     max: number,
     resource: UpstreamResource,
     onTooLarge: () => Error,
+    signal: AbortSignal | undefined,
   ): Promise<Buffer> {
     try {
       return await readCapped(body, max, onTooLarge);
     } catch (err) {
       if (err instanceof UpstreamError) throw err;
+      if (signal?.aborted) throw this.#deadlineExceeded(resource, err);
       const code = errorCode(err);
       const timeout = code !== undefined && TIMEOUT_CODES.has(code);
       throw new UpstreamError(

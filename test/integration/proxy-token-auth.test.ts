@@ -122,6 +122,8 @@ describe("proxy against a registry that demands bearer tokens", () => {
         `    upstream: ${registry.url}`,
         "    username: robot",
         "    passwordEnv: TEST_UPSTREAM_PASSWORD",
+        // The issuer is on another port: the credentials go there only because it is listed (U9).
+        `    tokenRealms: ["${new URL(realm).host}"]`,
       ].join("\n"),
       { env: { TEST_UPSTREAM_PASSWORD: password } },
     );

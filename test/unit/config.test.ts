@@ -56,7 +56,7 @@ policies: /abs/policies
 defaultPolicy: audit
 trustRefreshSeconds: 5
 logLevel: debug
-upstreamTimeouts: { connectMs: 1000, headersMs: 2000, bodyMs: 3000 }
+upstreamTimeouts: { connectMs: 1000, headersMs: 2000, bodyMs: 3000, totalMs: 4000 }
 manifestCacheBytes: 1024
 blobRedirect: false
 blobCache: { dir: cache/blobs, maxBytes: 2097152 }
@@ -67,6 +67,8 @@ registries:
     username: robot
     passwordEnv: HUB_TOKEN
     notary: { url: "https://notary.docker.io", caFile: ca.pem }
+    redirectHosts: [cdn.internal.example, "10.0.0.5:9000"]
+    tokenRealms: [Auth.Docker.io]
   "127.0.0.1:5000":
     upstream: http://127.0.0.1:5000
     tuf: { metadataUrl: "http://127.0.0.1:8080/metadata", trustedRoot: root.json, targetPath: "{repository}/{tag}" }
@@ -77,7 +79,7 @@ registries:
     expect(c.listen).toEqual({ host: "::1", port: 6000 });
     expect(c.stateDir).toBe(join(dir, "state"));
     expect(c.policies).toBe("/abs/policies");
-    expect(c.upstreamTimeouts).toEqual({ connectMs: 1000, headersMs: 2000, bodyMs: 3000 });
+    expect(c.upstreamTimeouts).toEqual({ connectMs: 1000, headersMs: 2000, bodyMs: 3000, totalMs: 4000 });
     expect(c.blobCache).toEqual({ dir: join(dir, "cache/blobs"), maxBytes: 2097152 });
     const hub = c.registries.get("docker.io");
     expect(hub?.caFile).toBe(join(dir, "ca.pem"));
@@ -86,6 +88,8 @@ registries:
     expect(hub?.credentials?.password.reveal()).toBe("s3cret");
     expect(hub?.notary?.url.href).toBe("https://notary.docker.io/");
     expect(hub?.notary?.caFile).toBe(join(dir, "ca.pem"));
+    expect(hub?.redirectHosts).toEqual(["cdn.internal.example", "10.0.0.5:9000"]);
+    expect(hub?.tokenRealms).toEqual(["auth.docker.io"]);
     const local = c.registries.get("127.0.0.1:5000");
     expect(local?.tuf?.trustedRoot).toBe(join(dir, "root.json"));
     expect(local?.tuf?.targetPath).toBe("{repository}/{tag}");
@@ -132,6 +136,15 @@ registries:
     ["blobRedirect: true\nblobCache: { dir: c }", "blobCache: cannot be used with blobRedirect"],
     ["upstreamTimeouts: { connectMs: 0 }", "upstreamTimeouts.connectMs: must be an integer"],
     ["upstreamTimeouts: { readMs: 5 }", "upstreamTimeouts.readMs: unknown key"],
+    ["upstreamTimeouts: { totalMs: 0 }", "upstreamTimeouts.totalMs: must be an integer"],
+    [
+      "registries:\n  r.io:\n    upstream: https://r.io\n    redirectHosts: cdn.example",
+      "registries.r.io.redirectHosts: must be a list of host[:port]",
+    ],
+    [
+      "registries:\n  r.io:\n    upstream: https://r.io\n    tokenRealms: ['https://auth.example/token']",
+      "registries.r.io.tokenRealms[0]: must be host[:port]",
+    ],
     ["defaultRegistry: docker.io", 'defaultRegistry: names "docker.io", which is not under registries'],
     ["registries: []", "registries: must be a mapping"],
     ["registries:\n  docker.io: {}", "registries.docker.io.upstream: must be a non-empty string"],
