@@ -54,6 +54,15 @@ export async function run(argv: string[]): Promise<number> {
           logger.error({ problems: mismatches }, "reloaded policies name trust sources the registries lack");
       }
     },
+    // Loud (REVIEW U6): a watch that died silently left a later audit->enforce switch unapplied.
+    onWatchChange: (change) => {
+      if (change.state === "lost")
+        logger.error(
+          { policies: config.policies, reason: change.reason },
+          "policy directory watch lost: the policies in force stay; it is retried every second, and SIGHUP reloads",
+        );
+      else logger.info({ policies: config.policies }, "policy directory watch restored");
+    },
   });
   runtime = await buildRuntime(config, logger, { policies });
   const mismatches = sourceMismatches(policies.current, runtime.sources);
