@@ -6,7 +6,10 @@
  * `file:line: message` lines), watched, and reloaded on SIGHUP; every reload outcome is logged,
  * and a rejected reload keeps the previous set in force (issue 5).
  */
+import { randomBytes } from "node:crypto";
+import { mkdir, open, rm } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { buildRuntime } from "../app.js";
 import { loadConfig, parseListen } from "../config/load.js";
@@ -40,6 +43,12 @@ export async function run(argv: string[]): Promise<number> {
       throw new ConfigError(`${config.file}: --listen: ${problem}`);
     });
   }
+
+  // Refuse to start on a directory the proxy could not write later (REVIEW U8: the first pull
+  // of a new repository got a 500 instead).
+  const usesTrustState = [...config.registries.values()].some((r) => r.notary || r.tuf);
+  if (usesTrustState) await probeWritable(config.file, "stateDir", config.stateDir);
+  if (config.blobCache) await probeWritable(config.file, "blobCache.dir", config.blobCache.dir);
 
   const logger = createLogger(config.logLevel, asyncStdout());
   let runtime: Awaited<ReturnType<typeof buildRuntime>> | undefined;
@@ -144,5 +153,29 @@ function logReload(logger: Logger, outcome: ReloadOutcome): void {
       },
       "policy reload rejected: the previous policies stay in force",
     );
+  }
+}
+
+/**
+ * `dir` exists (made if missing) and takes a new file: one is created, written, fsync'd and
+ * removed, which is what a state write does (a full disk or a read-only mount fails here, not on
+ * the first pull). Throws ConfigError naming the key.
+ */
+async function probeWritable(file: string, key: string, dir: string): Promise<void> {
+  const probe = join(dir, `.trustgate-probe.${process.pid}.${randomBytes(4).toString("hex")}`);
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const fh = await open(probe, "wx", 0o600);
+    try {
+      await fh.writeFile("probe");
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new ConfigError(`${file}: ${key}: ${dir} is not writable (${code})`);
+  } finally {
+    await rm(probe, { force: true }).catch(() => undefined);
   }
 }
