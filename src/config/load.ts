@@ -8,6 +8,7 @@ import { readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { parseDocument } from "yaml";
 import { ConfigError } from "../errors.js";
+import { canonicalRegistryName } from "../oci/docker-hub.js";
 import { isValidRegistryHost } from "../oci/reference.js";
 import { DEFAULT_POLICY_SETTINGS, SHIPPED_DEFAULT_POLICY } from "../policy/applied.js";
 import {
@@ -165,7 +166,11 @@ async function readRegistry(r: Reader, name: string, value: unknown): Promise<Re
   // Requests name registries in lower case (containerd's ns, Docker's normalisation).
   if (name !== name.toLowerCase()) r.fail(key, "the registry name must be lower case");
   const o = r.object(value, key, ["upstream", "caFile", "username", "passwordEnv", "notary", "tuf"]);
-  const reg: RegistryConfig = { name, upstream: r.url(o.upstream, `${key}.upstream`) };
+  // Docker Hub's aliases become docker.io, the name its policies and GUNs use (REVIEW T15).
+  const reg: RegistryConfig = {
+    name: canonicalRegistryName(name),
+    upstream: r.url(o.upstream, `${key}.upstream`),
+  };
   if (o.caFile !== undefined) {
     const ca = await readCa(r, o.caFile, `${key}.caFile`);
     reg.caFile = ca.file;
@@ -248,13 +253,26 @@ export async function parseConfig(
   const registries = new Map<string, RegistryConfig>();
   if (o.registries !== undefined && o.registries !== null) {
     const regs = r.object(o.registries, "registries", Object.keys(o.registries as Obj));
-    for (const [name, value] of Object.entries(regs))
-      registries.set(name, await readRegistry(r, name, value));
+    const writtenAs = new Map<string, string>();
+    for (const [name, value] of Object.entries(regs)) {
+      const reg = await readRegistry(r, name, value);
+      const earlier = writtenAs.get(reg.name);
+      // Two keys for one registry: which upstream and trust source would apply is a guess.
+      if (earlier !== undefined)
+        r.fail(
+          `registries.${name}`,
+          `is ${reg.name}, as registries.${earlier} is: configure it once, as ${reg.name}`,
+        );
+      writtenAs.set(reg.name, name);
+      registries.set(reg.name, reg);
+    }
   }
 
-  const defaultRegistry = r.optionalString(o.defaultRegistry, "defaultRegistry");
+  const defaultRegistryKey = r.optionalString(o.defaultRegistry, "defaultRegistry");
+  const defaultRegistry =
+    defaultRegistryKey === undefined ? undefined : canonicalRegistryName(defaultRegistryKey);
   if (defaultRegistry !== undefined && !registries.has(defaultRegistry))
-    r.fail("defaultRegistry", `names ${JSON.stringify(defaultRegistry)}, which is not under registries`);
+    r.fail("defaultRegistry", `names ${JSON.stringify(defaultRegistryKey)}, which is not under registries`);
 
   const timeouts: UpstreamTimeouts = { ...DEFAULTS.upstreamTimeouts };
   if (o.upstreamTimeouts !== undefined) {
