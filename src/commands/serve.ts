@@ -8,6 +8,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { mkdir, open, rm } from "node:fs/promises";
+import type { Server as HttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -17,6 +18,7 @@ import { ConfigError, UsageError } from "../errors.js";
 import { asyncStdout, createLogger, flushLogger, type Logger } from "../log.js";
 import { formatProblem, PolicyStore, type ReloadOutcome } from "../policy/index.js";
 import { createApp, createHttpServer } from "../server.js";
+import { ServingCertificate } from "../tls-listener.js";
 import { sourceMismatches } from "../trust/sources.js";
 
 const USAGE = "usage: trustgate serve --config FILE [--listen HOST:PORT]";
@@ -50,6 +52,9 @@ export async function run(argv: string[]): Promise<number> {
   if (usesTrustState) await probeWritable(config.file, "stateDir", config.stateDir);
   if (config.blobCache) await probeWritable(config.file, "blobCache.dir", config.blobCache.dir);
 
+  // Read and pair the TLS files before anything starts: a wrong file is exit 2, the key named.
+  const certificate = config.tls ? await ServingCertificate.load(config.file, config.tls) : undefined;
+
   const logger = createLogger(config.logLevel, asyncStdout());
   let runtime: Awaited<ReturnType<typeof buildRuntime>> | undefined;
   const policies = await PolicyStore.open(config.policies, {
@@ -80,7 +85,7 @@ export async function run(argv: string[]): Promise<number> {
     throw new ConfigError(mismatches.join("\n"));
   }
   const app = createApp(runtime.deps);
-  const server = createHttpServer(app, runtime.deps.warm);
+  const server = createHttpServer(app, runtime.deps.warm, certificate?.serverOptions());
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -97,6 +102,12 @@ export async function run(argv: string[]): Promise<number> {
   logger.info(
     {
       listen: `${addr.address}:${addr.port}`,
+      tls: certificate
+        ? {
+            ...certificate.describe(),
+            clientCertificates: config.tls?.clientCaFile !== undefined ? "required" : "not requested",
+          }
+        : false,
       registries: [...config.registries.keys()],
       defaultRegistry: config.defaultRegistry,
       policies: policies.current.policies.map((p) => p.name),
@@ -107,6 +118,21 @@ export async function run(argv: string[]): Promise<number> {
     },
     "trustgate listening",
   );
+  if (certificate) {
+    // A renewed certificate (cert-manager rewrites the files) is served without a restart.
+    certificate.follow(server as HttpsServer, (change) => {
+      if (change.ok)
+        logger.info(
+          { subject: change.subject, validTo: change.validTo, fingerprint256: change.fingerprint256 },
+          "TLS certificate reloaded",
+        );
+      else
+        logger.warn(
+          { problem: change.problem },
+          "TLS files changed but are not a usable set (yet): the previous certificate keeps serving",
+        );
+    });
+  }
   policies.watch();
   const onHangup = () => {
     logger.info({ trigger: "signal" }, "policy reload requested");
@@ -121,6 +147,7 @@ export async function run(argv: string[]): Promise<number> {
   logger.info({ signal }, "stopping");
   process.off("SIGHUP", onHangup);
   policies.close();
+  certificate?.close();
   await new Promise<void>((resolve) => {
     const timer = setTimeout(() => {
       // Cut what is still running: a half-sent blob fails on the client, never ends cleanly.

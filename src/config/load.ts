@@ -18,6 +18,7 @@ import {
   type NotaryConfig,
   type RegistryConfig,
   Secret,
+  type TlsConfig,
   type TufConfig,
   type UpstreamTimeouts,
 } from "./types.js";
@@ -224,6 +225,7 @@ const TOP_LEVEL_KEYS = [
   "manifestCacheBytes",
   "blobRedirect",
   "blobCache",
+  "tls",
 ] as const;
 
 /** Validate an already-read YAML text; `file` is used for messages and relative paths. */
@@ -311,6 +313,16 @@ export async function parseConfig(
       r.fail("blobCache", "cannot be used with blobRedirect: redirected blobs never pass through trustgate");
   }
 
+  let tls: TlsConfig | undefined;
+  if (o.tls !== undefined && o.tls !== null) {
+    // Only the paths here: the files are read, paired and watched by src/tls-listener.ts.
+    const t = r.object(o.tls, "tls", ["certFile", "keyFile", "clientCaFile"]);
+    if (t.certFile === undefined) r.fail("tls.certFile", "is required (the server certificate, PEM)");
+    if (t.keyFile === undefined) r.fail("tls.keyFile", "is required (its private key, PEM)");
+    tls = { certFile: r.path(t.certFile, "tls.certFile"), keyFile: r.path(t.keyFile, "tls.keyFile") };
+    if (t.clientCaFile !== undefined) tls.clientCaFile = r.path(t.clientCaFile, "tls.clientCaFile");
+  }
+
   return {
     file: absFile,
     listen,
@@ -334,6 +346,7 @@ export async function parseConfig(
         : r.integer(o.manifestCacheBytes, "manifestCacheBytes", 0, 2 ** 40),
     blobRedirect,
     blobCache,
+    tls,
   };
 }
 

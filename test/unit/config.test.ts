@@ -252,4 +252,24 @@ registries:
       ),
     ).toContain("registries.docker.io: is docker.io, as registries.index.docker.io is");
   });
+
+  it("issue 12: tls takes certFile, keyFile and an optional clientCaFile, resolved beside the config", async () => {
+    const c = await parseConfig(
+      "tls: { certFile: tls/tls.crt, keyFile: /abs/tls.key, clientCaFile: ca.pem }\n",
+      FILE,
+      {},
+    );
+    expect(c.tls).toEqual({
+      certFile: "/etc/trustgate/tls/tls.crt",
+      keyFile: "/abs/tls.key",
+      clientCaFile: "/etc/trustgate/ca.pem",
+    });
+    expect((await parseConfig("{}\n", FILE, {})).tls).toBeUndefined();
+    expect(await errorOf("tls: { certFile: a.crt }\n")).toBe(
+      `${join(dir, "config.yaml")}: tls.keyFile: is required (its private key, PEM)`,
+    );
+    expect(await errorOf("tls: { certFile: a.crt, keyFile: a.key, ca: x }\n")).toContain(
+      "tls.ca: unknown key (allowed: certFile, keyFile, clientCaFile)",
+    );
+  });
 });
