@@ -8,10 +8,11 @@
  * upstream is docker-registry; `defaultPolicy: off` (trust is not what this file tests).
  */
 import { execFileSync } from "node:child_process";
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { connect } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ctrImageDigest, ctrPull, startContainerd } from "../helpers/containerd.js";
 import { makeImage, pushImage } from "../helpers/image.js";
 import { freePort, type Peer, runCommand, startPeer, tempDir } from "../helpers/process.js";
 import { type RegistryPeer, startRegistry } from "../helpers/registry.js";
@@ -262,7 +263,7 @@ describe("HTTPS listener", () => {
     expect(log).not.toContain("BEGIN"); // no PEM, never the key, in the log
   }, 90_000);
 
-  it("issue 12: with tls.clientCaFile, requires a client certificate from that CA (mTLS)", async () => {
+  it("issue 12: with tls.clientCaFile, requires a client certificate from that CA (mTLS): skopeo and ctr", async () => {
     const proxy = await startProxy(
       configFor([
         `certFile: ${join(certs, "server-a.crt")}`,
@@ -284,7 +285,40 @@ describe("HTTPS listener", () => {
     const stranger = await skopeoInspect(ref, withStranger);
     expect(stranger.code).not.toBe(0);
     expect(stranger.stdout).toBe("");
-  }, 90_000);
+
+    // containerd (ctr, the kubelet's pull path): hosts.toml names the proxy's CA and the client
+    // pair for the proxy's [host] table (containerd's hosts.toml `ca` and `client` keys).
+    const containerd = await startContainerd();
+    try {
+      const hostsDir = await tempDir("hosts-https");
+      const mirror = `https://127.0.0.1:${proxy.port}`;
+      const pull = async (client: string[]) => {
+        await mkdir(join(hostsDir, registry.host), { recursive: true });
+        await writeFile(
+          join(hostsDir, registry.host, "hosts.toml"),
+          [
+            `server = ${JSON.stringify(mirror)}`,
+            `[host.${JSON.stringify(mirror)}]`,
+            '  capabilities = ["pull", "resolve"]',
+            `  ca = ${JSON.stringify(join(certs, "server-ca.crt"))}`,
+            ...client,
+            "",
+          ].join("\n"),
+        );
+        return ctrPull(containerd, `${registry.host}/acme/app:v1`, { hostsDir });
+      };
+      const refused = await pull([]);
+      expect(refused.code).not.toBe(0);
+      const pulled = await pull([
+        `  client = [[${JSON.stringify(join(certs, "client.crt"))}, ${JSON.stringify(join(certs, "client.key"))}]]`,
+      ]);
+      expect(pulled.stderr).toBe("");
+      expect(pulled.code).toBe(0);
+      expect(await ctrImageDigest(containerd, `${registry.host}/acme/app:v1`)).toBe(image.digest);
+    } finally {
+      await containerd.stop();
+    }
+  }, 120_000);
 
   it("issue 12: refuses to start on a key that is not the certificate's (exit 2, key named)", async () => {
     const dir = await tempDir("tg-https-bad");
