@@ -4,7 +4,12 @@
  *
  * Policies: the directory is loaded at start (an invalid file refuses the start: exit 2 with
  * `file:line: message` lines), watched, and reloaded on SIGHUP; every reload outcome is logged,
- * and a rejected reload keeps the previous set in force (issue 5).
+ * and a rejected reload keeps the previous set in force (issue 5). A lost directory watch is
+ * logged once and re-armed (REVIEW U6).
+ *
+ * Refused at start (exit 2, the key named): a stateDir or blobCache.dir that does not take a new
+ * file (REVIEW U8), and TLS files that do not form a certificate and its key. With `tls`, the
+ * listener is HTTPS and follows a renewed certificate (src/tls-listener.ts).
  */
 import { randomBytes } from "node:crypto";
 import { mkdir, open, rm } from "node:fs/promises";
