@@ -16,11 +16,11 @@
  * An inotify watch is tied to the directory's inode: once the directory is deleted (or the
  * configured path, itself a symlink, is pointed elsewhere) it never fires again, silently
  * (REVIEW U6). So the watch is re-armed after every burst of events, and on a poll that finds
- * another directory (dev, inode) at the path. While
- * the path is missing the loss is reported (the caller logs it), the set in force stays, reload()
- * (SIGHUP) still works, and the path is retried every second. A poll also compares the policy
- * files' stat (through symlinks) with what the last reload read, so a change the watch never
- * reports (network filesystems, a missed event) is still picked up within `pollMs`.
+ * another directory (dev, inode) at the path. While the path is missing the loss is reported
+ * once (the caller logs it), the set in force stays, reload() (SIGHUP) still works, and the path
+ * is looked for every second. A poll also compares the policy files' stat (through symlinks)
+ * with what the last reload read, so a change the watch never reports (network filesystems, a
+ * missed event) is still picked up within `pollMs`.
  */
 import { type FSWatcher, watch } from "node:fs";
 import { readdir, stat } from "node:fs/promises";
