@@ -4,7 +4,8 @@
  * `createApp(deps)` so tests (and issue 4's enforcement) build the app with their own parts.
  */
 import { randomUUID } from "node:crypto";
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import { getRequestListener, type HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { type Context, Hono } from "hono";
@@ -22,6 +23,7 @@ import { parseApiPath, selectTarget, type Target } from "./proxy/route.js";
 import type { TagLister } from "./proxy/tags.js";
 import type { WarmAnswers } from "./proxy/warm.js";
 import { BLOB_HIGH_WATER_MARK } from "./streaming.js";
+import type { TlsServerOptions } from "./tls-listener.js";
 import type { RegistryClient } from "./upstream/client.js";
 
 /** Per-request facts the access log line reports; handlers fill them in. */
@@ -167,14 +169,21 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
 /**
  * The HTTP server: a request with a warm answer (proxy/warm.ts) is answered at once; every other
- * request goes through the app.
+ * request goes through the app. With `tls` it is an HTTPS server (node:https; the certificate is
+ * kept current by src/tls-listener.ts through setSecureContext).
  */
-export function createHttpServer(app: Hono<AppEnv>, warm: WarmAnswers | undefined): Server {
+export function createHttpServer(
+  app: Hono<AppEnv>,
+  warm: WarmAnswers | undefined,
+  tls?: TlsServerOptions,
+): Server | HttpsServer {
   const routed = getRequestListener(app.fetch);
-  return createServer({ highWaterMark: BLOB_HIGH_WATER_MARK }, (req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
     if (warm?.serve(req, res)) return;
     void routed(req, res);
-  });
+  };
+  if (tls) return createHttpsServer({ highWaterMark: BLOB_HIGH_WATER_MARK, ...tls }, handler);
+  return createServer({ highWaterMark: BLOB_HIGH_WATER_MARK }, handler);
 }
 
 /**

@@ -4,9 +4,18 @@
  *
  * Policies: the directory is loaded at start (an invalid file refuses the start: exit 2 with
  * `file:line: message` lines), watched, and reloaded on SIGHUP; every reload outcome is logged,
- * and a rejected reload keeps the previous set in force (issue 5).
+ * and a rejected reload keeps the previous set in force (issue 5). A lost directory watch is
+ * logged once and re-armed (REVIEW U6).
+ *
+ * Refused at start (exit 2, the key named): a stateDir or blobCache.dir that does not take a new
+ * file (REVIEW U8), and TLS files that do not form a certificate and its key. With `tls`, the
+ * listener is HTTPS and follows a renewed certificate (src/tls-listener.ts).
  */
+import { randomBytes } from "node:crypto";
+import { mkdir, open, rm } from "node:fs/promises";
+import type { Server as HttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { buildRuntime } from "../app.js";
 import { loadConfig, parseListen } from "../config/load.js";
@@ -14,6 +23,7 @@ import { ConfigError, UsageError } from "../errors.js";
 import { asyncStdout, createLogger, flushLogger, type Logger } from "../log.js";
 import { formatProblem, PolicyStore, type ReloadOutcome } from "../policy/index.js";
 import { createApp, createHttpServer } from "../server.js";
+import { ServingCertificate } from "../tls-listener.js";
 import { sourceMismatches } from "../trust/sources.js";
 
 export const USAGE = "usage: trustgate serve --config FILE [--listen HOST:PORT]";
@@ -41,6 +51,15 @@ export async function run(argv: string[]): Promise<number> {
     });
   }
 
+  // Refuse to start on a directory the proxy could not write later (REVIEW U8: the first pull
+  // of a new repository got a 500 instead).
+  const usesTrustState = [...config.registries.values()].some((r) => r.notary || r.tuf);
+  if (usesTrustState) await probeWritable(config.file, "stateDir", config.stateDir);
+  if (config.blobCache) await probeWritable(config.file, "blobCache.dir", config.blobCache.dir);
+
+  // Read and pair the TLS files before anything starts: a wrong file is exit 2, the key named.
+  const certificate = config.tls ? await ServingCertificate.load(config.file, config.tls) : undefined;
+
   const logger = createLogger(config.logLevel, asyncStdout());
   let runtime: Awaited<ReturnType<typeof buildRuntime>> | undefined;
   const policies = await PolicyStore.open(config.policies, {
@@ -54,6 +73,15 @@ export async function run(argv: string[]): Promise<number> {
           logger.error({ problems: mismatches }, "reloaded policies name trust sources the registries lack");
       }
     },
+    // Loud (REVIEW U6): a watch that died silently left a later audit->enforce switch unapplied.
+    onWatchChange: (change) => {
+      if (change.state === "lost")
+        logger.error(
+          { policies: config.policies, reason: change.reason },
+          "policy directory watch lost: the policies in force stay; it is retried every second, and SIGHUP reloads",
+        );
+      else logger.info({ policies: config.policies }, "policy directory watch restored");
+    },
   });
   runtime = await buildRuntime(config, logger, { policies });
   const mismatches = sourceMismatches(policies.current, runtime.sources);
@@ -62,7 +90,7 @@ export async function run(argv: string[]): Promise<number> {
     throw new ConfigError(mismatches.join("\n"));
   }
   const app = createApp(runtime.deps);
-  const server = createHttpServer(app, runtime.deps.warm);
+  const server = createHttpServer(app, runtime.deps.warm, certificate?.serverOptions());
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -79,6 +107,12 @@ export async function run(argv: string[]): Promise<number> {
   logger.info(
     {
       listen: `${addr.address}:${addr.port}`,
+      tls: certificate
+        ? {
+            ...certificate.describe(),
+            clientCertificates: config.tls?.clientCaFile !== undefined ? "required" : "not requested",
+          }
+        : false,
       registries: [...config.registries.keys()],
       defaultRegistry: config.defaultRegistry,
       policies: policies.current.policies.map((p) => p.name),
@@ -89,6 +123,21 @@ export async function run(argv: string[]): Promise<number> {
     },
     "trustgate listening",
   );
+  if (certificate) {
+    // A renewed certificate (cert-manager rewrites the files) is served without a restart.
+    certificate.follow(server as HttpsServer, (change) => {
+      if (change.ok)
+        logger.info(
+          { subject: change.subject, validTo: change.validTo, fingerprint256: change.fingerprint256 },
+          "TLS certificate reloaded",
+        );
+      else
+        logger.warn(
+          { problem: change.problem },
+          "TLS files changed but are not a usable set (yet): the previous certificate keeps serving",
+        );
+    });
+  }
   policies.watch();
   const onHangup = () => {
     logger.info({ trigger: "signal" }, "policy reload requested");
@@ -103,6 +152,7 @@ export async function run(argv: string[]): Promise<number> {
   logger.info({ signal }, "stopping");
   process.off("SIGHUP", onHangup);
   policies.close();
+  certificate?.close();
   await new Promise<void>((resolve) => {
     const timer = setTimeout(() => {
       // Cut what is still running: a half-sent blob fails on the client, never ends cleanly.
@@ -135,5 +185,29 @@ function logReload(logger: Logger, outcome: ReloadOutcome): void {
       },
       "policy reload rejected: the previous policies stay in force",
     );
+  }
+}
+
+/**
+ * `dir` exists (made if missing) and takes a new file: one is created, written, fsync'd and
+ * removed, which is what a state write does (a full disk or a read-only mount fails here, not on
+ * the first pull). Throws ConfigError naming the key.
+ */
+async function probeWritable(file: string, key: string, dir: string): Promise<void> {
+  const probe = join(dir, `.trustgate-probe.${process.pid}.${randomBytes(4).toString("hex")}`);
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const fh = await open(probe, "wx", 0o600);
+    try {
+      await fh.writeFile("probe");
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new ConfigError(`${file}: ${key}: ${dir} is not writable (${code})`);
+  } finally {
+    await rm(probe, { force: true }).catch(() => undefined);
   }
 }

@@ -8,6 +8,7 @@ import { readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { parseDocument } from "yaml";
 import { ConfigError } from "../errors.js";
+import { canonicalRegistryName } from "../oci/docker-hub.js";
 import { isValidRegistryHost } from "../oci/reference.js";
 import { DEFAULT_POLICY_SETTINGS, SHIPPED_DEFAULT_POLICY } from "../policy/applied.js";
 import {
@@ -17,6 +18,7 @@ import {
   type NotaryConfig,
   type RegistryConfig,
   Secret,
+  type TlsConfig,
   type TufConfig,
   type UpstreamTimeouts,
 } from "./types.js";
@@ -174,7 +176,11 @@ async function readRegistry(r: Reader, name: string, value: unknown): Promise<Re
     "redirectHosts",
     "tokenRealms",
   ]);
-  const reg: RegistryConfig = { name, upstream: r.url(o.upstream, `${key}.upstream`) };
+  // Docker Hub's aliases become docker.io, the name its policies and GUNs use (REVIEW T15).
+  const reg: RegistryConfig = {
+    name: canonicalRegistryName(name),
+    upstream: r.url(o.upstream, `${key}.upstream`),
+  };
   for (const list of ["redirectHosts", "tokenRealms"] as const) {
     if (o[list] === undefined) continue;
     if (!Array.isArray(o[list]))
@@ -239,6 +245,7 @@ const TOP_LEVEL_KEYS = [
   "manifestCacheBytes",
   "blobRedirect",
   "blobCache",
+  "tls",
 ] as const;
 
 /** Validate an already-read YAML text; `file` is used for messages and relative paths. */
@@ -268,13 +275,26 @@ export async function parseConfig(
   const registries = new Map<string, RegistryConfig>();
   if (o.registries !== undefined && o.registries !== null) {
     const regs = r.object(o.registries, "registries", Object.keys(o.registries as Obj));
-    for (const [name, value] of Object.entries(regs))
-      registries.set(name, await readRegistry(r, name, value));
+    const writtenAs = new Map<string, string>();
+    for (const [name, value] of Object.entries(regs)) {
+      const reg = await readRegistry(r, name, value);
+      const earlier = writtenAs.get(reg.name);
+      // Two keys for one registry: which upstream and trust source would apply is a guess.
+      if (earlier !== undefined)
+        r.fail(
+          `registries.${name}`,
+          `is ${reg.name}, as registries.${earlier} is: configure it once, as ${reg.name}`,
+        );
+      writtenAs.set(reg.name, name);
+      registries.set(reg.name, reg);
+    }
   }
 
-  const defaultRegistry = r.optionalString(o.defaultRegistry, "defaultRegistry");
+  const defaultRegistryKey = r.optionalString(o.defaultRegistry, "defaultRegistry");
+  const defaultRegistry =
+    defaultRegistryKey === undefined ? undefined : canonicalRegistryName(defaultRegistryKey);
   if (defaultRegistry !== undefined && !registries.has(defaultRegistry))
-    r.fail("defaultRegistry", `names ${JSON.stringify(defaultRegistry)}, which is not under registries`);
+    r.fail("defaultRegistry", `names ${JSON.stringify(defaultRegistryKey)}, which is not under registries`);
 
   const timeouts: UpstreamTimeouts = { ...DEFAULTS.upstreamTimeouts };
   if (o.upstreamTimeouts !== undefined) {
@@ -314,6 +334,16 @@ export async function parseConfig(
       r.fail("blobCache", "cannot be used with blobRedirect: redirected blobs never pass through trustgate");
   }
 
+  let tls: TlsConfig | undefined;
+  if (o.tls !== undefined && o.tls !== null) {
+    // Only the paths here: the files are read, paired and watched by src/tls-listener.ts.
+    const t = r.object(o.tls, "tls", ["certFile", "keyFile", "clientCaFile"]);
+    if (t.certFile === undefined) r.fail("tls.certFile", "is required (the server certificate, PEM)");
+    if (t.keyFile === undefined) r.fail("tls.keyFile", "is required (its private key, PEM)");
+    tls = { certFile: r.path(t.certFile, "tls.certFile"), keyFile: r.path(t.keyFile, "tls.keyFile") };
+    if (t.clientCaFile !== undefined) tls.clientCaFile = r.path(t.clientCaFile, "tls.clientCaFile");
+  }
+
   return {
     file: absFile,
     listen,
@@ -337,6 +367,7 @@ export async function parseConfig(
         : r.integer(o.manifestCacheBytes, "manifestCacheBytes", 0, 2 ** 40),
     blobRedirect,
     blobCache,
+    tls,
   };
 }
 

@@ -89,6 +89,18 @@ export interface Config {
   blobRedirect: boolean;
   /** the verified blob cache on disk (proxy/blob-cache.ts); absent: blobs are relayed every time */
   blobCache: BlobCacheConfig | undefined;
+  /** serve the OCI API over TLS (src/tls-listener.ts); absent: plain HTTP */
+  tls: TlsConfig | undefined;
+}
+
+/** Absolute paths; the files are read at start and re-read when they change (renewal). */
+export interface TlsConfig {
+  /** PEM: the server certificate, then any intermediates */
+  certFile: string;
+  /** PEM: its private key */
+  keyFile: string;
+  /** PEM: CAs a client certificate must chain to; set, a client without one is refused (mTLS) */
+  clientCaFile?: string;
 }
 
 export interface BlobCacheConfig {

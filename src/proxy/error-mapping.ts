@@ -1,11 +1,12 @@
 /**
  * The one translation from typed failures to OCI errors (rendered by src/server.ts's error
  * handler). Upstream statuses map to the matching OCI code; an unreachable upstream is 503 and
- * names the registry; a trust failure is always a refusal (fail closed). Anything unexpected
+ * names the registry; a trust failure is always a refusal (fail closed); trust state the disk
+ * will not keep is 503 (the proxy, not the image, is at fault). Anything unexpected
  * is 500 UNKNOWN with no internals in the body.
  */
 import { OciCode, type OciCodeName, OciError } from "../oci/errors.js";
-import { TrustError } from "../trust/errors.js";
+import { StateStorageError, TrustError } from "../trust/errors.js";
 import { UpstreamError } from "../upstream/errors.js";
 
 /** Codes an upstream may send that mean the same thing coming from us. */
@@ -77,6 +78,15 @@ export function toOciError(err: unknown): OciError {
     return new OciError(OciCode.DENIED, {
       message: err.message,
       reasonPhrase: "Forbidden: trust",
+      cause: err,
+    });
+  // The disk under stateDir refused (full, read-only): nothing is wrong with the image or its
+  // trust, the proxy just cannot record what it verified. Unavailable, and the client retries;
+  // the errno and path go to the log line only (REVIEW U8).
+  if (err instanceof StateStorageError)
+    return new OciError(OciCode.UNAVAILABLE, {
+      message: `trust state could not be ${err.operation === "write" ? "saved" : "read"}; try again later`,
+      reasonPhrase: "Service Unavailable (trustgate: trust state)",
       cause: err,
     });
   return new OciError(OciCode.UNKNOWN, { message: "internal error", cause: err });

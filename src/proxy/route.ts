@@ -9,6 +9,7 @@
  * so trustgate is never an open proxy.
  */
 import type { RegistryConfig } from "../config/types.js";
+import { canonicalRegistryName, DOCKER_HUB } from "../oci/docker-hub.js";
 import { OciCode, OciError } from "../oci/errors.js";
 import { isValidRepositoryName, looksLikeRegistryHost } from "../oci/reference.js";
 
@@ -44,12 +45,9 @@ export interface RoutingConfig {
   defaultRegistry: string | undefined;
 }
 
-/** Docker Hub's registry names; its one-segment names live under library/. */
-const DOCKER_HUB_NAMES = new Set(["docker.io", "index.docker.io", "registry-1.docker.io"]);
-
 function dockerHubNormalize(registry: RegistryConfig, repository: string): string {
   // distribution/reference normalize.go: "alpine" on Docker Hub is "library/alpine".
-  return DOCKER_HUB_NAMES.has(registry.name) && !repository.includes("/")
+  return canonicalRegistryName(registry.name) === DOCKER_HUB && !repository.includes("/")
     ? `library/${repository}`
     : repository;
 }
@@ -72,14 +70,15 @@ function checkName(name: string): string {
 /** Resolve the (registry, repository) a request means, or throw NAME_UNKNOWN / NAME_INVALID. */
 export function selectTarget(config: RoutingConfig, rawName: string, ns: string | undefined): Target {
   if (ns !== undefined && ns !== "") {
-    const registry = config.registries.get(ns.toLowerCase());
+    // Registry names are canonical in the config: ns=registry-1.docker.io is docker.io (T15).
+    const registry = config.registries.get(canonicalRegistryName(ns.toLowerCase()));
     if (!registry) throw unknownRegistry(ns, "?ns=");
     return { registry, repository: dockerHubNormalize(registry, checkName(rawName)) };
   }
   const slash = rawName.indexOf("/");
   const first = slash > 0 ? rawName.slice(0, slash) : undefined;
   if (first !== undefined && looksLikeRegistryHost(first)) {
-    const registry = config.registries.get(first.toLowerCase());
+    const registry = config.registries.get(canonicalRegistryName(first.toLowerCase()));
     if (!registry) throw unknownRegistry(first, "the path prefix");
     return { registry, repository: dockerHubNormalize(registry, checkName(rawName.slice(slash + 1))) };
   }

@@ -47,3 +47,27 @@ export class TrustError extends TrustgateError {
     this.role = role;
   }
 }
+
+/**
+ * Persisted trust state could not be written or read (a full, read-only or missing state
+ * directory). Not a trust failure: nothing was verified wrong, the proxy cannot keep its record
+ * of what it trusts (rollback floors), so it answers "unavailable" (503) and the next request
+ * tries again; writes are whole-file and atomic, so nothing half-written remains (REVIEW U8).
+ */
+export class StateStorageError extends TrustgateError {
+  override readonly code = "STATE_UNAVAILABLE";
+  readonly operation: "write" | "read";
+  /** the errno code, e.g. ENOSPC, EROFS, ENOTDIR */
+  readonly errno: string;
+  readonly path: string;
+  constructor(operation: "write" | "read", path: string, errno: string, options?: { cause?: unknown }) {
+    super(
+      "STATE_UNAVAILABLE",
+      `trust state could not be ${operation === "write" ? "saved" : "read"}: ${errno} at ${path}`,
+      options,
+    );
+    this.operation = operation;
+    this.errno = errno;
+    this.path = path;
+  }
+}

@@ -7,8 +7,18 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { StateStorageError } from "./errors.js";
 
+/** Throws StateStorageError (with the errno) when the file system refuses (REVIEW U8). */
 export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
+  try {
+    await replaceFile(path, data);
+  } catch (err) {
+    throw asStorageError("write", path, err);
+  }
+}
+
+async function replaceFile(path: string, data: Uint8Array | string): Promise<void> {
   const dir = dirname(path);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const tmp = join(dir, tempName(basename(path)));
@@ -60,6 +70,13 @@ export async function readFileIfExists(path: string): Promise<Buffer | undefined
     return await readFile(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw err;
+    throw asStorageError("read", path, err);
   }
+}
+
+/** A file-system failure (it has an errno code) as a StateStorageError; anything else as is. */
+function asStorageError(operation: "write" | "read", path: string, err: unknown): unknown {
+  const errno = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (typeof errno !== "string" || !errno.startsWith("E")) return err;
+  return new StateStorageError(operation, path, errno, { cause: err });
 }

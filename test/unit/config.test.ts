@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { DEFAULTS, loadConfig, parseConfig } from "../../src/config/load.js";
 import { ConfigError } from "../../src/errors.js";
+import { selectTarget } from "../../src/proxy/route.js";
 
 const FILE = "/etc/trustgate/config.yaml";
 const PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
@@ -225,5 +226,63 @@ registries:
     const c = await loadConfig(join(import.meta.dirname, "../../config.yaml"), {});
     expect(c.defaultRegistry).toBe("docker.io");
     expect(c.registries.has("docker.io")).toBe(true);
+  });
+
+  it("T15: Docker Hub's aliases as registry keys are docker.io, so docker.io policies and GUNs apply", async () => {
+    for (const alias of ["index.docker.io", "registry-1.docker.io"]) {
+      const c = await parseConfig(
+        `defaultRegistry: ${alias}\nregistries:\n  ${alias}:\n    upstream: https://registry-1.docker.io\n    notary: { url: "https://notary.docker.io" }\n`,
+        FILE,
+        {},
+      );
+      expect([...c.registries.keys()]).toEqual(["docker.io"]);
+      expect(c.registries.get("docker.io")?.name).toBe("docker.io"); // the GUN prefix
+      expect(c.defaultRegistry).toBe("docker.io");
+      // containerd's ns=docker.io, and the image name a docker.io/... policy is matched against
+      const t = selectTarget(c, "alpine", "docker.io");
+      expect(`${t.registry.name}/${t.repository}`).toBe("docker.io/library/alpine");
+    }
+    // registry.hub.docker.com is not normalised by distribution/reference: a registry of its own
+    const other = await parseConfig(
+      "registries:\n  registry.hub.docker.com:\n    upstream: https://x.test\n",
+      FILE,
+      {},
+    );
+    expect([...other.registries.keys()]).toEqual(["registry.hub.docker.com"]);
+  });
+
+  it("T15: a config naming Docker Hub twice (an alias and docker.io) is refused", async () => {
+    expect(
+      await errorOf(
+        "registries:\n  docker.io:\n    upstream: https://a.test\n  registry-1.docker.io:\n    upstream: https://b.test\n",
+      ),
+    ).toBe(
+      `${join(dir, "config.yaml")}: registries.registry-1.docker.io: is docker.io, as registries.docker.io is: configure it once, as docker.io`,
+    );
+    expect(
+      await errorOf(
+        "registries:\n  index.docker.io:\n    upstream: https://a.test\n  docker.io:\n    upstream: https://b.test\n",
+      ),
+    ).toContain("registries.docker.io: is docker.io, as registries.index.docker.io is");
+  });
+
+  it("issue 12: tls takes certFile, keyFile and an optional clientCaFile, resolved beside the config", async () => {
+    const c = await parseConfig(
+      "tls: { certFile: tls/tls.crt, keyFile: /abs/tls.key, clientCaFile: ca.pem }\n",
+      FILE,
+      {},
+    );
+    expect(c.tls).toEqual({
+      certFile: "/etc/trustgate/tls/tls.crt",
+      keyFile: "/abs/tls.key",
+      clientCaFile: "/etc/trustgate/ca.pem",
+    });
+    expect((await parseConfig("{}\n", FILE, {})).tls).toBeUndefined();
+    expect(await errorOf("tls: { certFile: a.crt }\n")).toBe(
+      `${join(dir, "config.yaml")}: tls.keyFile: is required (its private key, PEM)`,
+    );
+    expect(await errorOf("tls: { certFile: a.crt, keyFile: a.key, ca: x }\n")).toContain(
+      "tls.ca: unknown key (allowed: certFile, keyFile, clientCaFile)",
+    );
   });
 });

@@ -1,4 +1,4 @@
-import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -135,4 +135,86 @@ describe("PolicyStore", () => {
     await Promise.all([first, second]);
     expect(store.current.match("docker.io/acme/app")?.policy.mode).toBe("audit");
   });
+
+  it("U6: the watch survives the directory being deleted and recreated; the loss is reported", async () => {
+    const changes: string[] = [];
+    const store = await open({ debounceMs: 20, onWatchChange: (c) => changes.push(c.state) });
+    store.watch();
+    await until(() => store.current.match("docker.io/acme/app")?.policy.mode === "enforce");
+    await new Promise((r) => setTimeout(r, 50)); // the watch is armed
+    await rm(dir, { recursive: true });
+    await until(() => changes.includes("lost"));
+    expect(store.current.match("docker.io/acme/app")?.policy.mode).toBe("enforce"); // the set stays
+    await mkdir(dir);
+    await writeFile(join(dir, "acme.yaml"), ACME_AUDIT);
+    await until(() => store.current.match("docker.io/acme/app")?.policy.mode === "audit");
+    expect(changes).toEqual(["lost", "restored"]);
+    // The review's case: a later switch from audit to enforce, in the recreated directory.
+    await writeFile(join(dir, "acme.yaml"), ACME_ENFORCE);
+    await until(() => store.current.match("docker.io/acme/app")?.policy.mode === "enforce");
+  });
+
+  it("U6: a directory replaced within one debounce (rm -rf; mkdir; cp) is re-watched and loaded", async () => {
+    const store = await open({ debounceMs: 50, pollMs: 60_000 });
+    store.watch();
+    await new Promise((r) => setTimeout(r, 50));
+    await rm(dir, { recursive: true });
+    await mkdir(dir);
+    await writeFile(join(dir, "acme.yaml"), ACME_AUDIT);
+    await until(() => store.current.match("docker.io/acme/app")?.policy.mode === "audit");
+    await writeFile(join(dir, "acme.yaml"), ACME_ENFORCE);
+    await until(() => store.current.match("docker.io/acme/app")?.policy.mode === "enforce");
+  });
+
+  it("U6: a Kubernetes ConfigMap update (a new timestamped dir, ..data renamed over) is loaded", async () => {
+    // kubelet's AtomicWriter: the visible file is a symlink through ..data into a timestamped
+    // directory; an update writes a new directory and renames a new ..data symlink over the old.
+    await rm(join(dir, "acme.yaml"));
+    await mkdir(join(dir, "..2026_12_01_x"));
+    await writeFile(join(dir, "..2026_12_01_x", "acme.yaml"), ACME_ENFORCE);
+    await symlink("..2026_12_01_x", join(dir, "..data"));
+    await symlink("..data/acme.yaml", join(dir, "acme.yaml"));
+    const store = await open({ debounceMs: 20, pollMs: 60_000 });
+    expect(store.current.match("docker.io/acme/app")?.policy.mode).toBe("enforce");
+    store.watch();
+    await new Promise((r) => setTimeout(r, 50));
+    await mkdir(join(dir, "..2026_12_01_y"));
+    await writeFile(join(dir, "..2026_12_01_y", "acme.yaml"), ACME_AUDIT);
+    await symlink("..2026_12_01_y", join(dir, "..data_tmp"));
+    await rename(join(dir, "..data_tmp"), join(dir, "..data"));
+    await rm(join(dir, "..2026_12_01_x"), { recursive: true });
+    await until(() => store.current.match("docker.io/acme/app")?.policy.mode === "audit");
+  });
+
+  it("U6: a change no fs event reports is picked up by the poll", async () => {
+    let reloads = 0;
+    const store = await open({ debounceMs: 20, pollMs: 300, onReload: () => reloads++ });
+    store.watch();
+    await new Promise((r) => setTimeout(r, 50));
+    // The file is a symlink into a directory outside the watched one: rewriting the target is an
+    // event there, not here (as on a network filesystem, where no event comes at all).
+    const outside = await mkdtemp(join(tmpdir(), "trustgate-policy-target-"));
+    try {
+      await writeFile(join(outside, "acme.yaml"), ACME_ENFORCE);
+      await rm(join(dir, "acme.yaml"));
+      await symlink(join(outside, "acme.yaml"), join(dir, "acme.yaml"));
+      await until(() => reloads > 0); // the events of the swap above, then quiet
+      await new Promise((r) => setTimeout(r, 100));
+      const before = reloads;
+      await writeFile(join(outside, "acme.yaml"), ACME_AUDIT);
+      await until(() => store.current.match("docker.io/acme/app")?.policy.mode === "audit");
+      expect(reloads).toBe(before + 1);
+    } finally {
+      await rm(outside, { recursive: true, force: true });
+    }
+  });
 });
+
+/** Wait for `cond`, polling every 10 ms, at most 5 s (then fail). */
+async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

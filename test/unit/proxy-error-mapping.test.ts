@@ -1,7 +1,11 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { OciCode, OciError } from "../../src/oci/errors.js";
 import { toOciError } from "../../src/proxy/error-mapping.js";
-import { TrustError } from "../../src/trust/errors.js";
+import { StateStorageError, TrustError } from "../../src/trust/errors.js";
+import { writeFileAtomic } from "../../src/trust/state.js";
 import { UpstreamError, type UpstreamResource } from "../../src/upstream/errors.js";
 
 const status = (s: number, resource: UpstreamResource, ociCode?: string) =>
@@ -56,5 +60,25 @@ describe("typed errors to OCI errors", () => {
     expect(hidden.code).toBe("UNKNOWN");
     expect(hidden.status).toBe(500);
     expect(hidden.message).toBe("internal error");
+  });
+
+  it("U8: a state write the file system refuses is a typed error, answered 503 UNAVAILABLE without the path", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "trustgate-state-"));
+    try {
+      await writeFile(join(dir, "file"), "x");
+      // The parent is a regular file: ENOTDIR/EEXIST, as EROFS or ENOSPC would be on a real disk.
+      const err = await writeFileAtomic(join(dir, "file", "notary", "gun.json"), "{}").catch(
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(StateStorageError);
+      expect((err as StateStorageError).errno).toMatch(/^(ENOTDIR|EEXIST)$/);
+      const oci = toOciError(err);
+      expect(oci.code).toBe("UNAVAILABLE");
+      expect(oci.status).toBe(503);
+      expect(oci.message).toBe("trust state could not be saved; try again later");
+      expect(oci.message).not.toContain(dir);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -66,6 +66,20 @@ describe("registry selection", () => {
     expect(selectTarget(config, "docker.io/alpine", undefined).repository).toBe("library/alpine");
   });
 
+  it("T15: Docker Hub's other names in ?ns= or a path prefix are docker.io", () => {
+    for (const alias of ["registry-1.docker.io", "index.docker.io", "Registry-1.Docker.IO"]) {
+      expect(selectTarget(config, "alpine", alias)).toMatchObject({
+        registry: { name: "docker.io" },
+        repository: "library/alpine",
+      });
+      expect(selectTarget(config, `${alias}/acme/app`, undefined)).toMatchObject({
+        registry: { name: "docker.io" },
+        repository: "acme/app",
+      });
+    }
+    expect(codeOf(() => selectTarget(config, "alpine", "registry.hub.docker.com"))).toBe("NAME_UNKNOWN");
+  });
+
   it("falls back to defaultRegistry when nothing names one (Docker's registry-mirrors)", () => {
     expect(selectTarget(config, "alpine", undefined)).toMatchObject({
       registry: { name: "docker.io" },
