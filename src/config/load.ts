@@ -33,6 +33,10 @@ export const DEFAULTS = {
   upstreamTimeouts: { connectMs: 10_000, headersMs: 30_000, bodyMs: 60_000, totalMs: 60_000 },
   manifestCacheBytes: 64 * 1024 * 1024,
   blobRedirect: false,
+  /** verified Notary metadata held in memory (the heap costs about 6-8x this; REVIEW U5) */
+  trustCacheBytes: 64 * 1024 * 1024,
+  /** the state of a repository not pulled for this long is removed from stateDir; 0 keeps all */
+  statePruneDays: 90,
 } as const;
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -243,6 +247,8 @@ const TOP_LEVEL_KEYS = [
   "logLevel",
   "upstreamTimeouts",
   "manifestCacheBytes",
+  "trustCacheBytes",
+  "statePruneDays",
   "blobRedirect",
   "blobCache",
   "tls",
@@ -365,6 +371,14 @@ export async function parseConfig(
       o.manifestCacheBytes === undefined
         ? DEFAULTS.manifestCacheBytes
         : r.integer(o.manifestCacheBytes, "manifestCacheBytes", 0, 2 ** 40),
+    trustCacheBytes:
+      o.trustCacheBytes === undefined
+        ? DEFAULTS.trustCacheBytes
+        : r.integer(o.trustCacheBytes, "trustCacheBytes", 1024 * 1024, 2 ** 40),
+    statePruneDays:
+      o.statePruneDays === undefined
+        ? DEFAULTS.statePruneDays
+        : r.integer(o.statePruneDays, "statePruneDays", 0, 36_500),
     blobRedirect,
     blobCache,
     tls,

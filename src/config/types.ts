@@ -86,6 +86,10 @@ export interface Config {
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
   upstreamTimeouts: UpstreamTimeouts;
   manifestCacheBytes: number;
+  /** bound on the verified Notary metadata held in memory, in bytes */
+  trustCacheBytes: number;
+  /** days after its last pull a repository's trust state is removed from stateDir (0: never) */
+  statePruneDays: number;
   blobRedirect: boolean;
   /** the verified blob cache on disk (proxy/blob-cache.ts); absent: blobs are relayed every time */
   blobCache: BlobCacheConfig | undefined;

@@ -121,6 +121,8 @@ async function openSource(
       ...(registry.notary.caFile ? { caFile: registry.notary.caFile } : {}),
       stateDir: config.stateDir,
       refreshSeconds: config.trustRefreshSeconds,
+      maxCacheBytes: config.trustCacheBytes,
+      pruneAfterDays: config.statePruneDays,
       ...clock,
     });
   }

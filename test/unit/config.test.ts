@@ -41,6 +41,8 @@ describe("config loading", () => {
     expect(c.logLevel).toBe("info");
     expect(c.upstreamTimeouts).toEqual(DEFAULTS.upstreamTimeouts);
     expect(c.manifestCacheBytes).toBe(DEFAULTS.manifestCacheBytes);
+    expect(c.trustCacheBytes).toBe(64 * 1024 * 1024);
+    expect(c.statePruneDays).toBe(90);
     expect(c.blobRedirect).toBe(false);
     expect(c.blobCache).toBeUndefined();
     expect(c.defaultRegistry).toBeUndefined();
@@ -59,6 +61,8 @@ trustRefreshSeconds: 5
 logLevel: debug
 upstreamTimeouts: { connectMs: 1000, headersMs: 2000, bodyMs: 3000, totalMs: 4000 }
 manifestCacheBytes: 1024
+trustCacheBytes: 2097152
+statePruneDays: 0
 blobRedirect: false
 blobCache: { dir: cache/blobs, maxBytes: 2097152 }
 registries:
@@ -82,6 +86,8 @@ registries:
     expect(c.policies).toBe("/abs/policies");
     expect(c.upstreamTimeouts).toEqual({ connectMs: 1000, headersMs: 2000, bodyMs: 3000, totalMs: 4000 });
     expect(c.blobCache).toEqual({ dir: join(dir, "cache/blobs"), maxBytes: 2097152 });
+    expect(c.trustCacheBytes).toBe(2097152);
+    expect(c.statePruneDays).toBe(0);
     const hub = c.registries.get("docker.io");
     expect(hub?.caFile).toBe(join(dir, "ca.pem"));
     expect(hub?.ca).toBe(PEM);
