@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   type AppliedPolicy,
   applyPolicy,
+  type DigestSignatures,
   decideDigestPull,
   decideTag,
   needsTrust,
@@ -41,6 +42,12 @@ function signed(tag: string, ...targets: Array<[role: string, digest: string]>):
 }
 
 const ref = { image: "docker.io/acme/app", tag: "latest" };
+
+/** What signedByDigest answers: the digest's signatures, as (tag, role, digest). */
+function bySig(tag: string, ...targets: Array<[role: string, digest: string]>): DigestSignatures {
+  return { signatures: signed(tag, ...targets).signatures };
+}
+const NONE: DigestSignatures = { signatures: [] };
 const ENFORCE = "name: acme\nmatch: [docker.io/acme/**]\nmode: enforce\n";
 const AUDIT = "name: acme\nmatch: [docker.io/acme/**]\nmode: audit\n";
 
@@ -207,25 +214,23 @@ describe("exceptions", () => {
   });
   it("tag exceptions never cover digest pulls; repository exceptions do", () => {
     const digestRef = { image: "docker.io/acme/app", digest: D1 };
-    expect(decideDigestPull(app("docker.io/acme/app"), digestRef, false).decision).toBe("deny");
+    expect(decideDigestPull(app("docker.io/acme/app"), digestRef, NONE).decision).toBe("deny");
     const legacy = { image: "docker.io/acme/legacy", digest: D1 };
-    expect(decideDigestPull(app("docker.io/acme/legacy"), legacy, false).decision).toBe("allow");
+    expect(decideDigestPull(app("docker.io/acme/legacy"), legacy, NONE).decision).toBe("allow");
   });
 });
 
 describe("digest pulls", () => {
   it("signed: only signed digests; any: every digest", () => {
     const digestRef = { image: "docker.io/acme/app", digest: D1 };
-    expect(decideDigestPull(applied(ENFORCE), digestRef, true)).toMatchObject({
+    expect(decideDigestPull(applied(ENFORCE), digestRef, bySig("v1", ["targets", D1]))).toMatchObject({
       decision: "allow",
       digest: D1,
     });
-    expect(decideDigestPull(applied(ENFORCE), digestRef, false).reason).toBe(
+    expect(decideDigestPull(applied(ENFORCE), digestRef, NONE).reason).toBe(
       `docker.io/acme/app@${D1} is not a signed manifest of docker.io/acme/app (policy acme: digestPulls: signed)`,
     );
-    expect(decideDigestPull(applied(`${ENFORCE}digestPulls: any\n`), digestRef, false).decision).toBe(
-      "allow",
-    );
+    expect(decideDigestPull(applied(`${ENFORCE}digestPulls: any\n`), digestRef, NONE).decision).toBe("allow");
   });
 });
 
