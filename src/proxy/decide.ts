@@ -90,13 +90,17 @@ export class TrustDecider {
       try {
         const s = this.deps.sources.sourceFor(applied.policy, registry, repository);
         source = s.kind;
-        trust = await s.resolveTag(trustQueryFor(applied.policy, registry, repository), tag);
-        const mapped = asPolicyRoles(s, applied.policy, trust.signatures);
-        source =
-          mapped.delegations.length > 0
-            ? `${trust.source} (signed by delegation ${mapped.delegations.join(", ")})`
-            : trust.source;
-        trust = { ...trust, signatures: [...mapped.signatures] };
+        const answer = await s.resolveTag(trustQueryFor(applied.policy, registry, repository), tag);
+        const mapped = asPolicyRoles(s, applied.policy, answer.signatures);
+        trust =
+          mapped.delegations.length === 0
+            ? answer
+            : {
+                ...answer,
+                signatures: [...mapped.signatures],
+                source: `${answer.source} (signed by delegation ${mapped.delegations.join(", ")})`,
+              };
+        source = trust.source;
       } catch (err) {
         // Fail closed: any TrustError is handed to the policy, which refuses (or, in audit, logs).
         if (!(err instanceof TrustError)) throw err;
@@ -177,7 +181,7 @@ export class TrustDecider {
     let trust: DigestSignatures | TrustError;
     try {
       source = this.deps.sources.sourceFor(policy, registry, repository);
-      trust = await this.digestSignatures(source, policy, ref, reachable);
+      trust = await this.digestSignatures(source, policy, registry, repository, digest, reachable);
     } catch (err) {
       // Fail closed: any TrustError (also one met while checking an index root, REVIEW T14) is
       // the policy's to judge: a refusal, or in audit mode an allow that says wouldDeny.
@@ -206,16 +210,17 @@ export class TrustDecider {
   private async digestSignatures(
     source: TrustSource,
     policy: Policy,
-    ref: { readonly image: string; readonly digest: string },
+    registry: string,
+    repository: string,
+    digest: string,
     reachable: IndexChildren | undefined,
   ): Promise<DigestSignatures> {
-    const query = trustQueryFor(policy, ...splitImage(ref.image));
-    const signatures = await this.signaturesOf(source, policy, query, ref.digest);
-    const subject = (digest: string) => ({ name: `${ref.image}@${digest}`, byDigest: true });
-    if (judgeSignatures(policy, subject(ref.digest), signatures).accepted) return { signatures };
-    const [registry, repository] = splitImage(ref.image);
+    const query = trustQueryFor(policy, registry, repository);
+    const subject = (d: string) => ({ name: `${registry}/${repository}@${d}`, byDigest: true });
+    const signatures = await this.signaturesOf(source, policy, query, digest);
+    if (judgeSignatures(policy, subject(digest), signatures).accepted) return { signatures };
     let first: DigestSignatures["index"];
-    for (const [root, size] of reachable?.lookup(registry, repository, ref.digest)?.roots ?? []) {
+    for (const [root, size] of reachable?.lookup(registry, repository, digest)?.roots ?? []) {
       // the same verified trust data as above, already fresh: a map lookup, no network
       const index = { root, size, signatures: await this.signaturesOf(source, policy, query, root) };
       if (judgeSignatures(policy, subject(root), index.signatures).accepted) return { signatures, index };
@@ -256,10 +261,4 @@ function asPolicyRoles(
     signatures: signatures.map((sig) => (roles.includes(sig.role) ? sig : { ...sig, role: "targets" })),
     delegations: outside.map((s) => s.role),
   };
-}
-
-/** "registry/repository" back into its parts (the registry name has no "/"). */
-function splitImage(image: string): [registry: string, repository: string] {
-  const slash = image.indexOf("/");
-  return [image.slice(0, slash), image.slice(slash + 1)];
 }
