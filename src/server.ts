@@ -6,49 +6,28 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
-import { getRequestListener, type HttpBindings } from "@hono/node-server";
+import { getRequestListener } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { type Context, Hono } from "hono";
 import type { RegistryConfig } from "./config/types.js";
 import { fixedFieldsLogger, type Logger } from "./log.js";
 import { OciCode, OciError, renderOciError } from "./oci/errors.js";
-import { parseReference } from "./oci/reference.js";
 import type { BlobCache } from "./proxy/blob-cache.js";
 import { BlobRelay } from "./proxy/blob-relay.js";
-import type { AuditLine } from "./proxy/enforce.js";
+import { type AppEnv, accessLineContext, type RequestLog } from "./proxy/context.js";
 import { toOciError } from "./proxy/error-mapping.js";
+import { serveManifest } from "./proxy/manifest-handler.js";
 import type { ManifestResolver } from "./proxy/manifests.js";
-import { API_VERSION_HEADER, rawResponse, requestHeader, sendBytes } from "./proxy/respond.js";
-import { parseApiPath, selectTarget, type Target } from "./proxy/route.js";
-import type { TagLister } from "./proxy/tags.js";
+import { API_VERSION_HEADER, rawResponse, sendBytes } from "./proxy/respond.js";
+import { parseApiPath, selectTarget } from "./proxy/route.js";
+import { serveTagList, type TagLister } from "./proxy/tags.js";
 import type { WarmAnswers } from "./proxy/warm.js";
 import { BLOB_HIGH_WATER_MARK } from "./streaming.js";
 import type { TlsServerOptions } from "./tls-listener.js";
 import type { RegistryClient } from "./upstream/client.js";
 
-/** Per-request facts the access log line reports; handlers fill them in. */
-export interface RequestLog {
-  registry?: string;
-  repository?: string;
-  /** body bytes sent, for answers whose size is known up front */
-  bytes: number;
-  /**
-   * For streams: counts the bytes handed to the client so far. Read when the access-log line is
-   * written, which is when the response closes — before the stream's own completion callbacks run.
-   */
-  streamedBytes?: () => number;
-  /** how a transfer ended when it did not end cleanly */
-  outcome?: string;
-  /** the manifest resolver's trust decision, logged on the access line (DecisionSink) */
-  decision?: AuditLine;
-  /** a blob answered from the verified blob cache ("hit") or relayed ("miss"), when there is one */
-  cache?: "hit" | "miss";
-}
-
-export type AppEnv = {
-  Bindings: HttpBindings | undefined;
-  Variables: { requestId: string; requestLog: RequestLog };
-};
+// The request context lives below the handlers (proxy/context.ts), so nothing imports server.ts.
+export type { AppEnv, RequestLog } from "./proxy/context.js";
 
 export interface AppDeps {
   config: {
@@ -156,11 +135,11 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     const method = c.req.method === "HEAD" ? "HEAD" : "GET";
     switch (route.kind) {
       case "manifest":
-        return manifest(c, deps, target, route.reference, method);
+        return serveManifest(c, deps, target, route.reference, method);
       case "blob":
         return blobs.serve(c, target, route.digest, method);
       case "tags":
-        return tags(c, deps, target);
+        return serveTagList(c, deps.tags, target);
     }
   });
 
@@ -223,17 +202,6 @@ function writeAccessLine(
   else access.info(line, "request");
 }
 
-/**
- * The access line's fields that describe what was asked and decided, not how this one answer went:
- * a warm answer (proxy/warm.ts) binds them once and logs the same line. Every AuditLine field,
- * whatever it gains later (it is flat by contract: enforce.ts); its reqId is the line's own.
- */
-function accessLineContext(c: Context<AppEnv>, requestLog: RequestLog): Record<string, unknown> {
-  if (!requestLog.decision) return { ns: c.req.query("ns"), registry: requestLog.registry };
-  const { reqId: _sameAsTheLine, ...decision } = requestLog.decision;
-  return { ns: c.req.query("ns"), registry: requestLog.registry, audit: true, ...decision };
-}
-
 function decodePath(path: string): string {
   try {
     return decodeURIComponent(path);
@@ -252,65 +220,4 @@ function sendOciError(c: Context<AppEnv>, err: OciError): Response {
   }
   c.get("requestLog").bytes = c.req.method === "HEAD" ? 0 : r.body.length;
   return sendBytes(c, r.status, r.headers, r.body, r.reasonPhrase);
-}
-
-async function manifest(
-  c: Context<AppEnv>,
-  deps: AppDeps,
-  target: Target,
-  rawReference: string,
-  method: "GET" | "HEAD",
-): Promise<Response> {
-  const reference = parseReference(rawReference);
-  if (!reference)
-    throw rawReference.includes(":")
-      ? new OciError(OciCode.DIGEST_INVALID, { message: `invalid digest ${JSON.stringify(rawReference)}` })
-      : new OciError(OciCode.MANIFEST_INVALID, {
-          message: `invalid tag ${JSON.stringify(rawReference)}`,
-          detail: { tag: rawReference },
-        });
-  const answer = await deps.manifests.resolve({
-    registry: target.registry.name,
-    repository: target.repository,
-    reference,
-    method,
-    accept: requestHeader(c, "accept"),
-    requestId: c.get("requestId"),
-    decisionSink: c.get("requestLog"),
-  });
-  const requestLog = c.get("requestLog");
-  requestLog.bytes = method === "HEAD" ? 0 : answer.bytes.length;
-  const headers = {
-    "content-type": answer.mediaType,
-    "content-length": String(answer.bytes.length),
-    "docker-content-digest": answer.digest,
-    etag: `"${answer.digest}"`,
-  };
-  const url = c.env?.incoming.url;
-  if (answer.reuse && deps.warm && url !== undefined) {
-    deps.warm.remember({
-      url,
-      path: c.req.path,
-      body: answer.bytes,
-      headers: { ...headers },
-      lineFields: { ...accessLineContext(c, requestLog), warm: true },
-      reuse: answer.reuse,
-    });
-  }
-  return sendBytes(c, 200, headers, answer.bytes);
-}
-
-async function tags(c: Context<AppEnv>, deps: AppDeps, target: Target): Promise<Response> {
-  const list = await deps.tags.list({
-    registry: target.registry.name,
-    repository: target.repository,
-    query: new URL(c.req.url).searchParams,
-  });
-  c.get("requestLog").bytes = list.bytes.length;
-  return sendBytes(
-    c,
-    200,
-    { "content-type": list.contentType, "content-length": String(list.bytes.length) },
-    list.bytes,
-  );
 }

@@ -1,12 +1,14 @@
 /**
  * The policy decision, pure: given the rules that apply (applyPolicy), a reference, and what the
- * trust layer verified (TagSignatures) or why it could not (TrustError), allow or deny, and say why
- * in words a person understands. Trust says *what is signed*; this module says *whether that is
- * enough*. Nothing here does I/O; the proxy logs the returned decision as one audit line.
+ * trust layer verified (TagSignatures, DigestSignatures) or why it could not (TrustError), allow or
+ * deny, and say why in words a person understands. Trust says *what is signed*; this module says
+ * *whether that is enough*, by one judgement for every path (judge.ts). Nothing here does I/O; the
+ * proxy logs the returned decision as one audit line.
  */
 import { TrustError } from "../trust/errors.js";
 import type { SignedTarget, TagSignatures, TrustQuery } from "../trust/types.js";
 import { type AppliedPolicy, DEFAULT_POLICY_NAME } from "./applied.js";
+import { type Judgement, judgeSignatures, signedInPolicyRoles } from "./judge.js";
 import { matchSegments } from "./pattern.js";
 import type { Policy, PolicyException, PolicyMode } from "./types.js";
 
@@ -20,6 +22,8 @@ export interface PolicyDecision {
   readonly size?: number;
   /** the role whose signature was used (requireAll: every role, joined with "+") */
   readonly role?: string;
+  /** a pull by digest allowed as a child: the signed index (root of the chain) that lists it */
+  readonly index?: string;
   /** the policy behind the decision: its name, or "defaultPolicy" */
   readonly policy: string;
   readonly mode: PolicyMode | "refuse";
@@ -53,10 +57,6 @@ export function trustQueryFor(policy: Policy, registry: string, repository: stri
   };
 }
 
-type Verdict =
-  | { readonly ok: true; readonly target: SignedTarget; readonly role: string; readonly reason: string }
-  | { readonly ok: false; readonly reason: string };
-
 /**
  * The decisions that need no trust answer (the refusing default, a policy that is off), or else
  * the policy whose trust requirements the caller must judge.
@@ -89,43 +89,89 @@ export function decideTag(
   const name = `${ref.image}:${ref.tag}`;
   const policy = withoutTrust(applied, name);
   if ("decision" in policy) return policy;
-  const verdict = judgeTag(policy, name, ref.tag, trust);
-  if (verdict.ok) {
+  const judged = judgeTag(policy, name, ref.tag, trust);
+  if (judged.accepted) {
     return {
       decision: "allow",
       ...(policy.mode === "audit" ? { wouldDeny: false } : {}),
-      digest: verdict.target.digest,
-      size: verdict.target.size,
-      role: verdict.role,
+      digest: judged.target.digest,
+      size: judged.target.size,
+      role: judged.role,
       policy: policy.name,
       mode: policy.mode,
-      reason: verdict.reason,
+      reason: judged.reason,
     };
   }
-  return unsigned(policy, findException(policy, ref.image, ref.tag), verdict.reason);
+  return unsigned(policy, findException(policy, ref.image, ref.tag), judged.reason);
 }
 
 /**
- * A pull by digest. `signed` is whether the digest is a signed target of the repository or a
- * manifest of a verified signed index (the proxy knows the reachable set), or why trust failed.
+ * What the trust source verified for a pull by digest (TrustSource.signedByDigest): every
+ * signature of the digest itself and, when the digest was reached through a signed index
+ * (src/proxy/index-children.ts), that index and every signature of it.
+ */
+export interface DigestSignatures {
+  readonly signatures: readonly SignedTarget[];
+  readonly index?: {
+    /** the signed index (the root of the chain of indexes) that lists this digest */
+    readonly root: string;
+    /** the length that index gives this digest */
+    readonly size: number;
+    /** every signature of `root` */
+    readonly signatures: readonly SignedTarget[];
+  };
+}
+
+/**
+ * A pull by digest, judged by the same rule as a tag (judgeSignatures): allowed when the digest's
+ * own signatures satisfy the policy, or when it is listed in a signed index whose signatures do
+ * (an index vouches for its children only as far as the policy accepts the index). Otherwise
+ * unsigned to the policy: `digestPulls: any` lets it through, an exception or audit may.
  */
 export function decideDigestPull(
   applied: AppliedPolicy,
   ref: { readonly image: string; readonly digest: string },
-  signed: boolean | TrustError | undefined,
+  trust: DigestSignatures | TrustError | undefined,
 ): PolicyDecision {
   const name = `${ref.image}@${ref.digest}`;
   const policy = withoutTrust(applied, name);
   if ("decision" in policy) return policy;
-  if (signed === true) {
-    return {
-      decision: "allow",
-      ...(policy.mode === "audit" ? { wouldDeny: false } : {}),
-      digest: ref.digest,
-      policy: policy.name,
-      mode: policy.mode,
-      reason: `${name} is signed`,
-    };
+  const signedAllow = (size: number, role: string, reason: string, index?: string): PolicyDecision => ({
+    decision: "allow",
+    ...(policy.mode === "audit" ? { wouldDeny: false } : {}),
+    digest: ref.digest,
+    size,
+    role,
+    ...(index !== undefined ? { index } : {}),
+    policy: policy.name,
+    mode: policy.mode,
+    reason,
+  });
+  let why: string;
+  if (trust instanceof TrustError) {
+    why = trustFailure(policy, name, trust);
+  } else if (trust === undefined) {
+    why = `${name}: trust was not consulted`;
+  } else {
+    const own = judgeSignatures(policy, { name, byDigest: true }, trust.signatures);
+    if (own.accepted) return signedAllow(own.target.size, own.role, own.reason);
+    const index = trust.index;
+    const viaIndex = index
+      ? judgeSignatures(policy, { name: `${ref.image}@${index.root}`, byDigest: true }, index.signatures)
+      : undefined;
+    if (index && viaIndex?.accepted) {
+      return signedAllow(
+        index.size,
+        viaIndex.role,
+        `${name} is listed in the signed index ${index.root} (tag ${viaIndex.target.name}, ${viaIndex.role})`,
+        index.root,
+      );
+    }
+    why = signedInPolicyRoles(policy, trust.signatures)
+      ? own.reason
+      : index && viaIndex && signedInPolicyRoles(policy, index.signatures)
+        ? `${name} is listed in the index ${index.root}, which is not signed as policy ${policy.name} demands: ${viaIndex.reason}`
+        : `${name} is not a signed manifest of ${ref.image} (policy ${policy.name}: digestPulls: signed)`;
   }
   if (policy.digestPulls === "any") {
     return {
@@ -136,12 +182,6 @@ export function decideDigestPull(
       reason: `policy ${policy.name} allows unsigned digest pulls (digestPulls: any)`,
     };
   }
-  const why =
-    signed instanceof TrustError
-      ? `${name}: trust could not be established: ${signed.message}`
-      : signed === undefined
-        ? `${name}: trust was not consulted`
-        : `${name} is not a signed manifest of ${ref.image} (policy ${policy.name}: digestPulls: signed)`;
   return unsigned(policy, findException(policy, ref.image, undefined), why);
 }
 
@@ -168,58 +208,24 @@ function unsigned(policy: Policy, exception: PolicyException | undefined, why: s
   return { decision: "deny", policy: policy.name, mode: policy.mode, reason: why };
 }
 
-/**
- * Is the tag signed the way the policy demands?
- *  - default: the first role in `trust.roles` order that signs the tag decides (Docker:
- *    GetTargetByName(tag, "targets/releases", "targets")); signatures in other roles never count.
- *  - requireAll: every listed role signs the tag, all with the same digest and length.
- */
+/** Is the tag signed the way the policy demands? The trust answer must be for this tag. */
 function judgeTag(
   policy: Policy,
   name: string,
   tag: string,
   trust: TagSignatures | TrustError | undefined,
-): Verdict {
-  const roles = policy.trust.roles;
-  if (trust === undefined) return { ok: false, reason: `${name}: trust was not consulted` };
-  if (trust instanceof TrustError) return { ok: false, reason: trustFailure(policy, name, trust) };
+): Judgement {
+  if (trust === undefined) return { accepted: false, reason: `${name}: trust was not consulted` };
+  if (trust instanceof TrustError) return { accepted: false, reason: trustFailure(policy, name, trust) };
   if (trust.tag !== tag) {
-    return { ok: false, reason: `${name}: the trust answer is for tag "${trust.tag}", not "${tag}"` };
+    return { accepted: false, reason: `${name}: the trust answer is for tag "${trust.tag}", not "${tag}"` };
   }
-  const byRole = new Map<string, SignedTarget>();
-  for (const sig of trust.signatures) {
-    if (roles.includes(sig.role) && !byRole.has(sig.role)) byRole.set(sig.role, sig);
-  }
-  if (!policy.trust.requireAll) {
-    for (const role of roles) {
-      const target = byRole.get(role);
-      if (target) return { ok: true, target, role, reason: `${name} is signed in ${role} (${trust.source})` };
-    }
-    return { ok: false, reason: `${name} is not signed in ${orList(roles)}` };
-  }
-  const missing = roles.filter((r) => !byRole.has(r));
-  if (missing.length > 0) {
-    return {
-      ok: false,
-      reason: `${name} is not signed in ${orList(missing, "and")} (policy ${policy.name} requires all of ${roles.join(", ")})`,
-    };
-  }
-  const targets = roles.map((r) => byRole.get(r) as SignedTarget);
-  const first = targets[0] as SignedTarget;
-  if (targets.some((t) => t.digest !== first.digest || t.size !== first.size)) {
-    return {
-      ok: false,
-      reason:
-        `${name} is signed with different content by its roles (${targets.map((t) => `${t.role}: ${t.digest}`).join(", ")}); ` +
-        `policy ${policy.name} requires all of them to sign the same digest`,
-    };
-  }
-  return {
-    ok: true,
-    target: first,
-    role: roles.join("+"),
-    reason: `${name} is signed in ${roles.join(" and ")} (${trust.source})`,
-  };
+  const judged = judgeSignatures(
+    policy,
+    { name, byDigest: false },
+    trust.signatures.filter((sig) => sig.name === tag),
+  );
+  return judged.accepted ? { ...judged, reason: `${judged.reason} (${trust.source})` } : judged;
 }
 
 function trustFailure(policy: Policy, name: string, err: TrustError): string {
@@ -257,10 +263,4 @@ export function findException(
     if (ex.tagRegExp) return tag !== undefined && ex.tagRegExp.test(tag);
     return true;
   });
-}
-
-/** "a", "a or b", "a, b or c" */
-function orList(items: readonly string[], conj = "or"): string {
-  if (items.length <= 1) return items.join("");
-  return `${items.slice(0, -1).join(", ")} ${conj} ${items[items.length - 1]}`;
 }

@@ -8,6 +8,7 @@ export {
   SHIPPED_DEFAULT_POLICY,
 } from "./applied.js";
 export {
+  type DigestSignatures,
   decideDigestPull,
   decideTag,
   findException,
@@ -18,6 +19,7 @@ export {
 } from "./decision.js";
 export { type Explanation, explain, renderExplanation } from "./explain.js";
 export { type ImageReference, ImageReferenceError, parseImageReference } from "./image-reference.js";
+export { type JudgedSubject, type Judgement, judgeSignatures } from "./judge.js";
 export { isPolicyFileName, type LoadResult, loadPolicyDir } from "./load-dir.js";
 export { parsePolicyFile } from "./parse-file.js";
 export { type ImagePattern, parseImagePattern } from "./pattern.js";

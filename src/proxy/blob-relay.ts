@@ -19,12 +19,24 @@ import type { Context } from "hono";
 import type { Logger } from "../log.js";
 import { OciCode, OciError } from "../oci/errors.js";
 import { type Digest, parseDigest } from "../oci/reference.js";
-import type { AppDeps, AppEnv } from "../server.js";
 import type { RegistryClient } from "../upstream/client.js";
-import type { BlobFill, CachedBlob } from "./blob-cache.js";
+import type { BlobCache, BlobFill, CachedBlob } from "./blob-cache.js";
 import { BlobDigestMismatchError, blobHeaders, blobRedirectUrl, DigestVerifier } from "./blobs.js";
+import type { AppEnv } from "./context.js";
 import { rawResponse, requestHeader, sendBytes, sendStream } from "./respond.js";
 import type { Target } from "./route.js";
+
+/** What a blob relay needs of the app (server.ts AppDeps is one); nothing imports back up. */
+export interface BlobRelayDeps {
+  config: {
+    blobRedirect: boolean;
+    /** bodyMs also bounds how long a blob relay may stall on its client */
+    upstreamTimeouts?: { bodyMs: number };
+  };
+  clients: ReadonlyMap<string, RegistryClient>;
+  logger: Logger;
+  blobCache?: BlobCache;
+}
 
 /**
  * Concurrent upstream relays per client address. A pull moves three layers at once (dockerd's
@@ -42,13 +54,13 @@ export interface BlobRelayOptions {
 }
 
 export class BlobRelay {
-  readonly #deps: AppDeps;
+  readonly #deps: BlobRelayDeps;
   readonly #stallMs: number;
   readonly #maxPerClient: number;
   /** open upstream relays per client address */
   readonly #active = new Map<string, number>();
 
-  constructor(deps: AppDeps, opts: BlobRelayOptions = {}) {
+  constructor(deps: BlobRelayDeps, opts: BlobRelayOptions = {}) {
     this.#deps = deps;
     this.#stallMs = opts.stallMs ?? deps.config.upstreamTimeouts?.bodyMs ?? DEFAULT_STALL_MS;
     this.#maxPerClient = opts.maxPerClient ?? MAX_RELAYS_PER_CLIENT;
@@ -299,7 +311,7 @@ async function keepInCache(logger: Logger, digest: Digest, fill: BlobFill): Prom
   }
 }
 
-function clientFor(deps: AppDeps, target: Target): RegistryClient {
+function clientFor(deps: BlobRelayDeps, target: Target): RegistryClient {
   const client = deps.clients.get(target.registry.name);
   if (!client) throw new Error(`no upstream client for ${target.registry.name}`);
   return client;

@@ -9,8 +9,10 @@ import {
   type AppliedPolicy,
   applyPolicy,
   type DefaultPolicySetting,
+  type DigestSignatures,
   decideDigestPull,
   decideTag,
+  judgeSignatures,
   needsTrust,
   type Policy,
   type PolicyDecision,
@@ -21,7 +23,6 @@ import { TrustError } from "../trust/errors.js";
 import type { TrustSources } from "../trust/sources.js";
 import type { SignedTarget, TagSignatures, TrustQuery, TrustSource } from "../trust/types.js";
 import type { IndexChildren } from "./index-children.js";
-import type { AnswerReuse } from "./manifests.js";
 
 export interface DecisionDeps {
   /** the live policy set (a PolicyStore, or a fixed set) */
@@ -48,7 +49,15 @@ export interface TagDecided extends Decided {
    * decision: the trust source's `reuseUntil`, and only while the policy set it was decided under
    * is still in force. Absent when no trust source vouched for it (off, refusals, failures).
    */
-  readonly reuse?: Pick<AnswerReuse, "until" | "stillValid">;
+  readonly reuse?: DecisionReuse;
+}
+
+/** How long a decision may be reused (manifests.ts AnswerReuse extends it for answers). */
+export interface DecisionReuse {
+  /** ms since the epoch, by the trust source's clock */
+  readonly until: number;
+  /** false once the policy set the decision was made under is replaced */
+  stillValid(): boolean;
 }
 
 export interface DigestDecided extends Decided {
@@ -56,6 +65,12 @@ export interface DigestDecided extends Decided {
   readonly signedVia: "target" | "index" | undefined;
   /** the length the signature (or the signed index) gives for these bytes */
   readonly size: number | undefined;
+  /**
+   * The signed digest that vouches for these bytes: the digest itself when it is a signed target,
+   * else the signed index (root of the chain of indexes) that lists it. An index served under this
+   * decision records its children under this root (REVIEW T13).
+   */
+  readonly root: string | undefined;
 }
 
 export class TrustDecider {
@@ -75,8 +90,16 @@ export class TrustDecider {
       try {
         const s = this.deps.sources.sourceFor(applied.policy, registry, repository);
         source = s.kind;
-        trust = await s.resolveTag(trustQueryFor(applied.policy, registry, repository), tag);
-        if (s.kind === "tuf") trust = tufSignaturesAsPolicyRoles(trust, applied.policy.trust.roles);
+        const answer = await s.resolveTag(trustQueryFor(applied.policy, registry, repository), tag);
+        const mapped = asPolicyRoles(s, applied.policy, answer.signatures);
+        trust =
+          mapped.delegations.length === 0
+            ? answer
+            : {
+                ...answer,
+                signatures: [...mapped.signatures],
+                source: `${answer.source} (signed by delegation ${mapped.delegations.join(", ")})`,
+              };
         source = trust.source;
       } catch (err) {
         // Fail closed: any TrustError is handed to the policy, which refuses (or, in audit, logs).
@@ -96,15 +119,33 @@ export class TrustDecider {
     };
   }
 
-  /** Every signed target of the repository under `policy`, or why trust failed. */
-  async signedTargets(
-    registry: string,
-    repository: string,
-    policy: Policy,
-  ): Promise<SignedTarget[] | TrustError> {
+  /**
+   * The tags of the repository that the policy accepts (tags/list), judged one by one by the same
+   * rule as a pull of each tag (judgeSignatures), or why trust failed.
+   */
+  async acceptedTags(registry: string, repository: string, policy: Policy): Promise<string[] | TrustError> {
+    const image = `${registry}/${repository}`;
     try {
       const source = this.deps.sources.sourceFor(policy, registry, repository);
-      return await source.listSigned(trustQueryFor(policy, registry, repository));
+      const query = trustQueryFor(policy, registry, repository);
+      const listed = asPolicyRoles(source, policy, await source.listSigned(query)).signatures;
+      // listSigned gives each tag's first signature in roles order, which is all the default
+      // rule reads. requireAll needs every role's signature of the tag: those sign the same
+      // digest under the same name, so they are among signedByDigest's answer (a map lookup).
+      const ofDigest = new Map<string, readonly SignedTarget[]>();
+      if (policy.trust.requireAll) {
+        for (const t of listed) {
+          if (!ofDigest.has(t.digest))
+            ofDigest.set(t.digest, await this.signaturesOf(source, policy, query, t.digest));
+        }
+      }
+      const accepted = new Set<string>();
+      for (const t of listed) {
+        const signatures = ofDigest.get(t.digest)?.filter((s) => s.name === t.name) ?? [t];
+        if (judgeSignatures(policy, { name: `${image}:${t.name}`, byDigest: false }, signatures).accepted)
+          accepted.add(t.name);
+      }
+      return [...accepted].sort();
     } catch (err) {
       if (err instanceof TrustError) return err;
       throw err;
@@ -112,8 +153,9 @@ export class TrustDecider {
   }
 
   /**
-   * A pull by digest: signed when it is a signed target of the repository, or a child of a signed
-   * index served earlier whose root digest is still signed (`reachable`).
+   * A pull by digest: signed when the digest's own signatures satisfy the policy, or when it is a
+   * child of an index served earlier (`reachable`) whose signatures still satisfy it; both judged
+   * by the policy's one rule (decideDigestPull, judgeSignatures), as a tag is.
    */
   async decideDigest(
     registry: string,
@@ -131,78 +173,70 @@ export class TrustDecider {
         source: undefined,
         signedVia: undefined,
         size: undefined,
+        root: undefined,
       };
     }
-    // Trust that cannot be established is the policy's to judge (a refusal unless an exception).
-    const trustFailed = (err: unknown, source: TrustSource | undefined): DigestDecided => {
+    const policy = applied.policy;
+    let source: TrustSource | undefined;
+    let trust: DigestSignatures | TrustError;
+    try {
+      source = this.deps.sources.sourceFor(policy, registry, repository);
+      trust = await this.digestSignatures(source, policy, registry, repository, digest, reachable);
+    } catch (err) {
+      // Fail closed: any TrustError (also one met while checking an index root, REVIEW T14) is
+      // the policy's to judge: a refusal, or in audit mode an allow that says wouldDeny.
       if (!(err instanceof TrustError)) throw err;
-      return {
-        decision: decideDigestPull(applied, ref, err),
-        image,
-        trustFailure: err.code,
-        source: source?.kind,
-        signedVia: undefined,
-        size: undefined,
-      };
-    };
-    let source: TrustSource;
-    try {
-      source = this.deps.sources.sourceFor(applied.policy, registry, repository);
-    } catch (err) {
-      return trustFailed(err, undefined);
+      trust = err;
     }
-    const query: TrustQuery = trustQueryFor(applied.policy, registry, repository);
-    let target: SignedTarget | undefined;
-    try {
-      // Interim: the first signature decides, as before; the policy judgement over all of them
-      // (requireAll, REVIEW T3) replaces this.
-      target = (await source.signedByDigest(query, digest))[0];
-    } catch (err) {
-      return trustFailed(err, source);
-    }
-    if (target) {
-      const decision = decideDigestPull(applied, ref, true);
-      return {
-        decision: {
-          ...decision,
-          role: target.role,
-          size: target.size,
-          reason: `${image}@${digest} is signed as tag ${target.name} in ${target.role}`,
-        },
-        image,
-        source: source.kind,
-        signedVia: "target",
-        size: target.size,
-      };
-    }
-    const via = reachable?.lookup(registry, repository, digest);
-    if (via) {
-      for (const [root, size] of via.roots) {
-        // the same verified trust data as above, already fresh: a map lookup, no network
-        const parent = (await source.signedByDigest(query, root))[0];
-        if (!parent) continue;
-        const decision = decideDigestPull(applied, ref, true);
-        return {
-          decision: {
-            ...decision,
-            role: parent.role,
-            size,
-            reason: `${image}@${digest} is listed in the signed index ${root} (tag ${parent.name}, ${parent.role})`,
-          },
-          image,
-          source: source.kind,
-          signedVia: "index",
-          size,
-        };
-      }
-    }
+    const decision = decideDigestPull(applied, ref, trust);
+    const signedVia =
+      decision.index !== undefined ? "index" : decision.digest !== undefined ? "target" : undefined;
     return {
-      decision: decideDigestPull(applied, ref, false),
+      decision,
       image,
-      source: source.kind,
-      signedVia: undefined,
-      size: undefined,
+      source: source?.kind,
+      ...(trust instanceof TrustError ? { trustFailure: trust.code } : {}),
+      signedVia,
+      size: signedVia ? decision.size : undefined,
+      root: signedVia === "index" ? decision.index : signedVia === "target" ? digest : undefined,
     };
+  }
+
+  /**
+   * What trust says about a digest: its own signatures and, when those do not satisfy the policy,
+   * the first signed index it was reached through whose signatures do (else the first one, for
+   * the refusal's reason). Throws TrustError.
+   */
+  private async digestSignatures(
+    source: TrustSource,
+    policy: Policy,
+    registry: string,
+    repository: string,
+    digest: string,
+    reachable: IndexChildren | undefined,
+  ): Promise<DigestSignatures> {
+    const query = trustQueryFor(policy, registry, repository);
+    const subject = (d: string) => ({ name: `${registry}/${repository}@${d}`, byDigest: true });
+    const signatures = await this.signaturesOf(source, policy, query, digest);
+    if (judgeSignatures(policy, subject(digest), signatures).accepted) return { signatures };
+    let first: DigestSignatures["index"];
+    for (const [root, size] of reachable?.lookup(registry, repository, digest)?.roots ?? []) {
+      // the same verified trust data as above, already fresh: a map lookup, no network
+      const index = { root, size, signatures: await this.signaturesOf(source, policy, query, root) };
+      if (judgeSignatures(policy, subject(root), index.signatures).accepted) return { signatures, index };
+      first ??= index;
+    }
+    return first ? { signatures, index: first } : { signatures };
+  }
+
+  /** Every signature of `digest` (TrustSource.signedByDigest), in the policy's role names. */
+  private async signaturesOf(
+    source: TrustSource,
+    policy: Policy,
+    query: TrustQuery,
+    digest: string,
+  ): Promise<readonly SignedTarget[]> {
+    return asPolicyRoles(source, policy, await source.signedByDigest(query, digest)).signatures;
   }
 }
 
@@ -214,12 +248,17 @@ export class TrustDecider {
  * which matches signature roles against `trust.roles`, such a signature is one made through
  * `targets`; the audit line keeps the real signer in `source`.
  */
-function tufSignaturesAsPolicyRoles(trust: TagSignatures, roles: readonly string[]): TagSignatures {
-  const outside = trust.signatures.filter((sig) => !roles.includes(sig.role));
-  if (outside.length === 0 || !roles.includes("targets")) return trust;
+function asPolicyRoles(
+  source: TrustSource,
+  policy: Policy,
+  signatures: readonly SignedTarget[],
+): { signatures: readonly SignedTarget[]; delegations: string[] } {
+  const roles = policy.trust.roles;
+  const outside = signatures.filter((sig) => !roles.includes(sig.role));
+  if (source.kind !== "tuf" || outside.length === 0 || !roles.includes("targets"))
+    return { signatures, delegations: [] };
   return {
-    ...trust,
-    signatures: trust.signatures.map((sig) => (roles.includes(sig.role) ? sig : { ...sig, role: "targets" })),
-    source: `${trust.source} (signed by delegation ${outside.map((s) => s.role).join(", ")})`,
+    signatures: signatures.map((sig) => (roles.includes(sig.role) ? sig : { ...sig, role: "targets" })),
+    delegations: outside.map((s) => s.role),
   };
 }

@@ -1,5 +1,5 @@
 /**
- * The trust-enforcing ManifestResolver and TagLister (issue 4).
+ * The trust-enforcing ManifestResolver (issue 4); its tags/list counterpart is tags.ts SignedTagLister.
  *
  * By tag: decide (policy -> trust source -> policy verdict); when allowed with a signed digest,
  * fetch `/manifests/<signed digest>` from the upstream, NEVER the tag, and answer only bytes that
@@ -20,10 +20,12 @@ import { OciCode, OciError } from "../oci/errors.js";
 import { type Digest, parseDigest } from "../oci/reference.js";
 import type { PolicyDecision } from "../policy/index.js";
 import { UpstreamError } from "../upstream/errors.js";
+import { type AuditLine, auditLine } from "./audit.js";
 import type { Decided, TrustDecider } from "./decide.js";
 import type { IndexChildren } from "./index-children.js";
 import type { ManifestAnswer, ManifestRequest, ManifestResolver, ManifestStore } from "./manifests.js";
-import type { TagLister, TagListRequest } from "./tags.js";
+
+export type { AuditLine } from "./audit.js";
 
 export interface EnforcementDeps {
   decider: TrustDecider;
@@ -31,29 +33,6 @@ export interface EnforcementDeps {
   reachable: IndexChildren;
   /** audit lines go here (msg "trust decision") */
   logger: Logger;
-}
-
-/**
- * What one audit line says (issue 4/5: decision, image, tag|digest, digest, role, policy, mode, source, reason).
- * Keep it flat (primitive values, no secret-named keys): it is logged without redaction (log.ts fixedFieldsLogger).
- */
-export interface AuditLine {
-  /** the request id of the access-log line for the same request */
-  reqId?: string;
-  decision: "allow" | "deny";
-  image: string;
-  tag?: string;
-  /** the digest asked for (pulls by digest) */
-  reference?: string;
-  /** the digest served or that would have been served */
-  digest?: string;
-  role?: string;
-  policy: string;
-  mode: string;
-  source?: string;
-  wouldDeny?: boolean;
-  exception?: string;
-  reason: string;
 }
 
 export class TrustEnforcingResolver implements ManifestResolver {
@@ -120,11 +99,11 @@ export class TrustEnforcingResolver implements ManifestResolver {
     const answer = await this.fetchSigned(req, digest, decided.size, decided, line, {
       digest: digest.value,
     });
-    if (decided.signedVia !== undefined) {
-      // A signed index (or an index inside one) vouches for its children: record them against the
-      // signed root, which for a child reached through an index is that index's own root.
-      const via = decided.signedVia === "target" ? digest.value : rootOf(this.deps.reachable, req, digest);
-      if (via) this.deps.reachable.recordIfIndex(registry, repository, via, answer.bytes, answer.mediaType);
+    if (decided.root !== undefined) {
+      // A signed index (or an index inside one) vouches for its children: record them under the
+      // signed root this very decision was made from (REVIEW T13: not merely the first root the
+      // index was ever reached from, which may no longer be signed).
+      this.deps.reachable.recordIfIndex(registry, repository, decided.root, answer.bytes, answer.mediaType);
     }
     this.audit(req, line(decision));
     return answer;
@@ -178,74 +157,11 @@ export class TrustEnforcingResolver implements ManifestResolver {
   }
 }
 
-/**
- * tags/list of an enforced repository answers only its signed tags (from verified trust data,
- * no upstream request); audit and off pass the upstream's list through; a refusal is 403.
- * `n` and `last` paginate as the distribution spec says (lexical order, tags after `last`).
- */
-export class SignedTagLister implements TagLister {
-  constructor(
-    private readonly decider: TrustDecider,
-    private readonly passThrough: TagLister,
-    private readonly logger: Logger,
-  ) {}
-
-  async list(req: TagListRequest): Promise<{ bytes: Buffer; contentType: string }> {
-    const image = `${req.registry}/${req.repository}`;
-    const applied = this.decider.applied(image);
-    if (applied.kind === "refuse") {
-      throw new OciError(OciCode.DENIED, {
-        message: `${image}: ${applied.why}`,
-        reasonPhrase: `Forbidden (trustgate: no policy for ${image})`.slice(0, 120),
-      });
-    }
-    if (applied.policy.mode !== "enforce") return this.passThrough.list(req);
-    const signed = await this.decider.signedTargets(req.registry, req.repository, applied.policy);
-    if (signed instanceof Error) {
-      this.logger.warn({ image, policy: applied.policy.name, reason: signed.message }, "tags/list refused");
-      throw new OciError(OciCode.DENIED, {
-        message: `${image}: signed tags cannot be listed: ${signed.message}`,
-        reasonPhrase: "Forbidden (trustgate: trust not established)",
-        cause: signed,
-      });
-    }
-    let tags = [...new Set(signed.map((t) => t.name))].sort();
-    const last = req.query.get("last");
-    if (last) tags = tags.filter((t) => t > last);
-    const n = Number(req.query.get("n"));
-    if (req.query.has("n") && Number.isInteger(n) && n >= 0) tags = tags.slice(0, n);
-    return {
-      bytes: Buffer.from(JSON.stringify({ name: req.repository, tags })),
-      contentType: "application/json",
-    };
-  }
-}
-
-function auditLine(decided: Decided, d: PolicyDecision, ref: Partial<AuditLine>): AuditLine {
-  return {
-    decision: d.decision,
-    image: decided.image,
-    ...ref,
-    ...(d.digest !== undefined ? { digest: d.digest } : {}),
-    ...(d.role !== undefined ? { role: d.role } : {}),
-    policy: d.policy,
-    mode: d.mode,
-    ...(decided.source !== undefined ? { source: decided.source } : {}),
-    ...(d.wouldDeny !== undefined ? { wouldDeny: d.wouldDeny } : {}),
-    ...(d.exception !== undefined ? { exception: d.exception } : {}),
-    reason: d.reason,
-  };
-}
-
 function signedDigest(value: string): Digest {
   const digest = parseDigest(value);
   // Trust sources only return "sha256:<64 hex>"; anything else is a bug upstream of here.
   if (!digest) throw new Error(`trust source returned an unusable digest ${JSON.stringify(value)}`);
   return digest;
-}
-
-function rootOf(reachable: IndexChildren, req: ManifestRequest, digest: Digest): string | undefined {
-  return reachable.lookup(req.registry, req.repository, digest.value)?.roots.keys().next().value;
 }
 
 /** 403 DENIED with the reason, and a short reason phrase for clients that show only the status line. */

@@ -18,7 +18,8 @@ import { ALL_MANIFEST_TYPES, essence, MediaTypes } from "../oci/media-types.js";
 import type { Digest, Reference } from "../oci/reference.js";
 import type { RegistryClient } from "../upstream/client.js";
 import { UpstreamError } from "../upstream/errors.js";
-import type { AuditLine } from "./enforce.js";
+import type { DecisionSink } from "./audit.js";
+import type { DecisionReuse } from "./decide.js";
 
 export interface ManifestRequest {
   /** canonical registry name from config */
@@ -38,11 +39,6 @@ export interface ManifestRequest {
   decisionSink?: DecisionSink;
 }
 
-/** Receives the one audit record of a request's trust decision (proxy/enforce.ts AuditLine). */
-export interface DecisionSink {
-  decision?: AuditLine;
-}
-
 export interface ManifestAnswer {
   /** the exact bytes to send (also for HEAD: their length and digest are the headers) */
   bytes: Buffer;
@@ -60,9 +56,7 @@ export interface ManifestAnswer {
  * trust source's clock) and while `stillValid()` (the policy set it was decided under is still in
  * force). `onReuse` runs on every reuse, for what serving it must keep doing (index children).
  */
-export interface AnswerReuse {
-  readonly until: number;
-  stillValid(): boolean;
+export interface AnswerReuse extends DecisionReuse {
   readonly onReuse?: () => void;
 }
 

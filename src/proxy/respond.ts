@@ -9,7 +9,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import type { Context } from "hono";
-import type { AppEnv } from "../server.js";
+import type { AppEnv } from "./context.js";
 
 export function rawResponse(c: Context<AppEnv>): ServerResponse | undefined {
   return c.env?.outgoing as ServerResponse | undefined;

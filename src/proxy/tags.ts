@@ -1,9 +1,17 @@
 /**
- * tags/list, passed through with its pagination parameters (n, last). The upstream's Link
- * header is not passed on: it names the upstream's path, not ours. Issue 4 filters the list to
- * the signed tags of enforced repositories, behind the same TagLister seam.
+ * tags/list. Pass-through with its pagination parameters (n, last) where trust is not enforced:
+ * the upstream's Link header is not passed on (it names the upstream's path, not ours). An
+ * enforced repository lists only the tags its policy accepts, from verified trust data, behind
+ * the same TagLister seam.
  */
+import type { Context } from "hono";
+import type { Logger } from "../log.js";
+import { OciCode, OciError } from "../oci/errors.js";
 import type { RegistryClient } from "../upstream/client.js";
+import type { AppEnv } from "./context.js";
+import type { TrustDecider } from "./decide.js";
+import { sendBytes } from "./respond.js";
+import type { Target } from "./route.js";
 
 export interface TagListRequest {
   registry: string;
@@ -25,4 +33,65 @@ export class PassThroughTagLister implements TagLister {
     const res = await client.listTags(req.repository, req.query);
     return { bytes: res.bytes, contentType: res.contentType ?? "application/json" };
   }
+}
+
+/**
+ * tags/list of an enforced repository answers only the tags its policy accepts, each judged by
+ * the rule a pull of that tag meets (TrustDecider.acceptedTags: requireAll included), from
+ * verified trust data, with no upstream request; audit and off pass the upstream's list through;
+ * a refusal is 403. `n` and `last` paginate as the distribution spec says (lexical order, tags
+ * after `last`).
+ */
+export class SignedTagLister implements TagLister {
+  constructor(
+    private readonly decider: TrustDecider,
+    private readonly passThrough: TagLister,
+    private readonly logger: Logger,
+  ) {}
+
+  async list(req: TagListRequest): Promise<{ bytes: Buffer; contentType: string }> {
+    const image = `${req.registry}/${req.repository}`;
+    const applied = this.decider.applied(image);
+    if (applied.kind === "refuse") {
+      throw new OciError(OciCode.DENIED, {
+        message: `${image}: ${applied.why}`,
+        reasonPhrase: `Forbidden (trustgate: no policy for ${image})`.slice(0, 120),
+      });
+    }
+    if (applied.policy.mode !== "enforce") return this.passThrough.list(req);
+    const accepted = await this.decider.acceptedTags(req.registry, req.repository, applied.policy);
+    if (accepted instanceof Error) {
+      this.logger.warn({ image, policy: applied.policy.name, reason: accepted.message }, "tags/list refused");
+      throw new OciError(OciCode.DENIED, {
+        message: `${image}: signed tags cannot be listed: ${accepted.message}`,
+        reasonPhrase: "Forbidden (trustgate: trust not established)",
+        cause: accepted,
+      });
+    }
+    let tags = accepted;
+    const last = req.query.get("last");
+    if (last) tags = tags.filter((t) => t > last);
+    const n = Number(req.query.get("n"));
+    if (req.query.has("n") && Number.isInteger(n) && n >= 0) tags = tags.slice(0, n);
+    return {
+      bytes: Buffer.from(JSON.stringify({ name: req.repository, tags })),
+      contentType: "application/json",
+    };
+  }
+}
+
+/** GET /v2/<name>/tags/list: the lister's answer as is. */
+export async function serveTagList(c: Context<AppEnv>, tags: TagLister, target: Target): Promise<Response> {
+  const list = await tags.list({
+    registry: target.registry.name,
+    repository: target.repository,
+    query: new URL(c.req.url).searchParams,
+  });
+  c.get("requestLog").bytes = list.bytes.length;
+  return sendBytes(
+    c,
+    200,
+    { "content-type": list.contentType, "content-length": String(list.bytes.length) },
+    list.bytes,
+  );
 }

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   type AppliedPolicy,
   applyPolicy,
+  type DigestSignatures,
   decideDigestPull,
   decideTag,
   needsTrust,
@@ -41,6 +42,12 @@ function signed(tag: string, ...targets: Array<[role: string, digest: string]>):
 }
 
 const ref = { image: "docker.io/acme/app", tag: "latest" };
+
+/** What signedByDigest answers: the digest's signatures, as (tag, role, digest). */
+function bySig(tag: string, ...targets: Array<[role: string, digest: string]>): DigestSignatures {
+  return { signatures: signed(tag, ...targets).signatures };
+}
+const NONE: DigestSignatures = { signatures: [] };
 const ENFORCE = "name: acme\nmatch: [docker.io/acme/**]\nmode: enforce\n";
 const AUDIT = "name: acme\nmatch: [docker.io/acme/**]\nmode: audit\n";
 
@@ -207,24 +214,114 @@ describe("exceptions", () => {
   });
   it("tag exceptions never cover digest pulls; repository exceptions do", () => {
     const digestRef = { image: "docker.io/acme/app", digest: D1 };
-    expect(decideDigestPull(app("docker.io/acme/app"), digestRef, false).decision).toBe("deny");
+    expect(decideDigestPull(app("docker.io/acme/app"), digestRef, NONE).decision).toBe("deny");
     const legacy = { image: "docker.io/acme/legacy", digest: D1 };
-    expect(decideDigestPull(app("docker.io/acme/legacy"), legacy, false).decision).toBe("allow");
+    expect(decideDigestPull(app("docker.io/acme/legacy"), legacy, NONE).decision).toBe("allow");
   });
 });
 
 describe("digest pulls", () => {
   it("signed: only signed digests; any: every digest", () => {
     const digestRef = { image: "docker.io/acme/app", digest: D1 };
-    expect(decideDigestPull(applied(ENFORCE), digestRef, true)).toMatchObject({
+    expect(decideDigestPull(applied(ENFORCE), digestRef, bySig("v1", ["targets", D1]))).toMatchObject({
       decision: "allow",
       digest: D1,
     });
-    expect(decideDigestPull(applied(ENFORCE), digestRef, false).reason).toBe(
+    expect(decideDigestPull(applied(ENFORCE), digestRef, NONE).reason).toBe(
       `docker.io/acme/app@${D1} is not a signed manifest of docker.io/acme/app (policy acme: digestPulls: signed)`,
     );
-    expect(decideDigestPull(applied(`${ENFORCE}digestPulls: any\n`), digestRef, false).decision).toBe(
-      "allow",
+    expect(decideDigestPull(applied(`${ENFORCE}digestPulls: any\n`), digestRef, NONE).decision).toBe("allow");
+  });
+});
+
+describe("T3: a digest is judged by the policy's own tag rule", () => {
+  const REQUIRE_ALL = `${ENFORCE}trust:\n  roles: [targets/releases, targets]\n  requireAll: true\n`;
+  const digestRef = { image: "docker.io/acme/app", digest: D1 };
+
+  it("T3: with requireAll, a digest signed in targets only is refused, as the tag is", () => {
+    const tag = decideTag(applied(REQUIRE_ALL), ref, signed("latest", ["targets", D1]));
+    const digest = decideDigestPull(applied(REQUIRE_ALL), digestRef, bySig("latest", ["targets", D1]));
+    expect(tag.decision).toBe("deny");
+    expect(digest).toEqual({
+      decision: "deny",
+      policy: "acme",
+      mode: "enforce",
+      reason: `docker.io/acme/app@${D1}, signed as tag latest in targets, is not signed in targets/releases (policy acme requires all of targets/releases, targets)`,
+    });
+    const both = bySig("latest", ["targets/releases", D1], ["targets", D1]);
+    expect(decideDigestPull(applied(REQUIRE_ALL), digestRef, both)).toMatchObject({
+      decision: "allow",
+      digest: D1,
+      size: 1234,
+      role: "targets/releases+targets",
+      reason: `docker.io/acme/app@${D1} is signed as tag latest in targets/releases and targets`,
+    });
+  });
+
+  it("T3: audit reports the would-be refusal of an insufficiently signed digest", () => {
+    const audit = `${AUDIT}trust:\n  roles: [targets/releases, targets]\n  requireAll: true\n`;
+    expect(decideDigestPull(applied(audit), digestRef, bySig("latest", ["targets", D1]))).toMatchObject({
+      decision: "allow",
+      wouldDeny: true,
+      reason: expect.stringContaining("is not signed in targets/releases"),
+    });
+  });
+
+  it("T3: a digest's signatures under different tags do not add up; under one accepted tag they do", () => {
+    const split: DigestSignatures = {
+      signatures: [
+        ...bySig("v1", ["targets", D1]).signatures,
+        ...bySig("v2", ["targets/releases", D1]).signatures,
+      ],
+    };
+    expect(decideDigestPull(applied(REQUIRE_ALL), digestRef, split).decision).toBe("deny");
+    const plus: DigestSignatures = {
+      signatures: [...split.signatures, ...bySig("v3", ["targets/releases", D1], ["targets", D1]).signatures],
+    };
+    expect(decideDigestPull(applied(REQUIRE_ALL), digestRef, plus)).toMatchObject({
+      decision: "allow",
+      reason: expect.stringContaining("as tag v3"),
+    });
+  });
+
+  it("T3: a child is vouched for by its index only as far as the policy accepts the index", () => {
+    const child = { image: "docker.io/acme/app", digest: D2 };
+    const index = (sigs: DigestSignatures) => ({ signatures: [], index: { root: D1, size: 77, ...sigs } });
+    expect(decideDigestPull(applied(REQUIRE_ALL), child, index(bySig("v1", ["targets", D1])))).toMatchObject({
+      decision: "deny",
+      reason: expect.stringContaining(
+        `is listed in the index ${D1}, which is not signed as policy acme demands`,
+      ),
+    });
+    expect(
+      decideDigestPull(
+        applied(REQUIRE_ALL),
+        child,
+        index(bySig("v1", ["targets/releases", D1], ["targets", D1])),
+      ),
+    ).toMatchObject({ decision: "allow", digest: D2, size: 77, index: D1, role: "targets/releases+targets" });
+    // the default rule: one role in the policy's list is enough, any other role never counts
+    expect(decideDigestPull(applied(ENFORCE), child, index(bySig("v1", ["targets", D1])))).toMatchObject({
+      decision: "allow",
+      index: D1,
+      role: "targets",
+    });
+    expect(decideDigestPull(applied(ENFORCE), child, index(bySig("v1", ["targets/qa", D1]))).decision).toBe(
+      "deny",
+    );
+  });
+
+  it("digestPulls: any still lets an insufficiently signed digest through, unpinned", () => {
+    const any = applied(`${REQUIRE_ALL}digestPulls: any\n`);
+    const d = decideDigestPull(any, digestRef, bySig("latest", ["targets", D1]));
+    expect(d).toMatchObject({ decision: "allow", reason: expect.stringContaining("digestPulls: any") });
+    expect(d.digest).toBeUndefined();
+  });
+
+  it("a trust failure by digest names its code, as by tag", () => {
+    const err = new TrustError("EXPIRED", "docker.io/acme/app", "timestamp", "timestamp expired");
+    expect(decideDigestPull(applied(ENFORCE), digestRef, err).reason).toBe(
+      `docker.io/acme/app@${D1}: trust could not be established (EXPIRED): timestamp expired`,
     );
   });
 });
