@@ -11,12 +11,14 @@ import { ConfigError } from "../errors.js";
 import { isValidRegistryHost } from "../oci/reference.js";
 import { DEFAULT_POLICY_SETTINGS, SHIPPED_DEFAULT_POLICY } from "../policy/applied.js";
 import {
+  type AdminConfig,
   type BlobCacheConfig,
   type Config,
   type ListenAddress,
   type NotaryConfig,
   type RegistryConfig,
   Secret,
+  type ShutdownConfig,
   type TufConfig,
   type UpstreamTimeouts,
 } from "./types.js";
@@ -31,6 +33,8 @@ export const DEFAULTS = {
   upstreamTimeouts: { connectMs: 10_000, headersMs: 30_000, bodyMs: 60_000 },
   manifestCacheBytes: 64 * 1024 * 1024,
   blobRedirect: false,
+  /** grace before the listener closes: only with an admin listener, whose /readyz is what turns 503 */
+  shutdown: { graceSeconds: 5, drainSeconds: 30 },
 } as const;
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -219,6 +223,8 @@ const TOP_LEVEL_KEYS = [
   "manifestCacheBytes",
   "blobRedirect",
   "blobCache",
+  "admin",
+  "shutdown",
 ] as const;
 
 /** Validate an already-read YAML text; `file` is used for messages and relative paths. */
@@ -293,6 +299,9 @@ export async function parseConfig(
       r.fail("blobCache", "cannot be used with blobRedirect: redirected blobs never pass through trustgate");
   }
 
+  const admin = readAdmin(r, o.admin, listen);
+  const shutdown = readShutdown(r, o.shutdown, admin !== undefined);
+
   return {
     file: absFile,
     listen,
@@ -316,7 +325,38 @@ export async function parseConfig(
         : r.integer(o.manifestCacheBytes, "manifestCacheBytes", 0, 2 ** 40),
     blobRedirect,
     blobCache,
+    admin,
+    shutdown,
   };
+}
+
+function readAdmin(r: Reader, value: unknown, oci: ListenAddress): AdminConfig | undefined {
+  if (value === undefined || value === null) return undefined;
+  const a = r.object(value, "admin", ["listen"]);
+  const listen = parseListen(r.string(a.listen, "admin.listen"), (problem) =>
+    r.fail("admin.listen", problem),
+  );
+  if (listen.port !== 0 && listen.port === oci.port && listen.host === oci.host)
+    r.fail("admin.listen", "must differ from listen: the admin endpoints stay off the OCI port");
+  return { listen };
+}
+
+/**
+ * Without an admin listener nothing can see /readyz turn 503, so the grace defaults to 0 there
+ * (a stop then only drains); an explicit value is always kept.
+ */
+function readShutdown(r: Reader, value: unknown, hasAdmin: boolean): ShutdownConfig {
+  const shutdown: ShutdownConfig = {
+    graceSeconds: hasAdmin ? DEFAULTS.shutdown.graceSeconds : 0,
+    drainSeconds: DEFAULTS.shutdown.drainSeconds,
+  };
+  if (value === undefined || value === null) return shutdown;
+  const s = r.object(value, "shutdown", ["graceSeconds", "drainSeconds"]);
+  if (s.graceSeconds !== undefined)
+    shutdown.graceSeconds = r.integer(s.graceSeconds, "shutdown.graceSeconds", 0, 600);
+  if (s.drainSeconds !== undefined)
+    shutdown.drainSeconds = r.integer(s.drainSeconds, "shutdown.drainSeconds", 0, 3600);
+  return shutdown;
 }
 
 /** blobCache.maxBytes when not given: 10 GiB. */

@@ -79,6 +79,22 @@ export interface Config {
   blobRedirect: boolean;
   /** the verified blob cache on disk (proxy/blob-cache.ts); absent: blobs are relayed every time */
   blobCache: BlobCacheConfig | undefined;
+  /** the admin listener (/healthz, /readyz, /metrics; src/admin); absent: none is started */
+  admin: AdminConfig | undefined;
+  shutdown: ShutdownConfig;
+}
+
+export interface AdminConfig {
+  /** its own address, off the OCI port, so probes and scrapes never share the pull clients' listener */
+  listen: ListenAddress;
+}
+
+/** What `serve` does on SIGTERM/SIGINT (commands/serve.ts). */
+export interface ShutdownConfig {
+  /** /readyz answers 503 while the OCI listener still accepts, so load balancers stop sending */
+  graceSeconds: number;
+  /** then the listener closes; in-flight pulls get this long before their connections are cut */
+  drainSeconds: number;
 }
 
 export interface BlobCacheConfig {
