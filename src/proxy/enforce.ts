@@ -53,6 +53,8 @@ export interface AuditLine {
   source?: string;
   wouldDeny?: boolean;
   exception?: string;
+  /** the TrustError code when trust could not be established (a bounded value: metrics.ts) */
+  trustFailure?: string;
   reason: string;
 }
 
@@ -233,6 +235,7 @@ function auditLine(decided: Decided, d: PolicyDecision, ref: Partial<AuditLine>)
     ...(decided.source !== undefined ? { source: decided.source } : {}),
     ...(d.wouldDeny !== undefined ? { wouldDeny: d.wouldDeny } : {}),
     ...(d.exception !== undefined ? { exception: d.exception } : {}),
+    ...(decided.trustFailure !== undefined ? { trustFailure: decided.trustFailure } : {}),
     reason: d.reason,
   };
 }

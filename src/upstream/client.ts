@@ -10,6 +10,7 @@ import { rootCertificates } from "node:tls";
 import { Agent, type Dispatcher, request } from "undici";
 import type { RegistryConfig, UpstreamTimeouts } from "../config/types.js";
 import type { Logger } from "../log.js";
+import type { UpstreamObserver } from "../metrics.js";
 import { BLOB_HIGH_WATER_MARK } from "../streaming.js";
 import {
   basicAuthorization,
@@ -99,6 +100,8 @@ export interface RegistryClientOptions {
   logger: Logger;
   /** for tests: a dispatcher to use instead of a new Agent */
   dispatcher?: Dispatcher;
+  /** told of every HTTP exchange (metrics.ts); absent: nothing is counted */
+  observe?: UpstreamObserver;
 }
 
 export class RegistryClient {
@@ -109,6 +112,7 @@ export class RegistryClient {
   readonly #ownsDispatcher: boolean;
   readonly #tokens: TokenCache;
   readonly #logger: Logger;
+  readonly #observe: UpstreamObserver | undefined;
 
   constructor(opts: RegistryClientOptions) {
     this.#registry = opts.registry;
@@ -116,6 +120,7 @@ export class RegistryClient {
     this.upstream = opts.registry.upstream;
     this.#tokens = opts.tokens;
     this.#logger = opts.logger;
+    this.#observe = opts.observe;
     this.#ownsDispatcher = opts.dispatcher === undefined;
     this.#dispatcher =
       opts.dispatcher ??
@@ -397,6 +402,7 @@ export class RegistryClient {
     resource: UpstreamResource,
   ): Promise<Omit<UpstreamResponse, "url">> {
     for (let attempt = 1; ; attempt++) {
+      const started = performance.now();
       try {
         const res = await request(url, {
           method,
@@ -404,9 +410,16 @@ export class RegistryClient {
           dispatcher: this.#dispatcher,
           highWaterMark: BLOB_HIGH_WATER_MARK,
         });
+        this.#observe?.(this.name, resource, res.statusCode, (performance.now() - started) / 1000);
         return { statusCode: res.statusCode, headers: res.headers, body: res.body };
       } catch (err) {
         const code = errorCode(err);
+        this.#observe?.(
+          this.name,
+          resource,
+          code !== undefined && TIMEOUT_CODES.has(code) ? "timeout" : "error",
+          (performance.now() - started) / 1000,
+        );
         // Only failures before any response are retried, and only GET/HEAD (idempotent) reach here.
         if (code !== undefined && RETRYABLE_CODES.has(code) && attempt < MAX_ATTEMPTS) {
           this.#logger.debug({ registry: this.name, code, attempt }, "retrying upstream request");
