@@ -6,6 +6,7 @@
 import type { Config } from "./config/types.js";
 import { ConfigError } from "./errors.js";
 import { fixedFieldsLogger, type Logger } from "./log.js";
+import type { Metrics } from "./metrics.js";
 import type { PolicySet } from "./policy/index.js";
 import { BlobCache } from "./proxy/blob-cache.js";
 import { TrustDecider } from "./proxy/decide.js";
@@ -24,6 +25,8 @@ export interface RuntimeOptions {
   policies: { readonly current: PolicySet };
   /** clock for trust expiry and refresh (tests pin it; default: wall clock) */
   now?: () => Date;
+  /** count requests, decisions and upstream exchanges (serve with an admin listener); absent: none */
+  metrics?: Metrics;
 }
 
 export interface Runtime {
@@ -48,7 +51,13 @@ export async function buildRuntime(
   for (const registry of config.registries.values()) {
     clients.set(
       registry.name,
-      new RegistryClient({ registry, timeouts: config.upstreamTimeouts, tokens, logger }),
+      new RegistryClient({
+        registry,
+        timeouts: config.upstreamTimeouts,
+        tokens,
+        logger,
+        ...(options.metrics ? { observe: options.metrics.upstream } : {}),
+      }),
     );
   }
   const store = new ManifestStore({ clients, cacheBytes: config.manifestCacheBytes });
@@ -67,6 +76,7 @@ export async function buildRuntime(
           maxBytes: config.manifestCacheBytes,
           now: now ? () => now().getTime() : Date.now,
           access: fixedFieldsLogger(logger),
+          ...(options.metrics ? { metrics: options.metrics } : {}),
         })
       : undefined;
   return {
@@ -83,6 +93,7 @@ export async function buildRuntime(
       logger,
       ...(warm ? { warm } : {}),
       ...(blobCache ? { blobCache } : {}),
+      ...(options.metrics ? { metrics: options.metrics } : {}),
     },
     store,
     tokens,

@@ -11,6 +11,7 @@ import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { type Context, Hono } from "hono";
 import type { RegistryConfig } from "./config/types.js";
 import { fixedFieldsLogger, type Logger } from "./log.js";
+import type { Metrics } from "./metrics.js";
 import { OciCode, OciError, renderOciError } from "./oci/errors.js";
 import type { BlobCache } from "./proxy/blob-cache.js";
 import { BlobRelay } from "./proxy/blob-relay.js";
@@ -47,6 +48,8 @@ export interface AppDeps {
   warm?: WarmAnswers;
   /** verified blobs on disk (proxy/blob-cache.ts); absent: every blob is relayed */
   blobCache?: BlobCache;
+  /** counted from each access line (metrics.ts); absent: nothing is counted */
+  metrics?: Metrics;
 }
 
 export function createApp(deps: AppDeps): Hono<AppEnv> {
@@ -54,6 +57,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   const log = deps.logger;
   const access = fixedFieldsLogger(log);
   const blobs = new BlobRelay(deps);
+  const metrics = deps.metrics;
 
   // Request id + one access-log line per request. The two common headers are added where each
   // answer is written (respond.ts), so Node gets all headers in one writeHead call.
@@ -68,12 +72,12 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     if (!out) {
       c.res.headers.set(API_VERSION_HEADER, "registry/2.0");
       c.res.headers.set("x-request-id", requestId);
-      writeAccessLine(access, c, requestId, requestLog, started, c.res.status, false);
+      writeAccessLine(access, metrics, c, requestId, requestLog, started, c.res.status, false);
     } else if (out.writableEnded || out.destroyed) {
       // A buffered answer is complete once end() has handed it to the socket: log it now, with
       // no per-request 'close' listener. A client gone before the answer, or a response cut
       // after its headers (sendOciError), shows as destroyed: its 'close' may already be queued.
-      writeAccessLine(access, c, requestId, requestLog, started, out.statusCode, out.destroyed);
+      writeAccessLine(access, metrics, c, requestId, requestLog, started, out.statusCode, out.destroyed);
     } else {
       // A stream (blob): the line is written when the response closes, so it reports the real
       // outcome and bytes. Every byte handed to the socket (end() called, nothing left buffered) is a complete
@@ -82,6 +86,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       out.once("close", () =>
         writeAccessLine(
           access,
+          metrics,
           c,
           requestId,
           requestLog,
@@ -115,7 +120,10 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   );
 
   // distribution-spec "Determining support": 200 with the API version header.
-  const ping = (c: Context<AppEnv>) => sendBytes(c, 200, { "content-type": "application/json" }, "{}");
+  const ping = (c: Context<AppEnv>) => {
+    c.get("requestLog").route = "ping";
+    return sendBytes(c, 200, { "content-type": "application/json" }, "{}");
+  };
   app.get("/v2", ping);
   app.get("/v2/", ping);
 
@@ -128,8 +136,9 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.get("/v2/*", async (c) => {
     const route = parseApiPath(decodePath(c.req.path));
     if (!route) throw new OciError(OciCode.UNSUPPORTED, { message: "no such endpoint", status: 404 });
-    const target = selectTarget(deps.config, route.name, c.req.query("ns"));
     const requestLog = c.get("requestLog");
+    requestLog.route = route.kind;
+    const target = selectTarget(deps.config, route.name, c.req.query("ns"));
     requestLog.registry = target.registry.name;
     requestLog.repository = target.repository;
     const method = c.req.method === "HEAD" ? "HEAD" : "GET";
@@ -179,6 +188,7 @@ export function createHttpServer(
  */
 function writeAccessLine(
   access: Logger,
+  metrics: Metrics | undefined,
   c: Context<AppEnv>,
   reqId: string,
   requestLog: RequestLog,
@@ -186,13 +196,15 @@ function writeAccessLine(
   status: number,
   aborted: boolean,
 ): void {
+  const ms = performance.now() - started;
+  const bytes = requestLog.streamedBytes?.() ?? requestLog.bytes;
   const line = {
     reqId,
     method: c.req.method,
     path: c.req.path,
     status,
-    bytes: requestLog.streamedBytes?.() ?? requestLog.bytes,
-    durationMs: Math.round((performance.now() - started) * 10) / 10,
+    bytes,
+    durationMs: Math.round(ms * 10) / 10,
     outcome: requestLog.outcome ?? (aborted ? "aborted" : undefined),
     cache: requestLog.cache,
     ...accessLineContext(c, requestLog),
@@ -200,6 +212,15 @@ function writeAccessLine(
   const d = requestLog.decision;
   if (d && (d.decision === "deny" || d.wouldDeny)) access.warn(line, "request");
   else access.info(line, "request");
+  // The same facts the line carries, counted (metrics.ts): one place, once per request.
+  const route = requestLog.route ?? "other";
+  metrics?.request({
+    route,
+    status,
+    seconds: ms / 1000,
+    decision: d,
+    ...(route === "blob" ? { blobBytes: { bytes, cache: requestLog.cache } } : {}),
+  });
 }
 
 function decodePath(path: string): string {

@@ -1,6 +1,12 @@
 /**
- * `trustgate serve --config FILE [--listen HOST:PORT]`: run the proxy until SIGTERM/SIGINT,
- * then stop accepting, let in-flight transfers finish (bounded), and close upstream pools.
+ * `trustgate serve --config FILE [--listen HOST:PORT]`: run the proxy until SIGTERM/SIGINT.
+ *
+ * A stop (issue 12 item 6) goes in the order a load balancer needs: /readyz turns 503 at once
+ * while the OCI listener keeps accepting for `shutdown.graceSeconds` (the balancer's probes notice
+ * and stop sending; requests already routed here still land), then the listener closes, in-flight
+ * pulls get `shutdown.drainSeconds` to finish before their connections are cut, upstream pools
+ * close, and the process exits 0. A second signal skips what is left of the grace. The admin
+ * listener (`admin.listen`: /healthz, /readyz, /metrics) answers until the drain is over.
  *
  * Policies: the directory is loaded at start (an invalid file refuses the start: exit 2 with
  * `file:line: message` lines), watched, and reloaded on SIGHUP; every reload outcome is logged,
@@ -13,22 +19,27 @@
  */
 import { randomBytes } from "node:crypto";
 import { mkdir, open, rm } from "node:fs/promises";
+import type { Server } from "node:http";
 import type { Server as HttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { Readiness, StateDirProbe } from "../admin/readiness.js";
+import { createAdminServer } from "../admin/server.js";
 import { buildRuntime } from "../app.js";
 import { loadConfig, parseListen } from "../config/load.js";
+import type { Config, ListenAddress } from "../config/types.js";
 import { ConfigError, UsageError } from "../errors.js";
 import { asyncStdout, createLogger, flushLogger, type Logger } from "../log.js";
+import { Metrics } from "../metrics.js";
 import { formatProblem, PolicyStore, type ReloadOutcome } from "../policy/index.js";
 import { createApp, createHttpServer } from "../server.js";
 import { ServingCertificate } from "../tls-listener.js";
 import { sourceMismatches } from "../trust/sources.js";
 
 export const USAGE = "usage: trustgate serve --config FILE [--listen HOST:PORT]";
-/** In-flight blob transfers get this long after a stop signal before connections are cut. */
-const DRAIN_MS = 10_000;
+/** While draining, keep-alive connections that went idle are closed this often (see drain). */
+const IDLE_SWEEP_MS = 100;
 
 export async function run(argv: string[]): Promise<number> {
   let values: { config?: string | undefined; listen?: string | undefined };
@@ -83,7 +94,9 @@ export async function run(argv: string[]): Promise<number> {
       else logger.info({ policies: config.policies }, "policy directory watch restored");
     },
   });
-  runtime = await buildRuntime(config, logger, { policies });
+  // Counted only when there is an admin listener to serve them.
+  const metrics = config.admin ? new Metrics() : undefined;
+  runtime = await buildRuntime(config, logger, { policies, ...(metrics ? { metrics } : {}) });
   const mismatches = sourceMismatches(policies.current, runtime.sources);
   if (mismatches.length > 0) {
     await runtime.close();
@@ -103,6 +116,16 @@ export async function run(argv: string[]): Promise<number> {
       `${config.file}: listen: cannot listen on ${config.listen.host}:${config.listen.port}: ${err.code ?? err.message}`,
     );
   });
+  let admin: AdminListener | undefined;
+  if (config.admin && metrics) {
+    try {
+      admin = await startAdmin(config, config.admin.listen, server, metrics, logger);
+    } catch (err) {
+      server.close();
+      await runtime.close();
+      throw err;
+    }
+  }
   const addr = server.address() as AddressInfo;
   logger.info(
     {
@@ -113,6 +136,7 @@ export async function run(argv: string[]): Promise<number> {
             clientCertificates: config.tls?.clientCaFile !== undefined ? "required" : "not requested",
           }
         : false,
+      ...(admin ? { admin: admin.address } : {}),
       registries: [...config.registries.keys()],
       defaultRegistry: config.defaultRegistry,
       policies: policies.current.policies.map((p) => p.name),
@@ -145,26 +169,21 @@ export async function run(argv: string[]): Promise<number> {
   };
   process.on("SIGHUP", onHangup);
 
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once("SIGTERM", () => resolve("SIGTERM"));
-    process.once("SIGINT", () => resolve("SIGINT"));
-  });
-  logger.info({ signal }, "stopping");
+  const signal = await nextStopSignal();
+  const { graceSeconds, drainSeconds } = config.shutdown;
+  admin?.readiness.beginShutdown(signal);
+  logger.info(
+    { signal, graceSeconds, drainSeconds },
+    "stopping: not ready; still accepting for the grace period",
+  );
   process.off("SIGHUP", onHangup);
   policies.close();
   certificate?.close();
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(() => {
-      // Cut what is still running: a half-sent blob fails on the client, never ends cleanly.
-      (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
-    }, DRAIN_MS);
-    timer.unref();
-    server.close(() => {
-      clearTimeout(timer);
-      resolve();
-    });
-    (server as unknown as { closeIdleConnections?: () => void }).closeIdleConnections?.();
-  });
+  await graceOrSignal(graceSeconds * 1000);
+  logger.info({ drainSeconds }, "stopping: listener closed, draining in-flight requests");
+  const cut = await drain(server, drainSeconds * 1000);
+  if (cut > 0) logger.warn({ connections: cut }, "drain bound reached: connections cut");
+  if (admin) await admin.close();
   await runtime.close();
   logger.info("stopped");
   // The destination is asynchronous: every line, the last ones included, is on disk before we exit.
@@ -210,4 +229,105 @@ async function probeWritable(file: string, key: string, dir: string): Promise<vo
   } finally {
     await rm(probe, { force: true }).catch(() => undefined);
   }
+}
+
+function nextStopSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (signal: NodeJS.Signals) => {
+      process.off("SIGTERM", on);
+      process.off("SIGINT", on);
+      resolve(signal);
+    };
+    process.on("SIGTERM", on);
+    process.on("SIGINT", on);
+  });
+}
+
+/**
+ * Wait out the grace period; a second SIGTERM/SIGINT ends it early (the operator insists). Once
+ * it is over no handler is left, so a signal during the drain stops the process at once.
+ */
+function graceOrSignal(ms: number): Promise<void> {
+  if (ms <= 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    const end = () => {
+      clearTimeout(timer);
+      process.off("SIGTERM", end);
+      process.off("SIGINT", end);
+      resolve();
+    };
+    const timer = setTimeout(end, ms);
+    process.on("SIGTERM", end);
+    process.on("SIGINT", end);
+  });
+}
+
+/**
+ * Stop accepting and wait for in-flight requests, at most `boundMs`; then cut what is still
+ * running (a half-sent blob fails on the client, never ends cleanly). Returns how many
+ * connections were cut. server.close() closes only the connections idle at that moment; a
+ * keep-alive connection whose answer finishes later would hold the close until the bound, so
+ * idle ones are swept until the server has closed.
+ */
+async function drain(server: Server, boundMs: number): Promise<number> {
+  let cut = 0;
+  await new Promise<void>((resolve) => {
+    const sweep = setInterval(() => server.closeIdleConnections(), IDLE_SWEEP_MS);
+    const deadline = setTimeout(() => {
+      server.getConnections((_err, count) => {
+        cut = count;
+        server.closeAllConnections();
+      });
+    }, boundMs);
+    server.close(() => {
+      clearInterval(sweep);
+      clearTimeout(deadline);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+  return cut;
+}
+
+interface AdminListener {
+  readiness: Readiness;
+  /** HOST:PORT as bound */
+  address: string;
+  close(): Promise<void>;
+}
+
+/** The admin listener (src/admin): its own address; readiness follows the OCI `server`. */
+async function startAdmin(
+  config: Config,
+  listen: ListenAddress,
+  server: Server,
+  metrics: Metrics,
+  logger: Logger,
+): Promise<AdminListener> {
+  const probe = new StateDirProbe(config.stateDir);
+  await probe.start();
+  const readiness = new Readiness({ stateDir: probe, listening: () => server.listening });
+  const admin = createAdminServer({ readiness, metrics, logger });
+  await new Promise<void>((resolve, reject) => {
+    admin.once("error", reject);
+    admin.listen(listen.port, listen.host, () => {
+      admin.off("error", reject);
+      resolve();
+    });
+  }).catch((err: NodeJS.ErrnoException) => {
+    probe.stop();
+    throw new ConfigError(
+      `${config.file}: admin.listen: cannot listen on ${listen.host}:${listen.port}: ${err.code ?? err.message}`,
+    );
+  });
+  const addr = admin.address() as AddressInfo;
+  return {
+    readiness,
+    address: `${addr.address}:${addr.port}`,
+    async close() {
+      probe.stop();
+      admin.closeAllConnections();
+      await new Promise<void>((resolve) => admin.close(() => resolve()));
+    },
+  };
 }

@@ -12,12 +12,14 @@ import { canonicalRegistryName } from "../oci/docker-hub.js";
 import { isValidRegistryHost } from "../oci/reference.js";
 import { DEFAULT_POLICY_SETTINGS, SHIPPED_DEFAULT_POLICY } from "../policy/applied.js";
 import {
+  type AdminConfig,
   type BlobCacheConfig,
   type Config,
   type ListenAddress,
   type NotaryConfig,
   type RegistryConfig,
   Secret,
+  type ShutdownConfig,
   type TlsConfig,
   type TufConfig,
   type UpstreamTimeouts,
@@ -37,6 +39,8 @@ export const DEFAULTS = {
   trustCacheBytes: 64 * 1024 * 1024,
   /** the state of a repository not pulled for this long is removed from stateDir; 0 keeps all */
   statePruneDays: 90,
+  /** grace before the listener closes: only with an admin listener, whose /readyz is what turns 503 */
+  shutdown: { graceSeconds: 5, drainSeconds: 30 },
 } as const;
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -252,6 +256,8 @@ const TOP_LEVEL_KEYS = [
   "blobRedirect",
   "blobCache",
   "tls",
+  "admin",
+  "shutdown",
 ] as const;
 
 /** Validate an already-read YAML text; `file` is used for messages and relative paths. */
@@ -350,6 +356,9 @@ export async function parseConfig(
     if (t.clientCaFile !== undefined) tls.clientCaFile = r.path(t.clientCaFile, "tls.clientCaFile");
   }
 
+  const admin = readAdmin(r, o.admin, listen);
+  const shutdown = readShutdown(r, o.shutdown, admin !== undefined);
+
   return {
     file: absFile,
     listen,
@@ -382,7 +391,38 @@ export async function parseConfig(
     blobRedirect,
     blobCache,
     tls,
+    admin,
+    shutdown,
   };
+}
+
+function readAdmin(r: Reader, value: unknown, oci: ListenAddress): AdminConfig | undefined {
+  if (value === undefined || value === null) return undefined;
+  const a = r.object(value, "admin", ["listen"]);
+  const listen = parseListen(r.string(a.listen, "admin.listen"), (problem) =>
+    r.fail("admin.listen", problem),
+  );
+  if (listen.port !== 0 && listen.port === oci.port && listen.host === oci.host)
+    r.fail("admin.listen", "must differ from listen: the admin endpoints stay off the OCI port");
+  return { listen };
+}
+
+/**
+ * Without an admin listener nothing can see /readyz turn 503, so the grace defaults to 0 there
+ * (a stop then only drains); an explicit value is always kept.
+ */
+function readShutdown(r: Reader, value: unknown, hasAdmin: boolean): ShutdownConfig {
+  const shutdown: ShutdownConfig = {
+    graceSeconds: hasAdmin ? DEFAULTS.shutdown.graceSeconds : 0,
+    drainSeconds: DEFAULTS.shutdown.drainSeconds,
+  };
+  if (value === undefined || value === null) return shutdown;
+  const s = r.object(value, "shutdown", ["graceSeconds", "drainSeconds"]);
+  if (s.graceSeconds !== undefined)
+    shutdown.graceSeconds = r.integer(s.graceSeconds, "shutdown.graceSeconds", 0, 600);
+  if (s.drainSeconds !== undefined)
+    shutdown.drainSeconds = r.integer(s.drainSeconds, "shutdown.drainSeconds", 0, 3600);
+  return shutdown;
 }
 
 /** blobCache.maxBytes when not given: 10 GiB. */

@@ -95,6 +95,9 @@ export interface Config {
   blobCache: BlobCacheConfig | undefined;
   /** serve the OCI API over TLS (src/tls-listener.ts); absent: plain HTTP */
   tls: TlsConfig | undefined;
+  /** the admin listener (/healthz, /readyz, /metrics; src/admin); absent: none is started */
+  admin: AdminConfig | undefined;
+  shutdown: ShutdownConfig;
 }
 
 /** Absolute paths; the files are read at start and re-read when they change (renewal). */
@@ -105,6 +108,19 @@ export interface TlsConfig {
   keyFile: string;
   /** PEM: CAs a client certificate must chain to; set, a client without one is refused (mTLS) */
   clientCaFile?: string;
+}
+
+export interface AdminConfig {
+  /** its own address, off the OCI port, so probes and scrapes never share the pull clients' listener */
+  listen: ListenAddress;
+}
+
+/** What `serve` does on SIGTERM/SIGINT (commands/serve.ts). */
+export interface ShutdownConfig {
+  /** /readyz answers 503 while the OCI listener still accepts, so load balancers stop sending */
+  graceSeconds: number;
+  /** then the listener closes; in-flight pulls get this long before their connections are cut */
+  drainSeconds: number;
 }
 
 export interface BlobCacheConfig {

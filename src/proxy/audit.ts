@@ -26,6 +26,8 @@ export interface AuditLine {
   source?: string;
   wouldDeny?: boolean;
   exception?: string;
+  /** the TrustError code when trust could not be established (a bounded value: metrics.ts) */
+  trustFailure?: string;
   reason: string;
 }
 
@@ -46,6 +48,7 @@ export function auditLine(decided: Decided, d: PolicyDecision, ref: Partial<Audi
     ...(decided.source !== undefined ? { source: decided.source } : {}),
     ...(d.wouldDeny !== undefined ? { wouldDeny: d.wouldDeny } : {}),
     ...(d.exception !== undefined ? { exception: d.exception } : {}),
+    ...(decided.trustFailure !== undefined ? { trustFailure: decided.trustFailure } : {}),
     reason: d.reason,
   };
 }

@@ -25,7 +25,12 @@ export interface RequestLog {
   decision?: AuditLine;
   /** a blob answered from the verified blob cache ("hit") or relayed ("miss"), when there is one */
   cache?: "hit" | "miss";
+  /** what kind of request this was, for metrics (unset: "other") */
+  route?: RouteKind;
 }
+
+/** The kinds of request metrics count apart (a bounded label: never a name from the request). */
+export type RouteKind = "manifest" | "blob" | "tags" | "ping" | "other";
 
 export type AppEnv = {
   Bindings: HttpBindings | undefined;

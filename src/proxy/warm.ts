@@ -23,6 +23,8 @@ import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { LRUCache } from "lru-cache";
 import type { Logger } from "../log.js";
+import type { Metrics, WarmRecorder } from "../metrics.js";
+import type { AuditLine } from "./enforce.js";
 import type { AnswerReuse } from "./manifests.js";
 import { API_VERSION_HEADER } from "./respond.js";
 
@@ -37,6 +39,8 @@ export interface WarmAnswer {
   headers: Record<string, string>;
   /** the access line's fields that do not change per request (registry, ns, the decision) */
   lineFields: Record<string, unknown>;
+  /** the decision on that line, for the metrics of each warm answer */
+  decision?: AuditLine | undefined;
   reuse: AnswerReuse;
 }
 
@@ -46,6 +50,8 @@ interface Entry {
   headers: Record<string, string>;
   /** the access logger with this entry's constant fields bound (pino serializes them once) */
   log: Logger;
+  /** this entry's metric series, bound once (metrics.ts warmRecorder); absent without metrics */
+  count: WarmRecorder | undefined;
   reuse: AnswerReuse;
 }
 
@@ -57,6 +63,7 @@ export interface WarmAnswersOptions {
   now: () => number;
   /** the access logger (fixed fields, no redaction: log.ts fixedFieldsLogger) */
   access: Logger;
+  metrics?: Metrics;
 }
 
 /** Per-entry overhead counted against `maxBytes`: the headers, the bound logger, the key. */
@@ -66,6 +73,7 @@ export class WarmAnswers {
   readonly #entries: LRUCache<string, Entry>;
   readonly #now: () => number;
   readonly #access: Logger;
+  readonly #metrics: Metrics | undefined;
 
   constructor(opts: WarmAnswersOptions) {
     this.#entries = new LRUCache<string, Entry>({
@@ -75,6 +83,7 @@ export class WarmAnswers {
     });
     this.#now = opts.now;
     this.#access = opts.access;
+    this.#metrics = opts.metrics;
   }
 
   get size(): number {
@@ -88,6 +97,7 @@ export class WarmAnswers {
       body: answer.body,
       headers: answer.headers,
       log: this.#access.child(answer.lineFields),
+      count: this.#metrics?.warmRecorder(answer.decision),
       reuse: answer.reuse,
     });
   }
@@ -111,6 +121,7 @@ export class WarmAnswers {
     res.writeHead(200, { ...entry.headers, [API_VERSION_HEADER]: "registry/2.0", "x-request-id": reqId });
     const head = method === "HEAD";
     res.end(head ? undefined : entry.body);
+    const ms = performance.now() - started;
     entry.log.info(
       {
         reqId,
@@ -118,10 +129,11 @@ export class WarmAnswers {
         path: entry.path,
         status: 200,
         bytes: head ? 0 : entry.body.length,
-        durationMs: Math.round((performance.now() - started) * 10) / 10,
+        durationMs: Math.round(ms * 10) / 10,
       },
       "request",
     );
+    entry.count?.(ms / 1000);
     return true;
   }
 }

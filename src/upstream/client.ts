@@ -17,6 +17,7 @@ import { rootCertificates } from "node:tls";
 import { Agent, buildConnector, type Dispatcher, request } from "undici";
 import type { RegistryConfig, UpstreamTimeouts } from "../config/types.js";
 import type { Logger } from "../log.js";
+import type { UpstreamObserver } from "../metrics.js";
 import { BLOB_HIGH_WATER_MARK } from "../streaming.js";
 import {
   basicAuthorization,
@@ -158,6 +159,8 @@ export interface RegistryClientOptions {
   logger: Logger;
   /** for tests: a dispatcher to use instead of the two new Agents */
   dispatcher?: Dispatcher;
+  /** told of every HTTP exchange (metrics.ts); absent: nothing is counted */
+  observe?: UpstreamObserver;
 }
 
 /** Options for one logical request (send). */
@@ -183,6 +186,7 @@ export class RegistryClient {
   readonly #totalMs: number;
   /** host:port keys of the token realms that may receive the configured credentials */
   readonly #credentialRealms: ReadonlySet<string>;
+  readonly #observe: UpstreamObserver | undefined;
 
   constructor(opts: RegistryClientOptions) {
     this.#registry = opts.registry;
@@ -190,6 +194,7 @@ export class RegistryClient {
     this.upstream = opts.registry.upstream;
     this.#tokens = opts.tokens;
     this.#logger = opts.logger;
+    this.#observe = opts.observe;
     this.#totalMs = opts.timeouts.totalMs ?? DEFAULT_TOTAL_MS;
     const own = hostPortKey(this.upstream.hostname, this.upstream.port, this.upstream.protocol);
     const realms = [...(opts.registry.tokenRealms ?? [])];
@@ -556,6 +561,7 @@ export class RegistryClient {
     signal: AbortSignal | undefined,
   ): Promise<Omit<UpstreamResponse, "url">> {
     for (let attempt = 1; ; attempt++) {
+      const started = performance.now();
       try {
         const res = await request(url, {
           method,
@@ -564,6 +570,7 @@ export class RegistryClient {
           highWaterMark: BLOB_HIGH_WATER_MARK,
           ...(signal ? { signal } : {}),
         });
+        this.#observe?.(this.name, resource, res.statusCode, (performance.now() - started) / 1000);
         return { statusCode: res.statusCode, headers: res.headers, body: res.body };
       } catch (err) {
         if (signal?.aborted) throw this.#deadlineExceeded(resource, err);
@@ -589,6 +596,12 @@ export class RegistryClient {
           );
         }
         const code = errorCode(err);
+        this.#observe?.(
+          this.name,
+          resource,
+          code !== undefined && TIMEOUT_CODES.has(code) ? "timeout" : "error",
+          (performance.now() - started) / 1000,
+        );
         // Only failures before any response are retried, and only GET/HEAD (idempotent) reach here.
         if (code !== undefined && RETRYABLE_CODES.has(code) && attempt < MAX_ATTEMPTS) {
           this.#logger.debug({ registry: this.name, code, attempt }, "retrying upstream request");

@@ -111,3 +111,68 @@ export async function startLyingRegistry(registryUrl: string): Promise<LyingRegi
   liar.url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
   return liar;
 }
+
+export interface SlowRegistry {
+  url: string;
+  /** 127.0.0.1:PORT */
+  host: string;
+  /** GETs whose path contains this are answered half, paused for `pauseMs`, then finished */
+  slowPath: string | undefined;
+  pauseMs: number;
+  /** resolves when a slowed answer has sent its first half and is pausing */
+  nextPause(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Forwards GET/HEAD to `registryUrl` unchanged; a GET matching `slowPath` sends its headers and
+ * the first half of its body, pauses, then sends the rest: a pull in flight for as long as a test
+ * needs (a stop signal arriving mid-transfer).
+ */
+export async function startSlowRegistry(registryUrl: string): Promise<SlowRegistry> {
+  let waiters: (() => void)[] = [];
+  const slow: SlowRegistry = {
+    url: "",
+    host: "",
+    slowPath: undefined,
+    pauseMs: 0,
+    nextPause: () => new Promise<void>((resolve) => waiters.push(resolve)),
+    async close() {
+      server.closeAllConnections();
+      server.close();
+      await once(server, "close");
+    },
+  };
+  const server: Server = createHttpServer(async (req, res) => {
+    try {
+      const headers: Record<string, string> = {};
+      for (const h of ["accept", "range"]) {
+        const v = req.headers[h];
+        if (typeof v === "string") headers[h] = v;
+      }
+      const upstream = await fetch(`${registryUrl}${req.url}`, { method: req.method, headers });
+      const body = Buffer.from(await upstream.arrayBuffer());
+      const out: Record<string, string> = {};
+      for (const [k, v] of upstream.headers) if (k !== "transfer-encoding" && k !== "connection") out[k] = v;
+      res.writeHead(upstream.status, out);
+      if (req.method === "HEAD") return void res.end();
+      if (!slow.slowPath || !(req.url ?? "").includes(slow.slowPath)) return void res.end(body);
+      const half = Math.floor(body.length / 2);
+      res.write(body.subarray(0, half));
+      const paused = waiters;
+      waiters = [];
+      for (const w of paused) w();
+      await new Promise((r) => setTimeout(r, slow.pauseMs));
+      res.end(body.subarray(half));
+    } catch {
+      if (!res.headersSent) res.writeHead(502);
+      res.end();
+    }
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as { port: number };
+  slow.url = `http://127.0.0.1:${port}`;
+  slow.host = `127.0.0.1:${port}`;
+  return slow;
+}

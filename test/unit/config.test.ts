@@ -292,3 +292,36 @@ registries:
     );
   });
 });
+
+describe("issue 12: admin listener and shutdown keys", () => {
+  const parse = (yaml: string) => parseConfig(yaml, join(dir, "config.yaml"), {});
+
+  it("I12.4: admin is absent unless configured; the stop has no grace without it", async () => {
+    const c = await parse("listen: 127.0.0.1:5000\n");
+    expect(c.admin).toBeUndefined();
+    expect(c.shutdown).toEqual({ graceSeconds: 0, drainSeconds: DEFAULTS.shutdown.drainSeconds });
+  });
+
+  it("I12.4: admin.listen is read; with it the grace defaults to 5 s; shutdown keys override", async () => {
+    const c = await parse("admin: { listen: '127.0.0.1:9090' }\n");
+    expect(c.admin).toEqual({ listen: { host: "127.0.0.1", port: 9090 } });
+    expect(c.shutdown).toEqual({ graceSeconds: 5, drainSeconds: 30 });
+    const d = await parse(
+      "admin: { listen: '[::1]:9090' }\nshutdown: { graceSeconds: 0, drainSeconds: 2 }\n",
+    );
+    expect(d.admin?.listen).toEqual({ host: "::1", port: 9090 });
+    expect(d.shutdown).toEqual({ graceSeconds: 0, drainSeconds: 2 });
+  });
+
+  it.each([
+    ["admin: { listen: nowhere }", "admin.listen: must be HOST:PORT"],
+    ["admin: {}", "admin.listen: must be a non-empty string"],
+    ["admin: { listen: '127.0.0.1:9090', tls: true }", "admin.tls: unknown key"],
+    ["listen: 127.0.0.1:5000\nadmin: { listen: '127.0.0.1:5000' }", "admin.listen: must differ from listen"],
+    ["shutdown: { graceSeconds: -1 }", "shutdown.graceSeconds: must be an integer from 0 to 600"],
+    ["shutdown: { drainSeconds: 1.5 }", "shutdown.drainSeconds: must be an integer from 0 to 3600"],
+    ["shutdown: { drain: 3 }", "shutdown.drain: unknown key"],
+  ])("I12.4: %j -> names the key", async (yaml, expected) => {
+    expect(await errorOf(yaml)).toContain(expected);
+  });
+});
