@@ -23,7 +23,6 @@ import type { Server } from "node:http";
 import type { Server as HttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { Readiness, StateDirProbe } from "../admin/readiness.js";
 import { createAdminServer } from "../admin/server.js";
 import { buildRuntime } from "../app.js";
@@ -36,23 +35,21 @@ import { formatProblem, PolicyStore, type ReloadOutcome } from "../policy/index.
 import { createApp, createHttpServer } from "../server.js";
 import { ServingCertificate } from "../tls-listener.js";
 import { sourceMismatches } from "../trust/sources.js";
+import { parseCommandArgs } from "./args.js";
 
 export const USAGE = "usage: trustgate serve --config FILE [--listen HOST:PORT]";
 /** While draining, keep-alive connections that went idle are closed this often (see drain). */
 const IDLE_SWEEP_MS = 100;
 
 export async function run(argv: string[]): Promise<number> {
-  let values: { config?: string | undefined; listen?: string | undefined };
-  try {
-    ({ values } = parseArgs({
+  const { values } = parseCommandArgs(
+    {
       args: argv,
       options: { config: { type: "string" }, listen: { type: "string" } },
-      strict: true,
       allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new UsageError(`serve: ${(err as Error).message.split("\n")[0]} (${USAGE})`);
-  }
+    },
+    USAGE,
+  );
   if (!values.config) throw new UsageError(`serve: --config is required (${USAGE})`);
 
   const config = await loadConfig(values.config);

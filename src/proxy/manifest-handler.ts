@@ -58,6 +58,7 @@ export async function serveManifest(
       body: answer.bytes,
       headers: { ...headers },
       lineFields: { ...accessLineContext(c, requestLog), warm: true },
+      decision: requestLog.decision,
       reuse: answer.reuse,
     });
   }

@@ -161,7 +161,22 @@ export function ctrPull(containerd: ContainerdPeer, ref: string, opts: CtrPullOp
   if (opts.platform) args.push("--platform", opts.platform);
   if (opts.user) args.push("--user", opts.user);
   args.push(ref);
-  return ctr(containerd, args, opts.timeoutMs);
+  return ctr(containerd, args, opts.timeoutMs).then(withoutProgressRace);
+}
+
+/**
+ * ctr 1.6's progress display races the end of a successful pull: it may log
+ * `level=error msg="active check failed" error="context canceled"` after everything was
+ * fetched (its status poll is cancelled with the pull's context). Only on success, only that
+ * exact line is dropped, so the tests' "stderr is empty" still catches every real complaint.
+ */
+function withoutProgressRace(res: CtrResult): CtrResult {
+  if (res.code !== 0) return res;
+  const stderr = res.stderr
+    .split("\n")
+    .filter((line) => !/level=error msg="active check failed" error="context canceled"$/.test(line))
+    .join("\n");
+  return { ...res, stderr: stderr.trim() === "" ? "" : stderr };
 }
 
 /** The digest containerd stored for `ref` (the manifest or index it resolved), or undefined. */

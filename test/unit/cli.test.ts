@@ -21,8 +21,6 @@ describe("trustgate CLI", () => {
       expect(r.stdout).toMatch(new RegExp(`^usage: trustgate ${command} `));
       expect(r.stderr).toBe("");
     });
-  }
-  for (const command of ["resolve", "policy", "trust"]) {
     it(`${command} with an unknown option: one usage error in our words, exit 2`, () => {
       const r = cli(command, ...(command === "policy" ? ["lint"] : []), "--no-such-option");
       expect(r.code).toBe(2);
