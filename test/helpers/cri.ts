@@ -28,8 +28,8 @@ export class CriError extends Error {
 
 type Callback<T> = (err: grpc.ServiceError | null, res: T) => void;
 interface ImageServiceClient extends grpc.Client {
-  PullImage(req: unknown, cb: Callback<{ imageRef: string }>): void;
-  ImageStatus(req: unknown, cb: Callback<{ image: CriImage | null }>): void;
+  PullImage(req: unknown, opts: grpc.CallOptions, cb: Callback<{ imageRef: string }>): void;
+  ImageStatus(req: unknown, opts: grpc.CallOptions, cb: Callback<{ image: CriImage | null }>): void;
 }
 
 export class CriImageService {
