@@ -38,13 +38,17 @@ const commands: Record<string, CommandEntry> = {
     summary: "list a GUN's signed tags from a Notary server, verified (like `notary list`)",
     load: () => import("./commands/trust.js"),
   },
+  "containerd-hosts": {
+    summary: "write containerd's <registry>/hosts.toml files that send a node's pulls through trustgate",
+    load: () => import("./commands/containerd-hosts.js"),
+  },
 };
 
 const USAGE = `usage: trustgate <command> [options]
 
 commands:
 ${Object.entries(commands)
-  .map(([name, c]) => `  ${name.padEnd(9)}${c.summary}`)
+  .map(([name, c]) => `  ${name.padEnd(18)}${c.summary}`)
   .join("\n")}
 
 'trustgate <command> --help' shows a command's options; 'trustgate --version' the version.
