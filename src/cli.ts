@@ -38,6 +38,10 @@ const commands: Record<string, CommandEntry> = {
     summary: "list a GUN's signed tags from a Notary server, verified (like `notary list`)",
     load: () => import("./commands/trust.js"),
   },
+  tuf: {
+    summary: "run a TUF 1.0 repository of signed image tags as static files (docs/tuf-for-oci.md)",
+    load: () => import("./commands/tuf.js"),
+  },
 };
 
 const USAGE = `usage: trustgate <command> [options]
