@@ -9,6 +9,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Metadata } from "@tufjs/models";
+import { loadConfig } from "../config/load.js";
+import type { RegistryConfig } from "../config/types.js";
 import { UsageError } from "../errors.js";
 import { ImageReferenceError, parseImageReference } from "../policy/index.js";
 import { TrustError } from "../trust/errors.js";
@@ -22,6 +24,7 @@ import {
   loadSigningKey,
   type SigningKey,
 } from "../tuf-repo/keys.js";
+import { manifestForTag } from "../tuf-repo/registry-manifest.js";
 import {
   checkRoleName,
   DEFAULT_EXPIRY_DAYS,
@@ -33,6 +36,7 @@ import {
   TufRepository,
   withDelegation,
 } from "../tuf-repo/repository.js";
+import { UpstreamError } from "../upstream/errors.js";
 import { parseCommandArgs } from "./args.js";
 
 export const USAGE = `usage: trustgate tuf <subcommand> ...
@@ -40,7 +44,8 @@ export const USAGE = `usage: trustgate tuf <subcommand> ...
   init DIR --keys KEYDIR [--type ed25519|ecdsa] [--root-keys N] [--root-threshold N]
   delegate DIR ORG --paths PATTERN... --key PUB... [--threshold N] --targets-key KEY...
   revoke DIR ORG --targets-key KEY...
-  sign IMAGE:TAG --repo DIR --role ORG --key KEY... --digest sha256:HEX --size N [--media-type T]
+  sign IMAGE:TAG --repo DIR --role ORG --key KEY... (--digest sha256:HEX --size N [--media-type T]
+       | [--upstream URL | --config FILE])   without --digest: read from the registry by tag
   unsign IMAGE:TAG --repo DIR --role ORG --key KEY...
   publish DIR --snapshot-key KEY... --timestamp-key KEY...
   refresh DIR --key TIMESTAMP_KEY... [--expires DAYS]
@@ -71,6 +76,8 @@ const OPTIONS = {
   "target-path": { type: "string" },
   "passphrase-env": { type: "string" },
   root: { type: "string" },
+  upstream: { type: "string" },
+  config: { type: "string" },
   json: { type: "boolean" },
 } as const;
 
@@ -153,7 +160,7 @@ export async function run(argv: string[]): Promise<number> {
         throw new UsageError(sub === undefined ? USAGE : `unknown subcommand 'tuf ${sub}'\n${USAGE}`);
     }
   } catch (err) {
-    if (err instanceof RepositoryError || err instanceof KeyError) {
+    if (err instanceof RepositoryError || err instanceof KeyError || err instanceof UpstreamError) {
       process.stderr.write(`trustgate: tuf ${sub}: ${err.message}\n`);
       return 1;
     }
@@ -335,20 +342,24 @@ async function signOrUnsign(sub: "sign" | "unsign", args: string[], values: Valu
   const days = positiveInt(values.expires, "--expires", DEFAULT_EXPIRY_DAYS.delegation);
   let target: TargetFile | undefined;
   if (sub === "sign") {
-    const digest = values.digest;
-    if (!digest || !/^sha256:[0-9a-f]{64}$/.test(digest)) {
-      throw new UsageError(`--digest sha256:<64 hex> is required\n${USAGE}`);
+    let facts: { digest: string; size: number; custom: Record<string, unknown> };
+    if (values.digest !== undefined || values.size !== undefined) {
+      const digest = values.digest;
+      if (!digest || !/^sha256:[0-9a-f]{64}$/.test(digest)) {
+        throw new UsageError(`--digest sha256:<64 hex> goes with --size\n${USAGE}`);
+      }
+      const size = positiveInt(values.size, "--size", 0);
+      if (size === 0)
+        throw new UsageError(`--size N (the manifest's size in bytes) goes with --digest\n${USAGE}`);
+      facts = { digest, size, custom: values["media-type"] ? { mediaType: values["media-type"] } : {} };
+    } else {
+      facts = await manifestForTag(await registryFor(ref.registry, values), ref.repository, ref.tag);
     }
-    const size = positiveInt(values.size, "--size", 0);
-    if (size === 0) throw new UsageError(`--size N (the manifest's size in bytes) is required\n${USAGE}`);
-    const custom: Record<string, { mediaType: string }> = values["media-type"]
-      ? { custom: { mediaType: values["media-type"] } }
-      : {};
     target = new TargetFile({
       path,
-      length: size,
-      hashes: { sha256: digest.slice("sha256:".length) },
-      unrecognizedFields: custom,
+      length: facts.size,
+      hashes: { sha256: facts.digest.slice("sha256:".length) },
+      unrecognizedFields: Object.keys(facts.custom).length > 0 ? { custom: facts.custom as never } : {},
     });
   }
   await repo.stageTargets(
@@ -366,6 +377,28 @@ async function signOrUnsign(sub: "sign" | "unsign", args: string[], values: Valu
     `${sub === "sign" ? "signed" : "unsigned"} ${path} in '${values.role}'; run 'trustgate tuf publish'\n`,
   );
   return 0;
+}
+
+/**
+ * The registry to read a tag from: its entry in --config (credentials, CA; the proxy's own view),
+ * else --upstream URL, else https://<registry> (registry-1.docker.io for docker.io).
+ */
+async function registryFor(name: string, values: Values): Promise<RegistryConfig> {
+  if (values.config) {
+    const config = await loadConfig(values.config);
+    const registry = config.registries.get(name);
+    if (!registry) throw new UsageError(`registry ${name} is not configured in ${config.file}`);
+    return registry;
+  }
+  const url = values.upstream ?? `https://${name === "docker.io" ? "registry-1.docker.io" : name}`;
+  let upstream: URL;
+  try {
+    upstream = new URL(url);
+    if (upstream.protocol !== "http:" && upstream.protocol !== "https:") throw new Error();
+  } catch {
+    throw new UsageError(`--upstream must be an http:// or https:// URL, not '${url}'`);
+  }
+  return { name, upstream };
 }
 
 async function publish(args: string[], values: Values): Promise<number> {

@@ -133,7 +133,19 @@ describe("issue 14: a repository made with trustgate tuf, served statically, enf
         "--targets-key",
         join(keys, "targets.pem"),
       ),
-      await sign("v1", signed),
+      // v1: digest and size read from the registry by tag (no --digest/--size)
+      await tuf(
+        "sign",
+        "docker.io/acme/app:v1",
+        "--repo",
+        repo,
+        "--role",
+        "acme",
+        "--key",
+        join(scratch, "acme.pem"),
+        "--upstream",
+        registry.url,
+      ),
       await sign("v2", later),
       await tuf(
         "sign",
@@ -187,6 +199,12 @@ describe("issue 14: a repository made with trustgate tuf, served statically, enf
     expect(copy.manifest?.equals(signed.manifest)).toBe(true);
     const audit = await auditFor(trustgate, "docker.io/acme/app", { tag: "v1" });
     expect(audit).toMatchObject({ decision: "allow", digest: signed.digest, role: "acme" });
+    const role = JSON.parse(await readFile(join(repo, "metadata", "1.acme.json"), "utf8"));
+    expect(role.signed.targets["docker.io/acme/app:v1"]).toEqual({
+      length: signed.manifest.length,
+      hashes: { sha256: signed.digest.slice("sha256:".length) },
+      custom: { mediaType: "application/vnd.oci.image.manifest.v1+json" },
+    });
   });
 
   it("an unsigned tag is refused", async () => {
