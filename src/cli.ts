@@ -42,6 +42,10 @@ const commands: Record<string, CommandEntry> = {
     summary: "write containerd's <registry>/hosts.toml files that send a node's pulls through trustgate",
     load: () => import("./commands/containerd-hosts.js"),
   },
+  tuf: {
+    summary: "run a TUF 1.0 repository of signed image tags as static files (docs/tuf-for-oci.md)",
+    load: () => import("./commands/tuf.js"),
+  },
 };
 
 const USAGE = `usage: trustgate <command> [options]
