@@ -27,9 +27,10 @@
  * Memory is bounded by GUN count and by the verified bytes held (REVIEW U5); disk by pruning the
  * state of GUNs long unused (store.ts `prune`).
  */
-import { TrustError } from "../errors.js";
+
 import type { Logger } from "../../log.js";
 import type { TrustObserver } from "../../metrics.js";
+import { TrustError } from "../errors.js";
 import { TrustHealth } from "../health.js";
 import { RefreshingCache, type RefreshReport } from "../refresh.js";
 import type { SignedTarget, TagSignatures, TrustQuery, TrustSource } from "../types.js";
