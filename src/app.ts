@@ -45,7 +45,11 @@ export async function buildRuntime(
   options: RuntimeOptions,
 ): Promise<Runtime> {
   const blobCache = config.blobCache ? await openBlobCache(config) : undefined;
-  const sources = await TrustSources.open(config, options.now ? { now: options.now } : {});
+  const sources = await TrustSources.open(config, {
+    ...(options.now ? { now: options.now } : {}),
+    logger,
+    ...(options.metrics ? { observer: options.metrics.trust } : {}),
+  });
   const tokens = new TokenCache();
   const clients = new Map<string, RegistryClient>();
   for (const registry of config.registries.values()) {

@@ -35,7 +35,8 @@ const commands: Record<string, CommandEntry> = {
     load: () => import("./commands/policy.js"),
   },
   trust: {
-    summary: "list a GUN's signed tags from a Notary server, verified (like `notary list`)",
+    summary:
+      "list a GUN's signed tags, verified (like `notary list`); forget a repository trusted on first use",
     load: () => import("./commands/trust.js"),
   },
   "containerd-hosts": {

@@ -77,7 +77,11 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       // A buffered answer is complete once end() has handed it to the socket: log it now, with
       // no per-request 'close' listener. A client gone before the answer, or a response cut
       // after its headers (sendOciError), shows as destroyed: its 'close' may already be queued.
-      writeAccessLine(access, metrics, c, requestId, requestLog, started, out.statusCode, out.destroyed);
+      // A complete answer is one whose every byte was handed to the socket (end() called, nothing
+      // left buffered): Node may destroy the response right after that (a 404 or 405 whose request
+      // body was never read, `Connection: close`), which is not an abort (issue 12 item 8).
+      const complete = out.writableFinished || (out.writableEnded && out.writableLength === 0);
+      writeAccessLine(access, metrics, c, requestId, requestLog, started, out.statusCode, !complete);
     } else {
       // A stream (blob): the line is written when the response closes, so it reports the real
       // outcome and bytes. Every byte handed to the socket (end() called, nothing left buffered) is a complete
