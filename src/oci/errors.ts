@@ -63,6 +63,8 @@ export interface OciErrorOptions {
    * body (shared/LAB.md), so a short reason there is what its user sees.
    */
   reasonPhrase?: string;
+  /** headers the answer must carry besides the body's (a 401's `WWW-Authenticate` challenge) */
+  headers?: Readonly<Record<string, string>>;
   cause?: unknown;
 }
 
@@ -71,6 +73,7 @@ export class OciError extends Error {
   readonly status: number;
   readonly detail: unknown;
   readonly reasonPhrase: string | undefined;
+  readonly headers: Readonly<Record<string, string>> | undefined;
   constructor(code: OciCodeName, options: OciErrorOptions = {}) {
     const d = descriptorOf(code);
     super(options.message ?? d.message, { cause: options.cause });
@@ -79,6 +82,7 @@ export class OciError extends Error {
     this.status = options.status ?? d.status;
     this.detail = options.detail;
     this.reasonPhrase = options.reasonPhrase;
+    this.headers = options.headers;
   }
 }
 
@@ -124,6 +128,7 @@ export function renderOciError(err: OciError): RenderedError {
             .replace(/[^\x20-\x7e]/g, " ")
             .slice(0, 200),
     headers: {
+      ...err.headers,
       "content-type": "application/json; charset=utf-8",
       "content-length": String(Buffer.byteLength(body)),
     },
