@@ -95,10 +95,11 @@ export interface RenderedError {
 
 /**
  * URLs (a Notary or TUF server's, `GET https://notary.internal:4443/v2/...`, a `tuf <metadataUrl>`
- * source name) and bare IP addresses with a port (`connect ECONNREFUSED 10.0.0.5:4443`).
+ * source name) and bare IP addresses with a port (`connect ECONNREFUSED 10.0.0.5:4443`), but
+ * not a registry's `host:port/` at the head of an image name: the client named that image itself.
  */
 const INTERNAL_LOCATION =
-  /\b(?:https?|file):\/\/[^\s"'()<>]*[^\s"'()<>:.,;]|\b(?:\d{1,3}\.){3}\d{1,3}:\d{1,5}\b|\[[0-9a-fA-F:]+\]:\d{1,5}/g;
+  /\b(?:https?|file):\/\/[^\s"'()<>]*[^\s"'()<>:.,;]|\b(?:\d{1,3}\.){3}\d{1,3}:\d{1,5}\b(?!\/)|\[[0-9a-fA-F:]+\]:\d{1,5}\b(?!\/)/g;
 
 /**
  * What a client may read of a message (issue 12 item 8): where trustgate's trust servers live is

@@ -15,7 +15,7 @@
 import { LRUCache } from "lru-cache";
 import { TrustgateError } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { TrustObserver, TrustSourceRef } from "../metrics.js";
+import type { TrustObserver, TrustSourceRef } from "./observer.js";
 import type { RefreshOutcome } from "./refresh.js";
 
 export interface TrustHealthOptions {

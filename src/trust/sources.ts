@@ -11,10 +11,10 @@
 import type { Config, RegistryConfig } from "../config/types.js";
 import { ConfigError } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { TrustObserver } from "../metrics.js";
 import type { Policy, PolicySet } from "../policy/index.js";
 import { TrustError } from "./errors.js";
 import { NotarySource } from "./notary/source.js";
+import type { TrustObserver } from "./observer.js";
 import { TufSource } from "./tuf/source.js";
 import type { TrustSource } from "./types.js";
 

@@ -29,9 +29,9 @@
  */
 
 import type { Logger } from "../../log.js";
-import type { TrustObserver } from "../../metrics.js";
 import { TrustError } from "../errors.js";
 import { TrustHealth } from "../health.js";
+import type { TrustObserver } from "../observer.js";
 import { RefreshingCache, type RefreshReport } from "../refresh.js";
 import type { SignedTarget, TagSignatures, TrustQuery, TrustSource } from "../types.js";
 import { HttpMetadataFetcher, type MetadataFetcher } from "./fetcher.js";
