@@ -9,10 +9,10 @@
  * `clients.htpasswdFile: <file>:<line>: <what>` (never the hash).
  */
 import { createHash } from "node:crypto";
-import { type FSWatcher, watch } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { basename, dirname } from "node:path";
+import { basename } from "node:path";
 import { ConfigError } from "../errors.js";
+import { type Following, followFiles } from "../file-follow.js";
 import { type Credential, decoyCredential, parseCredentials } from "./htpasswd.js";
 
 /** What one version of the file admits. */
@@ -64,9 +64,7 @@ export class CredentialFile {
   /** digest of the bytes last seen (taken or refused): a refused file is reported once */
   #seen: string;
   #generation = 0;
-  #poll: NodeJS.Timeout | undefined;
-  #debounce: NodeJS.Timeout | undefined;
-  #watcher: FSWatcher | undefined;
+  #following: Following | undefined;
   #checking = false;
 
   private constructor(path: string, set: CredentialSet, digest: string) {
@@ -98,28 +96,19 @@ export class CredentialFile {
   /** Re-read on fs events in the file's directory and every `checkMs`; `onChange` hears each new content. */
   follow(onChange: (change: CredentialChange) => void, checkMs = 5000): void {
     const check = () => void this.#check(onChange);
-    try {
-      // persistent: false: the watch alone must not keep the process alive.
-      const name = basename(this.#path);
-      this.#watcher = watch(dirname(this.#path), { persistent: false }, (_event, file) => {
-        // A Secret volume swaps `..data`, not the file's own name: any entry may be the change.
-        if (file !== null && file !== name && !String(file).startsWith("..")) return;
-        if (this.#debounce) clearTimeout(this.#debounce);
-        this.#debounce = setTimeout(check, 100);
-      });
-      this.#watcher.on("error", () => this.#watcher?.close()); // the poll still runs
-    } catch {
-      // no watch: the poll alone
-    }
-    this.#poll = setInterval(check, checkMs);
-    this.#poll.unref();
+    const name = basename(this.#path);
+    // A Secret volume swaps `..data`, not the file's own name: any such entry may be the change.
+    this.#following = followFiles(
+      [this.#path],
+      check,
+      checkMs,
+      (entry) => entry === null || entry === name || entry.startsWith(".."),
+    );
   }
 
   close(): void {
-    if (this.#poll) clearInterval(this.#poll);
-    if (this.#debounce) clearTimeout(this.#debounce);
-    this.#watcher?.close();
-    this.#watcher = undefined;
+    this.#following?.close();
+    this.#following = undefined;
   }
 
   /** Read the file now (tests; the watch and the poll call it too). */
