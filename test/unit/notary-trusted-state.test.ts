@@ -286,6 +286,34 @@ describe("T5: failure scoped to the resolution path", () => {
     expect(await digestOf(c, "v2")).toBe(`sha256:${D2}`);
   });
 
+  it("T5: a delegation that breaks is logged once (not per pull), and once when it verifies again", async () => {
+    const lines: { level: string; msg: string; role?: string; code?: string }[] = [];
+    const rec = (level: string) => (obj: Record<string, unknown>, msg: string) =>
+      lines.push({ level, msg, role: obj.role as string, code: obj.code as string });
+    const logger = { warn: rec("warn"), info: rec("info") } as unknown as import("pino").Logger;
+    const r = signerRepo();
+    const f = new MapFetcher(r.publish({ signers: { [RELEASES]: [ecdsaKey()] } }));
+    const c = new NotarySource({
+      url: "http://notary.invalid",
+      stateDir: newStateDir(),
+      fetcher: f,
+      now: () => NOW,
+      refreshSeconds: 0,
+      logger,
+    });
+    for (let i = 0; i < 5; i++) expect(await digestOf(c, "v3", queryFor(GUN, [ALICE]))).toBe(`sha256:${D3}`);
+    const skipped = lines.filter((l) => l.msg.startsWith("delegation skipped"));
+    expect(skipped).toEqual([
+      expect.objectContaining({ level: "warn", role: RELEASES, code: "SIGNATURE_INVALID" }),
+    ]);
+    f.files = r.publish();
+    for (let i = 0; i < 3; i++) expect(await digestOf(c, "v2")).toBe(`sha256:${D2}`);
+    expect(lines.filter((l) => l.msg === "delegation verifies again")).toEqual([
+      expect.objectContaining({ level: "info", role: RELEASES }),
+    ]);
+    expect(lines.filter((l) => l.msg.startsWith("delegation skipped"))).toHaveLength(1);
+  });
+
   it("T5: the top-level targets role still fails the whole update", async () => {
     const r = signerRepo();
     const err = await refusal(

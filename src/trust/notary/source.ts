@@ -367,7 +367,28 @@ export class NotarySource implements TrustSource {
       throw err;
     }
     if (!trusted || changed(trusted, repo)) await this.store.save(repo);
+    this.logBrokenChanges(gun, trusted, repo);
     return repo;
+  }
+
+  /**
+   * T5: a delegation that does not verify is skipped, not fatal to the GUN; only pulls that
+   * resolve through it are refused. Said once when a role breaks and once when it verifies again
+   * (on a restart, roles already recorded as broken in stateDir are not said again).
+   */
+  private logBrokenChanges(gun: string, before: TrustedRepo | null, after: TrustedRepo): void {
+    const logger = this.options.logger;
+    if (!logger) return;
+    for (const [role, broken] of after.broken) {
+      if (before?.broken.has(role)) continue;
+      logger.warn(
+        { gun, role, code: broken.code, reason: broken.message },
+        "delegation skipped: it does not verify; pulls that resolve through it are refused",
+      );
+    }
+    for (const role of before?.broken.keys() ?? []) {
+      if (!after.broken.has(role)) logger.info({ gun, role }, "delegation verifies again");
+    }
   }
 }
 
