@@ -208,6 +208,9 @@ describe("deploy/kubernetes", () => {
       validateAll(objects);
       const hpa = objects.find((o) => o.kind === "HorizontalPodAutoscaler") as K8sObject;
       expect(hpa.spec.scaleTargetRef).toMatchObject({ kind: "Deployment", name: "trustgate" });
+      expect(hpa.spec.minReplicas).toBe(3);
+      // The autoscaler owns the count: no spec.replicas left to reset it on the next apply.
+      expect((objects.find((o) => o.kind === "Deployment") as K8sObject).spec.replicas).toBeUndefined();
     } finally {
       spawnSync("rm", ["-rf", both]);
     }
