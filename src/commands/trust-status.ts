@@ -22,6 +22,7 @@ import { loadPolicyDir } from "../policy/load-dir.js";
 import { PolicyLoadError } from "../policy/types.js";
 import { canonicalKeyId, loadPublicKey } from "../trust/notary/keys.js";
 import type { PublicKeyJson } from "../trust/notary/models.js";
+import { NotaryStateStore } from "../trust/notary/store.js";
 import { parseCommandArgs } from "./args.js";
 
 export const STATUS_USAGE = "trustgate trust status --config <file> [--json]   (Notary state only)";
@@ -105,6 +106,10 @@ async function readState(config: Config): Promise<RepoStatus[]> {
         typeof doc.files !== "object"
       )
         throw new Error("not a trustgate Notary state file (format 1 or 2)");
+      // serve reads a GUN's state only under these two names (store.ts): any other file is not its state
+      const store = new NotaryStateStore(config.stateDir);
+      if (file !== store.pathFor(doc.gun) && file !== store.legacyPathFor(doc.gun))
+        throw new Error(`holds ${doc.gun}, but is not named for it: trustgate never reads it`);
       repo = describeRepo(doc.gun, doc.files ?? {}, config);
     } catch (err) {
       repos.push({
@@ -116,7 +121,7 @@ async function readState(config: Config): Promise<RepoStatus[]> {
         lastChecked,
         rootTrust: "trust on first use",
         file,
-        error: `unreadable: ${(err as Error).message}`,
+        error: `cannot be used: ${(err as Error).message}`,
       });
       continue;
     }

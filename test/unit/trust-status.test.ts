@@ -165,8 +165,17 @@ describe("trustgate trust status", () => {
     writeFileSync(join(state, "notary", `${"0".repeat(64)}.json`), "{not json");
     const r = cli("trust", "status", "--config", config);
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/0{64}\.json: unreadable/);
+    expect(r.stdout).toMatch(/0{64}\.json: cannot be used: /);
     expect(r.stdout).toContain(`GUN:           ${gun}`);
+  });
+
+  it("a state file not named for the GUN it holds is flagged (serve never reads it), exit 1", async () => {
+    const { config, state } = await setup();
+    const stray = join(state, "notary", `${"1".repeat(64)}.json`);
+    writeFileSync(stray, readFileSync(new NotaryStateStore(state).pathFor(gun)));
+    const r = cli("trust", "status", "--config", config);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(`${stray}: cannot be used: holds ${gun}, but is not named for it`);
   });
 
   it("usage and config errors exit 2 naming the problem; --help shows status", async () => {
