@@ -36,7 +36,7 @@ const commands: Record<string, CommandEntry> = {
   },
   trust: {
     summary:
-      "list a GUN's signed tags, verified (like `notary list`); forget a repository trusted on first use",
+      "list a GUN's signed tags, verified (like `notary list`); forget a repository trusted on first use; show the recorded trust state",
     load: () => import("./commands/trust.js"),
   },
   "containerd-hosts": {

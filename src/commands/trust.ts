@@ -4,6 +4,8 @@
  * records the repository's root again (docs/operations.md, "Resetting trust recorded on first
  * use"). Exit 0 removed, 1 nothing recorded for that GUN, 2 usage or configuration error. No network.
  *
+ * `trustgate trust status --config FILE [--json]` (trust-status.ts): what is recorded per repository.
+ *
  * `trustgate trust list <gun> --server <url> [--ca <file>] [--state-dir <dir>] [--root-key <id>]... [--json]`
  *
  * trustgate's `notary list`: verifies a GUN's Notary metadata and prints every signed tag as
@@ -21,13 +23,15 @@ import { DOCKER_ROLES, NotarySource } from "../trust/notary/source.js";
 import { NotaryStateStore } from "../trust/notary/store.js";
 import type { SignedTarget } from "../trust/types.js";
 import { parseCommandArgs } from "./args.js";
+import { STATUS_USAGE, status } from "./trust-status.js";
 
 const LIST_USAGE =
   "trustgate trust list <gun> --server <url> [--ca <file>] [--state-dir <dir>] [--root-key <keyid>]... [--json]";
 const FORGET_USAGE = "trustgate trust forget <gun> --config <file>";
-export const USAGE = `usage: ${LIST_USAGE}\n       ${FORGET_USAGE}`;
+export const USAGE = `usage: ${LIST_USAGE}\n       ${FORGET_USAGE}\n       ${STATUS_USAGE}`;
 
 export async function run(argv: string[]): Promise<number> {
+  if (argv[0] === "status") return status(argv.slice(1));
   const { values, positionals } = parseCommandArgs(
     {
       args: argv,
