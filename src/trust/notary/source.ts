@@ -30,7 +30,7 @@
 import { TrustError } from "../errors.js";
 import { RefreshingCache } from "../refresh.js";
 import type { SignedTarget, TagSignatures, TrustQuery, TrustSource } from "../types.js";
-import { HttpMetadataFetcher, type MetadataFetcher } from "./fetcher.js";
+import { type HttpFetcherOptions, HttpMetadataFetcher, type MetadataFetcher } from "./fetcher.js";
 import { requirePinnedRoot } from "./pinning.js";
 import { NotaryStateStore } from "./store.js";
 import {
@@ -46,6 +46,11 @@ export interface NotarySourceOptions {
   /** notary server base URL, http(s) */
   url: string;
   caFile?: string;
+  /** token auth: Basic credentials for the token realm, realms allowed besides the server's origin */
+  credentials?: HttpFetcherOptions["credentials"];
+  tokenRealms?: string[];
+  /** how messages name those settings (config keys, or the CLI's flags) */
+  authSettings?: HttpFetcherOptions["settings"];
   stateDir: string;
   /**
    * Seconds a check of one GUN's timestamp stays good (default 30); from 3/4 of it on, a query
@@ -129,6 +134,9 @@ export class NotarySource implements TrustSource {
       new HttpMetadataFetcher({
         url: options.url,
         ...(options.caFile ? { caFile: options.caFile } : {}),
+        ...(options.credentials ? { credentials: options.credentials } : {}),
+        ...(options.tokenRealms ? { tokenRealms: options.tokenRealms } : {}),
+        ...(options.authSettings ? { settings: options.authSettings } : {}),
         ...(options.fetchTimeoutMs ? { timeoutMs: options.fetchTimeoutMs } : {}),
       });
     this.store = new NotaryStateStore(options.stateDir);
