@@ -3,6 +3,7 @@
  * clients, token cache, manifest store, one trust source per registry, and the trust-enforcing
  * manifest resolver and tag lister. `serve`, `resolve` and the in-process tests use it.
  */
+import type { ClientAccess } from "./access/gate.js";
 import type { Config } from "./config/types.js";
 import { ConfigError } from "./errors.js";
 import { fixedFieldsLogger, type Logger } from "./log.js";
@@ -27,6 +28,8 @@ export interface RuntimeOptions {
   now?: () => Date;
   /** count requests, decisions and upstream exchanges (serve with an admin listener); absent: none */
   metrics?: Metrics;
+  /** who may use the API (`clients:`, opened by serve); absent: anyone who can connect */
+  access?: ClientAccess;
 }
 
 export interface Runtime {
@@ -45,7 +48,11 @@ export async function buildRuntime(
   options: RuntimeOptions,
 ): Promise<Runtime> {
   const blobCache = config.blobCache ? await openBlobCache(config) : undefined;
-  const sources = await TrustSources.open(config, options.now ? { now: options.now } : {});
+  const sources = await TrustSources.open(config, {
+    ...(options.now ? { now: options.now } : {}),
+    logger,
+    ...(options.metrics ? { observer: options.metrics.trust } : {}),
+  });
   const tokens = new TokenCache();
   const clients = new Map<string, RegistryClient>();
   for (const registry of config.registries.values()) {
@@ -94,6 +101,7 @@ export async function buildRuntime(
       ...(warm ? { warm } : {}),
       ...(blobCache ? { blobCache } : {}),
       ...(options.metrics ? { metrics: options.metrics } : {}),
+      ...(options.access ? { access: options.access } : {}),
     },
     store,
     tokens,

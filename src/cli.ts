@@ -35,8 +35,17 @@ const commands: Record<string, CommandEntry> = {
     load: () => import("./commands/policy.js"),
   },
   trust: {
-    summary: "list a GUN's signed tags from a Notary server, verified (like `notary list`)",
+    summary:
+      "list a GUN's signed tags, verified (like `notary list`); forget a repository trusted on first use",
     load: () => import("./commands/trust.js"),
+  },
+  "containerd-hosts": {
+    summary: "write containerd's <registry>/hosts.toml files that send a node's pulls through trustgate",
+    load: () => import("./commands/containerd-hosts.js"),
+  },
+  tuf: {
+    summary: "run a TUF 1.0 repository of signed image tags as static files (docs/tuf-for-oci.md)",
+    load: () => import("./commands/tuf.js"),
   },
 };
 
@@ -44,7 +53,7 @@ const USAGE = `usage: trustgate <command> [options]
 
 commands:
 ${Object.entries(commands)
-  .map(([name, c]) => `  ${name.padEnd(9)}${c.summary}`)
+  .map(([name, c]) => `  ${name.padEnd(18)}${c.summary}`)
   .join("\n")}
 
 'trustgate <command> --help' shows a command's options; 'trustgate --version' the version.

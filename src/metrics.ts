@@ -17,7 +17,9 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { AuditLine } from "./proxy/audit.js";
 import type { RouteKind } from "./proxy/context.js";
+import type { TrustObserver, TrustSourceRef } from "./trust/observer.js";
 
+export type { TrustObserver, TrustSourceRef } from "./trust/observer.js";
 /** The access line's kind of request: the `route` label. */
 export type { RouteKind };
 
@@ -82,24 +84,6 @@ export type UpstreamObserver = (
   outcome: UpstreamOutcome,
   seconds: number,
 ) => void;
-
-/** Which trust source a refresh or an expiry belongs to. */
-export interface TrustSourceRef {
-  registry: string;
-  kind: "notary" | "tuf";
-}
-
-/**
- * The hook the trust sources (src/trust/*) call; they do not import prom-client.
- *  - onRefresh: once per network refresh of one GUN / TUF repository, with "ok" or the
- *    TrustError code it failed with, and how long it took;
- *  - watchExpiry: once per source at start, a callback answering, at scrape time, the seconds
- *    until the earliest `expires` among the verified metadata it holds (undefined: nothing held).
- */
-export interface TrustObserver {
-  onRefresh(source: TrustSourceRef, result: string, seconds: number): void;
-  watchExpiry(source: TrustSourceRef, secondsUntilEarliestExpiry: () => number | undefined): void;
-}
 
 /** What one finished request adds: its counter, its histogram, its decision and blob bytes. */
 export interface RequestRecord {

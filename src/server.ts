@@ -9,12 +9,14 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from "n
 import { getRequestListener } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { type Context, Hono } from "hono";
+import type { ClientAccess } from "./access/gate.js";
 import type { RegistryConfig } from "./config/types.js";
 import { fixedFieldsLogger, type Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
 import { OciCode, OciError, renderOciError } from "./oci/errors.js";
 import type { BlobCache } from "./proxy/blob-cache.js";
 import { BlobRelay } from "./proxy/blob-relay.js";
+import { clientAccessMiddleware } from "./proxy/client-access.js";
 import { type AppEnv, accessLineContext, type RequestLog } from "./proxy/context.js";
 import { toOciError } from "./proxy/error-mapping.js";
 import { serveManifest } from "./proxy/manifest-handler.js";
@@ -50,6 +52,8 @@ export interface AppDeps {
   blobCache?: BlobCache;
   /** counted from each access line (metrics.ts); absent: nothing is counted */
   metrics?: Metrics;
+  /** who may use the API (`clients:`; src/access/gate.ts); absent: anyone who can connect */
+  access?: ClientAccess;
 }
 
 export function createApp(deps: AppDeps): Hono<AppEnv> {
@@ -77,7 +81,11 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       // A buffered answer is complete once end() has handed it to the socket: log it now, with
       // no per-request 'close' listener. A client gone before the answer, or a response cut
       // after its headers (sendOciError), shows as destroyed: its 'close' may already be queued.
-      writeAccessLine(access, metrics, c, requestId, requestLog, started, out.statusCode, out.destroyed);
+      // A complete answer is one whose every byte was handed to the socket (end() called, nothing
+      // left buffered): Node may destroy the response right after that (a 404 or 405 whose request
+      // body was never read, `Connection: close`), which is not an abort (issue 12 item 8).
+      const complete = out.writableFinished || (out.writableEnded && out.writableLength === 0);
+      writeAccessLine(access, metrics, c, requestId, requestLog, started, out.statusCode, !complete);
     } else {
       // A stream (blob): the line is written when the response closes, so it reports the real
       // outcome and bytes. Every byte handed to the socket (end() called, nothing left buffered) is a complete
@@ -97,6 +105,10 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       );
     }
   });
+
+  // After the access line's middleware, so a 401 is logged like any answer; before every route,
+  // `/v2/` included (clients discover the challenge there).
+  if (deps.access) app.use("*", clientAccessMiddleware(deps.access));
 
   app.onError((err, c) => {
     const oci = toOciError(err);
@@ -159,15 +171,27 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
  * The HTTP server: a request with a warm answer (proxy/warm.ts) is answered at once; every other
  * request goes through the app. With `tls` it is an HTTPS server (node:https; the certificate is
  * kept current by src/tls-listener.ts through setSecureContext).
+ *
+ * With `access` (`clients:`), a warm answer goes only to a client already known to be admitted
+ * (a listed certificate, or credentials verified moments ago: gate.ts admitSync); any other
+ * request is routed, and the app's client-access middleware verifies it or answers 401.
  */
 export function createHttpServer(
   app: Hono<AppEnv>,
   warm: WarmAnswers | undefined,
   tls?: TlsServerOptions,
+  access?: ClientAccess,
 ): Server | HttpsServer {
   const routed = getRequestListener(app.fetch);
   const handler = (req: IncomingMessage, res: ServerResponse) => {
-    if (warm?.serve(req, res)) return;
+    if (warm) {
+      if (!access) {
+        if (warm.serve(req, res)) return;
+      } else {
+        const client = access.admitSync(req.headers.authorization, req.socket);
+        if (client && warm.serve(req, res, client)) return;
+      }
+    }
     void routed(req, res);
   };
   if (tls) return createHttpsServer({ highWaterMark: BLOB_HIGH_WATER_MARK, ...tls }, handler);
@@ -207,6 +231,10 @@ function writeAccessLine(
     durationMs: Math.round(ms * 10) / 10,
     outcome: requestLog.outcome ?? (aborted ? "aborted" : undefined),
     cache: requestLog.cache,
+    // Who asked: per request, never part of accessLineContext (a warm answer reuses that).
+    client: requestLog.client,
+    clientAuth: requestLog.clientAuth,
+    clientRefused: requestLog.clientRefused,
     ...accessLineContext(c, requestLog),
   };
   const d = requestLog.decision;

@@ -16,12 +16,11 @@
  * without a certificate chaining to those CAs fails the handshake and never reaches the API.
  */
 import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
-import { type FSWatcher, watch } from "node:fs";
 import { readFile } from "node:fs/promises";
 import type { Server as HttpsServer } from "node:https";
-import { dirname } from "node:path";
 import type { TlsConfig } from "./config/types.js";
 import { ConfigError } from "./errors.js";
+import { type Following, followFiles } from "./file-follow.js";
 
 /** The bytes the listener serves with, already checked to belong together. */
 export interface TlsMaterial {
@@ -113,9 +112,7 @@ export class ServingCertificate {
   #current: TlsMaterial;
   /** digest of the bytes last seen (taken or refused): a refused set is reported once */
   #seen: string;
-  #poll: NodeJS.Timeout | undefined;
-  #debounce: NodeJS.Timeout | undefined;
-  #watchers: FSWatcher[] = [];
+  #following: Following | undefined;
   #checking = false;
 
   private constructor(files: TlsConfig, material: TlsMaterial) {
@@ -156,32 +153,17 @@ export class ServingCertificate {
    */
   follow(server: HttpsServer, onChange: (change: CertificateChange) => void, checkMs = 5000): void {
     const check = () => void this.#check(server, onChange);
-    for (const dir of new Set(
-      [this.#files.certFile, this.#files.keyFile, this.#files.clientCaFile].flatMap((f) =>
-        f === undefined ? [] : [dirname(f)],
-      ),
-    )) {
-      try {
-        // persistent: false: the watch alone must not keep the process alive (the server does).
-        const w = watch(dir, { persistent: false }, () => {
-          if (this.#debounce) clearTimeout(this.#debounce);
-          this.#debounce = setTimeout(check, 100);
-        });
-        w.on("error", () => w.close()); // the poll still runs
-        this.#watchers.push(w);
-      } catch {
-        // no watch: the poll alone
-      }
-    }
-    this.#poll = setInterval(check, checkMs);
-    this.#poll.unref();
+    const files = [this.#files.certFile, this.#files.keyFile, this.#files.clientCaFile];
+    this.#following = followFiles(
+      files.filter((f): f is string => f !== undefined),
+      check,
+      checkMs,
+    );
   }
 
   close(): void {
-    if (this.#poll) clearInterval(this.#poll);
-    if (this.#debounce) clearTimeout(this.#debounce);
-    for (const w of this.#watchers) w.close();
-    this.#watchers = [];
+    this.#following?.close();
+    this.#following = undefined;
   }
 
   async #check(server: HttpsServer, onChange: (change: CertificateChange) => void): Promise<void> {

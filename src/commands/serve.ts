@@ -22,7 +22,9 @@ import { mkdir, open, rm } from "node:fs/promises";
 import type { Server } from "node:http";
 import type { Server as HttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
+import { isIP } from "node:net";
 import { join } from "node:path";
+import { ClientAccess } from "../access/gate.js";
 import { Readiness, StateDirProbe } from "../admin/readiness.js";
 import { createAdminServer } from "../admin/server.js";
 import { buildRuntime } from "../app.js";
@@ -67,6 +69,8 @@ export async function run(argv: string[]): Promise<number> {
 
   // Read and pair the TLS files before anything starts: a wrong file is exit 2, the key named.
   const certificate = config.tls ? await ServingCertificate.load(config.file, config.tls) : undefined;
+  // The credential file too: a line it cannot use is exit 2 with the file and line named.
+  const access = config.clients ? await ClientAccess.open(config.file, config.clients) : undefined;
 
   const logger = createLogger(config.logLevel, asyncStdout());
   let runtime: Awaited<ReturnType<typeof buildRuntime>> | undefined;
@@ -93,14 +97,18 @@ export async function run(argv: string[]): Promise<number> {
   });
   // Counted only when there is an admin listener to serve them.
   const metrics = config.admin ? new Metrics() : undefined;
-  runtime = await buildRuntime(config, logger, { policies, ...(metrics ? { metrics } : {}) });
+  runtime = await buildRuntime(config, logger, {
+    policies,
+    ...(metrics ? { metrics } : {}),
+    ...(access ? { access } : {}),
+  });
   const mismatches = sourceMismatches(policies.current, runtime.sources);
   if (mismatches.length > 0) {
     await runtime.close();
     throw new ConfigError(mismatches.join("\n"));
   }
   const app = createApp(runtime.deps);
-  const server = createHttpServer(app, runtime.deps.warm, certificate?.serverOptions());
+  const server = createHttpServer(app, runtime.deps.warm, certificate?.serverOptions(), access);
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -134,6 +142,14 @@ export async function run(argv: string[]): Promise<number> {
           }
         : false,
       ...(admin ? { admin: admin.address } : {}),
+      // Said at every start: without clients:, whoever reaches the port reads what the upstream
+      // credentials read (README Security).
+      clients: config.clients
+        ? {
+            users: access?.users ?? 0,
+            certificateIdentities: config.clients.certificateIdentities.length,
+          }
+        : "anyone who can connect",
       registries: [...config.registries.keys()],
       defaultRegistry: config.defaultRegistry,
       policies: policies.current.policies.map((p) => p.name),
@@ -159,6 +175,20 @@ export async function run(argv: string[]): Promise<number> {
         );
     });
   }
+  if (config.clients?.htpasswdFile && !certificate && !isLoopback(config.listen.host))
+    logger.warn(
+      { listen: `${config.listen.host}:${config.listen.port}` },
+      "clients.htpasswdFile without tls on a non-loopback address: Basic credentials cross the network in clear text; serve HTTPS (tls.certFile) or terminate TLS in front",
+    );
+  // Users added or removed in the credential file count without a restart.
+  access?.follow((change) => {
+    if (change.ok) logger.info({ users: change.users }, "client credentials reloaded");
+    else
+      logger.warn(
+        { problem: change.problem },
+        "client credential file changed but cannot be used: the previous credentials stay in force",
+      );
+  });
   policies.watch();
   const onHangup = () => {
     logger.info({ trigger: "signal" }, "policy reload requested");
@@ -176,6 +206,7 @@ export async function run(argv: string[]): Promise<number> {
   process.off("SIGHUP", onHangup);
   policies.close();
   certificate?.close();
+  access?.close();
   await graceOrSignal(graceSeconds * 1000);
   logger.info({ drainSeconds }, "stopping: listener closed, draining in-flight requests");
   const cut = await drain(server, drainSeconds * 1000);
@@ -186,6 +217,12 @@ export async function run(argv: string[]): Promise<number> {
   // The destination is asynchronous: every line, the last ones included, is on disk before we exit.
   await flushLogger(logger);
   return 0;
+}
+
+function isLoopback(host: string): boolean {
+  if (host === "localhost") return true;
+  if (isIP(host) === 4) return host.startsWith("127.");
+  return host === "::1";
 }
 
 /** One line per reload attempt; a rejected one names every problem and says the old set stays. */

@@ -1,4 +1,9 @@
 /**
+ * `trustgate trust forget <gun> --config FILE`: removes what trustgate recorded for a Notary
+ * repository trusted on first use (its state file under `<stateDir>/notary/`), so the next pull
+ * records the repository's root again (docs/operations.md, "Resetting trust recorded on first
+ * use"). Exit 0 removed, 1 nothing recorded for that GUN, 2 usage or configuration error. No network.
+ *
  * `trustgate trust list <gun> --server <url> [--ca <file>] [--state-dir <dir>] [--root-key <id>]... [--json]`
  *
  * trustgate's `notary list`: verifies a GUN's Notary metadata and prints every signed tag as
@@ -9,14 +14,18 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { loadConfig } from "../config/load.js";
 import { UsageError } from "../errors.js";
 import { TrustError } from "../trust/errors.js";
 import { DOCKER_ROLES, NotarySource } from "../trust/notary/source.js";
+import { NotaryStateStore } from "../trust/notary/store.js";
 import type { SignedTarget } from "../trust/types.js";
 import { parseCommandArgs } from "./args.js";
 
-export const USAGE =
-  "usage: trustgate trust list <gun> --server <url> [--ca <file>] [--state-dir <dir>] [--root-key <keyid>]... [--json]";
+const LIST_USAGE =
+  "trustgate trust list <gun> --server <url> [--ca <file>] [--state-dir <dir>] [--root-key <keyid>]... [--json]";
+const FORGET_USAGE = "trustgate trust forget <gun> --config <file>";
+export const USAGE = `usage: ${LIST_USAGE}\n       ${FORGET_USAGE}`;
 
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs(
@@ -29,12 +38,21 @@ export async function run(argv: string[]): Promise<number> {
         "state-dir": { type: "string" },
         "root-key": { type: "string", multiple: true },
         json: { type: "boolean" },
+        config: { type: "string" },
       },
     },
     USAGE,
   );
   const [sub, gun, ...extra] = positionals;
-  if (sub !== "list" || gun === undefined || extra.length > 0) throw new UsageError(USAGE);
+  if ((sub !== "list" && sub !== "forget") || gun === undefined || extra.length > 0)
+    throw new UsageError(USAGE);
+  if (sub === "forget") {
+    const { server, ca, json, ...rest } = values;
+    if (server || ca || json || rest["state-dir"] || rest["root-key"])
+      throw new UsageError(`trust forget takes only --config\nusage: ${FORGET_USAGE}`);
+    return forget(gun, values.config);
+  }
+  if (values.config) throw new UsageError(`trust list does not take --config\nusage: ${LIST_USAGE}`);
   if (!values.server) throw new UsageError(`--server is required\n${USAGE}`);
   const slash = gun.indexOf("/");
   if (slash <= 0 || slash === gun.length - 1)
@@ -77,6 +95,35 @@ export async function run(argv: string[]): Promise<number> {
     await source?.close();
     if (throwaway) await rm(throwaway, { recursive: true, force: true });
   }
+}
+
+async function forget(gun: string, configFile: string | undefined): Promise<number> {
+  if (!configFile) throw new UsageError(`--config is required\nusage: ${FORGET_USAGE}`);
+  const slash = gun.indexOf("/");
+  if (slash <= 0 || slash === gun.length - 1)
+    throw new UsageError(`'${gun}' is not a GUN (<registry>/<repository>)`);
+  const config = await loadConfig(configFile);
+  const registry = gun.slice(0, slash);
+  const entry = config.registries.get(registry);
+  if (!entry) throw new UsageError(`registry ${registry} is not configured in ${config.file}`);
+  if (!entry.notary) {
+    // TUF state is one per repository, anchored by tuf.trustedRoot: nothing is trusted on first use.
+    throw new UsageError(
+      `registry ${registry} has no notary: block in ${config.file}; only Notary state is trusted on first use (a TUF root is the configured tuf.trustedRoot)`,
+    );
+  }
+  const store = new NotaryStateStore(config.stateDir);
+  const removed = await store.forget(gun);
+  if (removed.length === 0) {
+    process.stderr.write(
+      `trustgate: no trust state recorded for ${gun} under ${config.stateDir}/notary: nothing to forget\n`,
+    );
+    return 1;
+  }
+  process.stdout.write(
+    `forgot ${gun} (removed ${removed.join(", ")}): the next pull trusts the root the server has now, unless a policy pins trust.rootKeys\n`,
+  );
+  return 0;
 }
 
 /** `notary list`'s layout: columns padded to the widest cell plus four spaces. */

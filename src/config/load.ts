@@ -14,6 +14,8 @@ import { DEFAULT_POLICY_SETTINGS, SHIPPED_DEFAULT_POLICY } from "../policy/appli
 import {
   type AdminConfig,
   type BlobCacheConfig,
+  type CertificateIdentity,
+  type ClientsConfig,
   type Config,
   type ListenAddress,
   type NotaryConfig,
@@ -274,6 +276,7 @@ const TOP_LEVEL_KEYS = [
   "blobRedirect",
   "blobCache",
   "tls",
+  "clients",
   "admin",
   "shutdown",
 ] as const;
@@ -374,6 +377,7 @@ export async function parseConfig(
     if (t.clientCaFile !== undefined) tls.clientCaFile = r.path(t.clientCaFile, "tls.clientCaFile");
   }
 
+  const clients = readClients(r, o.clients, tls);
   const admin = readAdmin(r, o.admin, listen);
   const shutdown = readShutdown(r, o.shutdown, admin !== undefined);
 
@@ -409,9 +413,46 @@ export async function parseConfig(
     blobRedirect,
     blobCache,
     tls,
+    clients,
     admin,
     shutdown,
   };
+}
+
+/**
+ * `clients:` (issue 12 point 2). Only the path here: the file is read, checked and watched by
+ * src/access/credential-file.ts. A certificate identity means something only where client
+ * certificates are asked for and verified, which is `tls.clientCaFile`.
+ */
+function readClients(r: Reader, value: unknown, tls: TlsConfig | undefined): ClientsConfig | undefined {
+  if (value === undefined || value === null) return undefined;
+  const o = r.object(value, "clients", ["htpasswdFile", "certificateIdentities"]);
+  const clients: ClientsConfig = { certificateIdentities: [] };
+  if (o.htpasswdFile !== undefined) clients.htpasswdFile = r.path(o.htpasswdFile, "clients.htpasswdFile");
+  if (o.certificateIdentities !== undefined) {
+    const key = "clients.certificateIdentities";
+    if (!Array.isArray(o.certificateIdentities))
+      r.fail(
+        key,
+        `must be a list such as ["CN:builder", "DNS:node-1.example"], got ${describe(o.certificateIdentities)}`,
+      );
+    clients.certificateIdentities = (o.certificateIdentities as unknown[]).map((entry, i) =>
+      parseCertificateIdentity(r, entry, `${key}[${i}]`),
+    );
+    if (clients.certificateIdentities.length > 0 && tls?.clientCaFile === undefined)
+      r.fail(key, "needs tls.clientCaFile: client certificates are asked for and verified only with it");
+  }
+  if (clients.htpasswdFile === undefined && clients.certificateIdentities.length === 0)
+    r.fail("clients", "set htpasswdFile and/or certificateIdentities (an empty clients: would admit nobody)");
+  return clients;
+}
+
+function parseCertificateIdentity(r: Reader, value: unknown, key: string): CertificateIdentity {
+  const text = r.string(value, key);
+  const m = /^(CN|DNS|URI):(.+)$/.exec(text);
+  if (!m?.[1] || !m[2] || m[2].trim() !== m[2])
+    r.fail(key, `must be CN:<common name>, DNS:<name> or URI:<uri>, got ${JSON.stringify(text)}`);
+  return { kind: m[1] as CertificateIdentity["kind"], value: m[1] === "DNS" ? m[2].toLowerCase() : m[2] };
 }
 
 function readAdmin(r: Reader, value: unknown, oci: ListenAddress): AdminConfig | undefined {

@@ -99,6 +99,8 @@ export interface Config {
   blobCache: BlobCacheConfig | undefined;
   /** serve the OCI API over TLS (src/tls-listener.ts); absent: plain HTTP */
   tls: TlsConfig | undefined;
+  /** who may use the OCI API (src/access, src/proxy/client-access.ts); absent: anyone who can connect */
+  clients: ClientsConfig | undefined;
   /** the admin listener (/healthz, /readyz, /metrics; src/admin); absent: none is started */
   admin: AdminConfig | undefined;
   shutdown: ShutdownConfig;
@@ -112,6 +114,23 @@ export interface TlsConfig {
   keyFile: string;
   /** PEM: CAs a client certificate must chain to; set, a client without one is refused (mTLS) */
   clientCaFile?: string;
+}
+
+/** `clients:`: every OCI request must come from one of these (issue 12 point 2). */
+export interface ClientsConfig {
+  /** absolute path of the credential file (htpasswd lines: bcrypt, or sha256 of a token); re-read on change */
+  htpasswdFile?: string;
+  /** client certificate identities admitted without a password (needs tls.clientCaFile) */
+  certificateIdentities: CertificateIdentity[];
+}
+
+/**
+ * One admitted client certificate, named as `openssl x509 -text` names it: the subject's common
+ * name (`CN:builder`), or a subjectAltName entry (`DNS:node-1.example`, `URI:spiffe://acme/ci`).
+ */
+export interface CertificateIdentity {
+  kind: "CN" | "DNS" | "URI";
+  value: string;
 }
 
 export interface AdminConfig {

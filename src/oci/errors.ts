@@ -63,6 +63,8 @@ export interface OciErrorOptions {
    * body (shared/LAB.md), so a short reason there is what its user sees.
    */
   reasonPhrase?: string;
+  /** headers the answer must carry besides the body's (a 401's `WWW-Authenticate` challenge) */
+  headers?: Readonly<Record<string, string>>;
   cause?: unknown;
 }
 
@@ -71,6 +73,7 @@ export class OciError extends Error {
   readonly status: number;
   readonly detail: unknown;
   readonly reasonPhrase: string | undefined;
+  readonly headers: Readonly<Record<string, string>> | undefined;
   constructor(code: OciCodeName, options: OciErrorOptions = {}) {
     const d = descriptorOf(code);
     super(options.message ?? d.message, { cause: options.cause });
@@ -79,6 +82,7 @@ export class OciError extends Error {
     this.status = options.status ?? d.status;
     this.detail = options.detail;
     this.reasonPhrase = options.reasonPhrase;
+    this.headers = options.headers;
   }
 }
 
@@ -89,16 +93,43 @@ export interface RenderedError {
   body: string;
 }
 
+/**
+ * URLs (a Notary or TUF server's, `GET https://notary.internal:4443/v2/...`, a `tuf <metadataUrl>`
+ * source name) and bare IP addresses with a port (`connect ECONNREFUSED 10.0.0.5:4443`), but
+ * not a registry's `host:port/` at the head of an image name: the client named that image itself.
+ */
+const INTERNAL_LOCATION =
+  /\b(?:https?|file):\/\/[^\s"'()<>]*[^\s"'()<>:.,;]|\b(?:\d{1,3}\.){3}\d{1,3}:\d{1,5}\b(?!\/)|\[[0-9a-fA-F:]+\]:\d{1,5}\b(?!\/)/g;
+
+/**
+ * What a client may read of a message (issue 12 item 8): where trustgate's trust servers live is
+ * internal, so every URL and address:port in it reads "(trust server)". The log keeps the full
+ * message: the access line's `reason` and the warn lines are written from the error, not from
+ * this rendering.
+ */
+export function clientMessage(message: string): string {
+  return message.replace(INTERNAL_LOCATION, "(trust server)");
+}
+
 /** The `{"errors":[...]}` envelope (distribution-spec "Error Codes"). */
 export function renderOciError(err: OciError): RenderedError {
-  const entry: { code: string; message: string; detail?: unknown } = { code: err.code, message: err.message };
+  const entry: { code: string; message: string; detail?: unknown } = {
+    code: err.code,
+    message: clientMessage(err.message),
+  };
   if (err.detail !== undefined) entry.detail = err.detail;
   const body = JSON.stringify({ errors: [entry] });
   return {
     status: err.status,
     // A reason phrase must not carry CR/LF or non-visible characters (RFC 9112 §4).
-    reasonPhrase: err.reasonPhrase?.replace(/[^\x20-\x7e]/g, " ").slice(0, 200),
+    reasonPhrase:
+      err.reasonPhrase === undefined
+        ? undefined
+        : clientMessage(err.reasonPhrase)
+            .replace(/[^\x20-\x7e]/g, " ")
+            .slice(0, 200),
     headers: {
+      ...err.headers,
       "content-type": "application/json; charset=utf-8",
       "content-length": String(Buffer.byteLength(body)),
     },

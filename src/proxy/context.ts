@@ -25,6 +25,11 @@ export interface RequestLog {
   decision?: AuditLine;
   /** a blob answered from the verified blob cache ("hit") or relayed ("miss"), when there is one */
   cache?: "hit" | "miss";
+  /** who the request came from (`clients:`; src/access/gate.ts): a user name or certificate identity */
+  client?: string;
+  clientAuth?: "password" | "token" | "certificate";
+  /** why a client was not admitted (answered 401; never the credentials) */
+  clientRefused?: string;
   /** what kind of request this was, for metrics (unset: "other") */
   route?: RouteKind;
 }

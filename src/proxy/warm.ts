@@ -6,7 +6,8 @@
  * for the same request until the trust source would look again (TagSignatures.reuseUntil, which is
  * never past an expiry) and while the policy set it was decided under is in force (AnswerReuse).
  * Nothing else in the request can change it: the signed digest, not the client's Accept, picks the
- * bytes, and clients are not authenticated. So the full answer (status, headers, bytes) and the
+ * bytes; who the client is (`clients:`) is checked before a warm answer is looked up (server.ts)
+ * and logged per answer. So the full answer (status, headers, bytes) and the
  * constant part of its access-log line are kept under the request's raw URL, which the router
  * turned into that registry, repository and tag the first time (a URL only gets here after the
  * router answered it), and served with no routing, no Request object and no decision. A miss, an
@@ -22,6 +23,7 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { LRUCache } from "lru-cache";
+import type { ClientIdentity } from "../access/gate.js";
 import type { Logger } from "../log.js";
 import type { Metrics, WarmRecorder } from "../metrics.js";
 import type { AuditLine } from "./enforce.js";
@@ -106,7 +108,7 @@ export class WarmAnswers {
    * Answer `req` from a warm entry and log it; false when there is none still valid (the caller
    * then routes the request as usual).
    */
-  serve(req: IncomingMessage, res: ServerResponse): boolean {
+  serve(req: IncomingMessage, res: ServerResponse, client?: ClientIdentity): boolean {
     const method = req.method;
     if ((method !== "GET" && method !== "HEAD") || req.url === undefined) return false;
     const entry = this.#entries.get(req.url);
@@ -130,6 +132,7 @@ export class WarmAnswers {
         status: 200,
         bytes: head ? 0 : entry.body.length,
         durationMs: Math.round(ms * 10) / 10,
+        ...(client ? { client: client.name, clientAuth: client.via } : {}),
       },
       "request",
     );

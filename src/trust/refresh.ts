@@ -35,7 +35,7 @@ export interface RefreshingCacheOptions<K, V, A> {
    * value in memory (what the refresh must not roll back from), undefined when there is none or
    * it was evicted. `arg` is what the query that started the refresh handed to `get`.
    */
-  refresh: (key: K, previous: V | undefined, startedAt: number, arg: A) => Promise<V>;
+  refresh: (key: K, previous: V | undefined, startedAt: number, arg: A, report: RefreshReport) => Promise<V>;
   /**
    * The first instant (ms) at which `value` may no longer be answered from, for the query that
    * hands `arg` (a Notary answer depends only on the roles the query resolves through, T5).
@@ -56,7 +56,26 @@ export interface RefreshingCacheOptions<K, V, A> {
   maxSize?: number;
   /** a value's cost towards maxSize, a positive integer (e.g. the verified bytes it holds) */
   sizeOf?: (value: V) => number;
+  /** told once per refresh how it ended (metrics and the trust-trouble log: ./health.ts) */
+  observe?: (key: K, outcome: RefreshOutcome) => void;
 }
+
+/**
+ * What a source's refresh may tell the cache besides its value: that the server could not be
+ * reached and the value returned is the verified one it already held (Notary's update answers
+ * offline by itself), so the refresh is observed as failed although it answered.
+ */
+export interface RefreshReport {
+  offline(cause: unknown): void;
+}
+
+/**
+ * How one refresh ended: ok, or failed with its error; `servingUntil` (ms) when, failed because
+ * the server was unreachable, verified data still answers until then.
+ */
+export type RefreshOutcome =
+  | { ok: true; seconds: number }
+  | { ok: false; error: unknown; seconds: number; servingUntil?: number };
 
 /** A verified value and the check it rests on, as one answer sees them. */
 export interface Checked<V> {
@@ -158,15 +177,27 @@ export class RefreshingCache<K extends {}, V, A = undefined> {
 
   private async refresh(key: K, startedAt: number, arg: A): Promise<Checked<V>> {
     const previous = this.entries.peek(key)?.value;
+    const t0 = performance.now();
+    const seconds = () => (performance.now() - t0) / 1000;
+    const observe = this.options.observe;
+    let offlineCause: unknown;
+    let reported = false;
+    const report: RefreshReport = {
+      offline: (cause) => {
+        offlineCause = cause;
+        reported = true;
+      },
+    };
     let value: V;
     try {
-      value = await this.options.refresh(key, previous, startedAt, arg);
+      value = await this.options.refresh(key, previous, startedAt, arg, report);
     } catch (err) {
       const offline = this.options.isUnavailable(err)
         ? (previous ?? (await this.options.restore?.(key).catch(() => undefined)))
         : undefined;
       if (offline === undefined) {
         this.markDue(key);
+        observe?.(key, { ok: false, error: err, seconds: seconds() });
         throw err;
       }
       if (this.options.now() >= this.options.expiresAt(offline, arg)) {
@@ -175,15 +206,37 @@ export class RefreshingCache<K extends {}, V, A = undefined> {
         if (previous === undefined)
           this.entries.set(key, { value: offline, checkedAt: Number.NEGATIVE_INFINITY });
         else this.markDue(key);
-        throw this.options.expiredError(key, offline, this.options.now(), err, arg);
+        const expired = this.options.expiredError(key, offline, this.options.now(), err, arg);
+        observe?.(key, { ok: false, error: expired, seconds: seconds() });
+        throw expired;
       }
       // Offline: the verified value answers until it expires, and this attempt counts as a check.
       value = offline;
+      reported = true;
+      offlineCause = err;
+    }
+    if (observe) {
+      observe(
+        key,
+        reported
+          ? {
+              ok: false,
+              error: offlineCause,
+              seconds: seconds(),
+              servingUntil: this.options.expiresAt(value, arg),
+            }
+          : { ok: true, seconds: seconds() },
+      );
     }
     // set, not a mutation: the value's size is counted again, and a key evicted meanwhile
     // comes back with its newest verified value.
     this.entries.set(key, { value, checkedAt: startedAt });
     return this.checked(value, startedAt, arg);
+  }
+
+  /** Every value in memory with its key (no effect on recency): the expiry gauge reads them. */
+  *values(): IterableIterator<[K, V]> {
+    for (const [k, e] of this.entries.entries()) yield [k, e.value];
   }
 
   /** Due at once: the next query refreshes in the foreground instead of answering from memory. */

@@ -10,15 +10,21 @@
  */
 import type { Config, RegistryConfig } from "../config/types.js";
 import { ConfigError } from "../errors.js";
+import type { Logger } from "../log.js";
 import type { Policy, PolicySet } from "../policy/index.js";
 import { TrustError } from "./errors.js";
 import { NotarySource } from "./notary/source.js";
+import type { TrustObserver } from "./observer.js";
 import { TufSource } from "./tuf/source.js";
 import type { TrustSource } from "./types.js";
 
 export interface TrustSourcesOptions {
   /** clock for expiry and refresh decisions (tests pin it) */
   now?: () => Date;
+  /** trust trouble is logged here, once per change of state (health.ts) */
+  logger?: Logger;
+  /** refreshes and expiry for /metrics */
+  observer?: TrustObserver;
 }
 
 export class TrustSources {
@@ -114,7 +120,12 @@ async function openSource(
   config: Config,
   options: TrustSourcesOptions,
 ): Promise<TrustSource | undefined> {
-  const clock = options.now ? { now: options.now } : {};
+  const clock = {
+    ...(options.now ? { now: options.now } : {}),
+    registry: registry.name,
+    ...(options.logger ? { logger: options.logger } : {}),
+    ...(options.observer ? { observer: options.observer } : {}),
+  };
   if (registry.notary) {
     return new NotarySource({
       url: registry.notary.url.href,

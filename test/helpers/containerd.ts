@@ -51,14 +51,35 @@ function tomlString(s: string): string {
   return JSON.stringify(s); // a TOML basic string is a JSON string for the characters we write
 }
 
-export async function startContainerd(): Promise<ContainerdPeer> {
+export interface ContainerdOptions {
+  /**
+   * Run the CRI plugin (the kubelet's API) with its registry `config_path` at this hosts
+   * directory, as a Kubernetes node does. Without it the CRI plugin is disabled.
+   */
+  criConfigPath?: string;
+}
+
+export async function startContainerd(opts: ContainerdOptions = {}): Promise<ContainerdPeer> {
   const dir = await tempDir("containerd");
   const socket = join(dir, "containerd.sock");
+  const disabled = opts.criConfigPath
+    ? DISABLED_PLUGINS.filter((p) => p !== "io.containerd.grpc.v1.cri")
+    : DISABLED_PLUGINS;
+  const cri = opts.criConfigPath
+    ? [
+        '[plugins."io.containerd.grpc.v1.cri"]',
+        "  disable_apparmor = true",
+        // the default stream port 10010 is shared by every containerd on the machine
+        '  stream_server_port = "0"',
+        '[plugins."io.containerd.grpc.v1.cri".registry]',
+        `  config_path = ${tomlString(opts.criConfigPath)}`,
+      ]
+    : [];
   const config = [
     "version = 2",
     `root = ${tomlString(join(dir, "root"))}`,
     `state = ${tomlString(join(dir, "state"))}`,
-    `disabled_plugins = [${DISABLED_PLUGINS.map(tomlString).join(", ")}]`,
+    `disabled_plugins = [${disabled.map(tomlString).join(", ")}]`,
     "[grpc]",
     `  address = ${tomlString(socket)}`,
     "[ttrpc]",
@@ -70,6 +91,7 @@ export async function startContainerd(): Promise<ContainerdPeer> {
     // the default is /opt/containerd, shared with the host's containerd
     '[plugins."io.containerd.internal.v1.opt"]',
     `  path = ${tomlString(join(dir, "opt"))}`,
+    ...cri,
     "",
   ].join("\n");
   const configFile = join(dir, "config.toml");

@@ -139,9 +139,9 @@ async function spawnTrustgate(opts: LaunchOptions, dir: string, configFile: stri
   const url = `http://127.0.0.1:${port}`;
   try {
     await waitUntilReady(
-      `trustgate (GET ${url}/v2/ answering 200)`,
+      `trustgate (GET ${url}/v2/ answering 200, or 401 behind clients:)`,
       peer.pid,
-      async () => (await fetch(`${url}/v2/`)).status === 200,
+      async () => [200, 401].includes((await fetch(`${url}/v2/`)).status),
       opts.startTimeoutMs ?? 20_000,
     );
   } catch (err) {

@@ -14,7 +14,7 @@ function cli(...args: string[]) {
 }
 
 describe("trustgate CLI", () => {
-  for (const command of ["serve", "resolve", "policy", "trust"]) {
+  for (const command of ["serve", "resolve", "policy", "trust", "containerd-hosts", "tuf"]) {
     it(`${command} --help prints its usage and exits 0`, () => {
       const r = cli(command, "--help");
       expect(r.code).toBe(0);

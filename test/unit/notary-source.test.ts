@@ -476,3 +476,54 @@ describe("canonical JSON and expires", () => {
     expect(() => parseExpires("g", "r", "2026-12-08 21:50:43")).toThrow(TrustError);
   });
 });
+
+describe("NotarySource reports refreshes to the metrics and logs trust trouble once (issue 12 items 4, 5)", () => {
+  it("offline answers (Notary's update answers them itself) count as failed refreshes, logged once", async () => {
+    const { Writable } = await import("node:stream");
+    const { createLogger } = await import("../../src/log.js");
+    const { Metrics } = await import("../../src/metrics.js");
+    const { parseExposition, sampleValue } = await import("../helpers/prometheus.js");
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({
+      write(chunk, _e, done) {
+        for (const l of String(chunk).split("\n")) if (l) lines.push(JSON.parse(l));
+        done();
+      },
+    });
+    const metrics = new Metrics({ processMetrics: false });
+    const f = new MapFetcher(loadRepoFiles(BASIC));
+    let now = FIXTURE_NOW.getTime();
+    const src = new NotarySource({
+      url: "http://x",
+      stateDir: tmp(),
+      fetcher: f,
+      refreshSeconds: 0,
+      now: () => new Date(now),
+      registry: "docker.io",
+      logger: createLogger("info", sink),
+      observer: metrics.trust,
+    });
+    const first = await src.resolveTag(query, "v1");
+    f.offline = true;
+    for (let i = 0; i < 25; i++) {
+      now += 1000;
+      expect((await src.resolveTag(query, "v1")).signatures).toEqual(first.signatures);
+    }
+    f.offline = false;
+    await src.resolveTag(query, "v1");
+    const fam = parseExposition((await metrics.scrape()).body);
+    const labels = { registry: "docker.io", source: "notary" };
+    expect(sampleValue(fam, "trustgate_trust_refreshes_total", { ...labels, result: "ok" })).toBe(2);
+    expect(
+      sampleValue(fam, "trustgate_trust_refreshes_total", { ...labels, result: "TRUST_UNAVAILABLE" }),
+    ).toBe(25);
+    const gauge = sampleValue(fam, "trustgate_trust_expiry_seconds", labels) ?? Number.NaN;
+    expect(gauge).toBeCloseTo((first.expires.getTime() - now) / 1000, 0);
+    const trouble = lines.filter((l) => String(l.msg).startsWith("trust "));
+    expect(trouble.map((l) => [l.msg, l.gun])).toEqual([
+      ["trust server unreachable: serving verified metadata until it expires", gun],
+      ["trust refresh recovered", gun],
+    ]);
+    await src.close();
+  });
+});

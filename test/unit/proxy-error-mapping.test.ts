@@ -82,3 +82,36 @@ describe("typed errors to OCI errors", () => {
     }
   });
 });
+
+describe("refusals do not show clients where the trust servers are (issue 12 item 8)", () => {
+  it("a trust failure's URL and address stay in the error, not in the rendered answer", async () => {
+    const { renderOciError } = await import("../../src/oci/errors.js");
+    const err = new TrustError(
+      "TRUST_UNAVAILABLE",
+      "docker.io/acme/app",
+      "timestamp",
+      "docker.io/acme/app: timestamp: GET https://notary.internal.example:4443/v2/docker.io/acme/app/_trust/tuf/timestamp.json: connect ECONNREFUSED 10.1.2.3:4443",
+    );
+    const oci = toOciError(err);
+    // the error (what the log line is written from) keeps everything
+    expect(oci.message).toContain("https://notary.internal.example:4443");
+    const rendered = renderOciError(oci);
+    expect(rendered.body).not.toContain("notary.internal.example");
+    expect(rendered.body).not.toContain("10.1.2.3");
+    expect(rendered.body).toContain(
+      "docker.io/acme/app: timestamp: GET (trust server): connect ECONNREFUSED (trust server)",
+    );
+  });
+
+  it("a TUF source's name (tuf <metadataUrl>) in a deny reason and reason phrase is hidden", async () => {
+    const { renderOciError } = await import("../../src/oci/errors.js");
+    const oci = new OciError(OciCode.DENIED, {
+      message:
+        "docker.io/acme/app:1.0: trust could not be established (EXPIRED): tuf http://[::1]:8080/meta/: timestamp metadata expired",
+      reasonPhrase: "Forbidden (trustgate: tuf file:///srv/tuf/ expired)",
+    });
+    const rendered = renderOciError(oci);
+    expect(rendered.body).not.toMatch(/http:|::1|8080/);
+    expect(rendered.reasonPhrase).toBe("Forbidden (trustgate: tuf (trust server) expired)");
+  });
+});

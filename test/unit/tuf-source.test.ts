@@ -1,11 +1,11 @@
 import { once } from "node:events";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { TrustError } from "../../src/trust/errors.js";
+import { StateStorageError, TrustError } from "../../src/trust/errors.js";
 import { MAX_INDEX_ROLES, VerifiedRepository } from "../../src/trust/tuf/session.js";
 import { repositoryStateDir, TufSource, type TufSourceOptions } from "../../src/trust/tuf/source.js";
 import { TargetPathTemplate } from "../../src/trust/tuf/target-path.js";
@@ -236,6 +236,36 @@ describe("TufSource", () => {
     const expired = await trustError(restarted.resolveTag(acmeApp, "v1"));
     expect(expired.code).toBe("EXPIRED");
     expect(expired.role).toBe("timestamp");
+  });
+
+  it("U8: a state directory the disk refuses is StateStorageError (503), not a trust refusal, and recovers", async () => {
+    const v1 = manifest("v1");
+    repo.addTarget("targets", "docker.io/acme/app:v1", v1);
+    repo.publish();
+    const source = await openSource();
+    expect((await source.resolveTag(acmeApp, "v1")).signatures).toHaveLength(1);
+
+    // New metadata to persist, and a state directory replaced by a regular file: every write
+    // under it fails with ENOTDIR, as a full or read-only disk fails with ENOSPC or EROFS.
+    repo.addTarget("targets", "docker.io/acme/app:v2", manifest("v2"));
+    repo.publish();
+    await rename(join(dir, "state"), join(dir, "state.aside"));
+    await writeFile(join(dir, "state"), "not a directory");
+    clock += 31_000;
+    const err = await source.resolveTag(acmeApp, "v2").then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(StateStorageError);
+    expect(err).not.toBeInstanceOf(TrustError);
+    expect((err as StateStorageError).errno).toMatch(/^E[A-Z]+$/);
+
+    // The disk comes back with what it held: the next request establishes trust again.
+    await rm(join(dir, "state"), { force: true });
+    await rename(join(dir, "state.aside"), join(dir, "state"));
+    clock += 31_000;
+    const after = await source.resolveTag(acmeApp, "v2");
+    expect(after.signatures).toHaveLength(1);
   });
 
   it("refuses when the repository was never reached", async () => {

@@ -27,8 +27,12 @@
  * Memory is bounded by GUN count and by the verified bytes held (REVIEW U5); disk by pruning the
  * state of GUNs long unused (store.ts `prune`).
  */
+
+import type { Logger } from "../../log.js";
 import { TrustError } from "../errors.js";
-import { RefreshingCache } from "../refresh.js";
+import { TrustHealth } from "../health.js";
+import type { TrustObserver } from "../observer.js";
+import { RefreshingCache, type RefreshReport } from "../refresh.js";
 import type { SignedTarget, TagSignatures, TrustQuery, TrustSource } from "../types.js";
 import { type HttpFetcherOptions, HttpMetadataFetcher, type MetadataFetcher } from "./fetcher.js";
 import { requirePinnedRoot } from "./pinning.js";
@@ -80,6 +84,12 @@ export interface NotarySourceOptions {
    * no policy pins is trusted on first use again, so keep this long.
    */
   pruneAfterDays?: number;
+  /** the registry this source serves: the label of its metrics and log lines */
+  registry?: string;
+  /** trust trouble, once per change of state per GUN (../health.ts) */
+  logger?: Logger;
+  /** refreshes and the earliest expiry held, for /metrics */
+  observer?: TrustObserver;
 }
 
 /** What update() reads of the GUN's cached state: the last verified metadata, if any. */
@@ -141,11 +151,19 @@ export class NotarySource implements TrustSource {
       });
     this.store = new NotaryStateStore(options.stateDir);
     this.now = options.now ?? (() => new Date());
+    const ref = { registry: options.registry ?? new URL(options.url).host, kind: "notary" as const };
+    const health = new TrustHealth({
+      source: ref,
+      now: () => this.now().getTime(),
+      ...(options.logger ? { logger: options.logger } : {}),
+      ...(options.observer ? { observer: options.observer } : {}),
+    });
     this.entries = new RefreshingCache({
       refreshMs: (options.refreshSeconds ?? 30) * 1000,
       now: () => this.now().getTime(),
-      refresh: (gun, previous, startedAt, query) =>
-        this.refresh(gun, previous, new Date(startedAt), query.rootKeys),
+      refresh: (gun, previous, startedAt, query, report) =>
+        this.refresh(gun, previous, new Date(startedAt), report, query.rootKeys),
+      observe: health.record,
       // Only the metadata on the query's resolution path and the root certificates count (T5, T10).
       expiresAt: (repo, query) => firstExpiry(repo, query.roles),
       // update() answers from the trusted metadata itself while the server is down, until expiry
@@ -157,6 +175,15 @@ export class NotarySource implements TrustSource {
       sizeOf: verifiedBytes,
     });
     this.aheadMs = this.entries.aheadMs;
+    // Docker's roles: a per-signer delegation skipped as expired is not what pulls wait on.
+    options.observer?.watchExpiry(ref, () => {
+      let earliest: number | undefined;
+      for (const [, repo] of this.entries.values()) {
+        const at = earliestExpiry(repo, DOCKER_ROLES);
+        if (earliest === undefined || at < earliest) earliest = at;
+      }
+      return earliest === undefined ? undefined : (earliest - this.now().getTime()) / 1000;
+    });
     this.pruneAfterMs = (options.pruneAfterDays ?? DEFAULT_PRUNE_AFTER_DAYS) * DAY_MS;
     if (this.pruneAfterMs > 0) {
       void this.pruneState();
@@ -260,10 +287,11 @@ export class NotarySource implements TrustSource {
     gun: string,
     previous: TrustedRepo | undefined,
     now: Date,
+    report: RefreshReport,
     pins?: readonly string[],
   ): Promise<TrustedRepo> {
     const entry: GunEntry = previous ? { repo: previous } : {};
-    const repo = await this.update(gun, entry, now, pins);
+    const repo = await this.update(gun, entry, now, report, pins);
     await this.store.markUsed(repo, now);
     return repo;
   }
@@ -292,6 +320,7 @@ export class NotarySource implements TrustSource {
     gun: string,
     entry: GunEntry,
     now: Date,
+    report: RefreshReport,
     pins?: readonly string[],
   ): Promise<TrustedRepo> {
     let trusted = entry.repo ?? null;
@@ -331,7 +360,10 @@ export class NotarySource implements TrustSource {
           );
         }
         const expired = expiredRole(trusted, now);
-        if (!expired) return trusted;
+        if (!expired) {
+          report.offline(err);
+          return trusted;
+        }
         throw new TrustError(
           "EXPIRED",
           gun,

@@ -23,7 +23,7 @@ import { createHash } from "node:crypto";
 import { readdir, rm, stat, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { TrustError, type TrustErrorCode } from "../errors.js";
-import { readFileIfExists, writeFileAtomic } from "../state.js";
+import { fsyncDir, readFileIfExists, writeFileAtomic } from "../state.js";
 import type { BrokenRole } from "./trusted-state.js";
 import type { MetaSource, TrustedRepo } from "./update.js";
 
@@ -200,6 +200,29 @@ export class NotaryStateStore {
       await rm(path, { force: true });
       removed.push(gun);
     }
+    return removed;
+  }
+
+  /**
+   * Forget everything trusted for `gun` (`trustgate trust forget`): its state file, under the
+   * hashed name or the old one, is unlinked (one atomic step per name) and the directory synced,
+   * so after a crash it is either all there or gone. Returns the paths removed; none: nothing was
+   * recorded for that GUN. The file's GUN is checked before removal, as `load` checks it.
+   */
+  async forget(gun: string): Promise<string[]> {
+    const removed: string[] = [];
+    for (const path of [this.pathFor(gun), this.legacyPathFor(gun)]) {
+      let held: string | undefined;
+      try {
+        held = await this.gunIn(path);
+      } catch {
+        held = undefined;
+      }
+      if (held !== gun) continue;
+      await rm(path);
+      removed.push(path);
+    }
+    if (removed.length > 0) await fsyncDir(this.dir);
     return removed;
   }
 

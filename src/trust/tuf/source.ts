@@ -23,7 +23,10 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { LRUCache } from "lru-cache";
 import { ConfigError } from "../../errors.js";
+import type { Logger } from "../../log.js";
 import { TrustError } from "../errors.js";
+import { TrustHealth } from "../health.js";
+import type { TrustObserver } from "../observer.js";
 import { RefreshingCache } from "../refresh.js";
 import type { SignedTarget, TagSignatures, TrustQuery, TrustSource } from "../types.js";
 import { toTrustError } from "./errors.js";
@@ -56,6 +59,12 @@ export interface TufSourceOptions {
   fetchTimeoutMs?: number;
   /** extra CA (PEM file) for an https:// metadataUrl */
   caFile?: string;
+  /** the registry this source serves: the label of its metrics and log lines */
+  registry?: string;
+  /** trust trouble, once per change of state (../health.ts) */
+  logger?: Logger;
+  /** refreshes and the earliest expiry held, for /metrics */
+  observer?: TrustObserver;
 }
 
 /** Docker's roles: what a query asks for when its policy names no TUF role of its own. */
@@ -97,6 +106,13 @@ export class TufSource implements TrustSource {
   ) {
     this.name = `tuf ${options.metadataUrl}`;
     this.now = options.now ?? (() => new Date());
+    const ref = { registry: options.registry ?? new URL(options.metadataUrl).host, kind: "tuf" as const };
+    const health = new TrustHealth({
+      source: ref,
+      now: () => this.now().getTime(),
+      ...(options.logger ? { logger: options.logger } : {}),
+      ...(options.observer ? { observer: options.observer } : {}),
+    });
     this.state = new RefreshingCache<"", VerifiedRepository>({
       refreshMs: (options.refreshSeconds ?? 30) * 1000,
       now: () => this.now().getTime(),
@@ -118,6 +134,13 @@ export class TufSource implements TrustSource {
         );
       },
       max: 1,
+      // the one repository's key is "": its log lines name it by its metadata URL
+      observe: (_key, outcome) => health.record(this.name, outcome),
+    });
+    options.observer?.watchExpiry(ref, () => {
+      for (const [, repo] of this.state.values())
+        return (topLevelExpiry(repo).expiresMs - this.now().getTime()) / 1000;
+      return undefined;
     });
   }
 
