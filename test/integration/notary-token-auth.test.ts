@@ -1,0 +1,154 @@
+/**
+ * The Notary fetcher against a REAL notary-server with `auth: {type: token}` (Docker Hub's and
+ * Harbor's setup): trust data published by the real `notary` CLI (NOTARY_AUTH, Basic to the realm),
+ * a token issuer on loopback (test/helpers/token-issuer.ts), a real docker-registry upstream, and
+ * the built trustgate in between. Proves: a pull by tag resolves through the token-protected
+ * server, a wrong password is refused with a clear reason and no secret in the log, tokens are
+ * reused across trust refreshes, and a realm on an unlisted host never gets the credentials.
+ */
+import { randomUUID } from "node:crypto";
+import { copyFile, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeImage, pushImage } from "../helpers/image.js";
+import { type NotaryLab, startNotary } from "../helpers/notary.js";
+import { tempDir, waitFor } from "../helpers/process.js";
+import { type RegistryPeer, startRegistry } from "../helpers/registry.js";
+import { startTokenIssuer, type TokenIssuer } from "../helpers/token-issuer.js";
+import { startTrustgateWithConfig, type TrustgatePeer } from "../helpers/trustgate.js";
+
+const ACCEPT =
+  "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("Notary fetcher against notary-server with token auth", () => {
+  const password = `pw-${randomUUID()}`;
+  const wrong = `wrong-${randomUUID()}`;
+  let issuer: TokenIssuer;
+  let notary: NotaryLab;
+  let registry: RegistryPeer;
+  let notaryCa: string;
+  let R: string;
+  const proxies: TrustgatePeer[] = [];
+  const signed = makeImage("signed behind token auth");
+
+  const start = async (pw: string, realms: string[], env = "TG_NOTARY_PASSWORD") => {
+    const p = await startTrustgateWithConfig(
+      [
+        "logLevel: debug",
+        "trustRefreshSeconds: 1",
+        "defaultPolicy: enforce",
+        "registries:",
+        `  "${R}":`,
+        `    upstream: ${registry.url}`,
+        "    notary:",
+        `      url: "${notary.url}"`,
+        `      caFile: "${notaryCa}"`,
+        "      username: signer",
+        `      passwordEnv: ${env}`,
+        ...(realms.length ? [`      tokenRealms: [${realms.map((r) => `"${r}"`).join(", ")}]`] : []),
+      ].join("\n"),
+      { env: { [env]: pw } },
+    );
+    proxies.push(p);
+    return p;
+  };
+  const pull = (p: TrustgatePeer, tag = "v1") =>
+    fetch(`${p.url}/v2/${R}/acme/app/manifests/${tag}`, { headers: { accept: ACCEPT } });
+  const logAfter = async (p: TrustgatePeer, res: Response) => {
+    await res.arrayBuffer().catch(() => undefined);
+    const id = res.headers.get("x-request-id") ?? "none";
+    await waitFor("the access line", async () => (await readFile(p.logFile, "utf8")).includes(id));
+    return readFile(p.logFile, "utf8");
+  };
+
+  beforeAll(async () => {
+    const dir = await tempDir("notary-token");
+    issuer = await startTokenIssuer({ dir, username: "signer", password, audience: "notary-server" });
+    notaryCa = join(dir, "notary-ca.crt");
+    [registry, notary] = await Promise.all([
+      startRegistry(),
+      startNotary({
+        tokenAuth: { realm: issuer.realm, issuer: issuer.issuer, rootCertBundle: issuer.certFile },
+        cliAuth: `signer:${password}`,
+      }),
+    ]);
+    await copyFile(notary.ca, notaryCa);
+    R = registry.host;
+    await pushImage(registry.url, "acme/app", "v1", signed);
+    const cli = notary.client();
+    const gun = `${R}/acme/app`;
+    await cli.init(gun);
+    await cli.addhash(gun, "v1", signed.size, signed.digest.replace(/^sha256:/, ""));
+    await cli.publish(gun);
+  }, 180_000);
+
+  afterAll(async () => {
+    for (const p of proxies) await p.stop();
+    await registry?.stop();
+    await notary?.stop();
+    await issuer?.close();
+  });
+
+  it("notary-server really demands a token (and the CLI got one to publish)", async () => {
+    const { Agent, fetch: uf } = await import("undici");
+    const res = await uf(`${notary.url}/v2/${R}/acme/app/_trust/tuf/root.json`, {
+      dispatcher: new Agent({ connect: { ca: await readFile(notaryCa) } }),
+    });
+    expect(res.status).toBe(401);
+    expect(res.headers.get("www-authenticate")).toContain(`realm="${issuer.realm}"`);
+    expect(issuer.requests.some((r) => r.status === 200 && r.scope?.includes("push"))).toBe(true);
+  });
+
+  it("a pull by tag resolves through the token-protected notary-server", async () => {
+    const before = issuer.requests.length;
+    const p = await start(password, [issuer.host]);
+    const res = await pull(p);
+    expect(res.status).toBe(200);
+    expect(Buffer.from(await res.arrayBuffer()).equals(signed.manifest)).toBe(true);
+    expect(res.headers.get("docker-content-digest")).toBe(signed.digest);
+    const mine = issuer.requests.slice(before);
+    expect(mine.length).toBeGreaterThan(0);
+    expect(mine.every((r) => r.status === 200 && r.scope === `repository:${R}/acme/app:pull`)).toBe(true);
+    expect(mine[0]?.service).toBe("notary-server");
+  });
+
+  it("reuses the token over several trust refreshes", async () => {
+    const p = proxies[0] as TrustgatePeer;
+    const before = issuer.requests.length;
+    for (let i = 0; i < 4; i++) {
+      await sleep(1200); // > trustRefreshSeconds: each pull refetches timestamp.json
+      const res = await pull(p);
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+    }
+    expect(issuer.requests.length - before).toBe(0);
+  });
+
+  it("a wrong password is refused with a clear reason, and no secret is logged", async () => {
+    const p = await start(wrong, [issuer.host]);
+    const res = await pull(p);
+    expect(res.status).toBe(403);
+    const body = (await res.clone().json()) as { errors: { message: string }[] };
+    const log = await logAfter(p, res);
+    expect(body.errors[0]?.message).toMatch(/credentials|401|token/i);
+    console.log("wrong-password reason:", body.errors[0]?.message);
+    expect(log).not.toContain(wrong);
+    expect(log).not.toContain(password);
+    expect(log).not.toContain(Buffer.from(`signer:${wrong}`).toString("base64"));
+    expect(log).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\./);
+  });
+
+  it("a realm on a host not listed in tokenRealms gets no credentials", async () => {
+    const before = issuer.requests.length;
+    const p = await start(password, []);
+    const res = await pull(p);
+    expect(res.status).toBe(403);
+    const body = (await res.clone().json()) as { errors: { message: string }[] };
+    console.log("unlisted-realm reason:", body.errors[0]?.message);
+    const log = await logAfter(p, res);
+    expect(log).not.toContain(password);
+    // whatever reached the issuer carried no Authorization
+    expect(issuer.requests.slice(before).every((r) => r.authorization === undefined)).toBe(true);
+  });
+});
