@@ -143,8 +143,10 @@ describe("Notary fetcher against notary-server with token auth", () => {
     const body = (await res.clone().json()) as { errors: { message: string }[] };
     const log = await logAfter(p, res);
     expect(body.errors[0]?.message).toBe(
-      `${R}/acme/app:v1: trust could not be established (TRUST_UNAVAILABLE): notary server refused credentials (401) for ${R}/acme/app`,
+      `${R}/acme/app:v1: trust could not be established (TRUST_UNAVAILABLE): the token service refused the credentials (HTTP 401) for ${R}/acme/app: check registries.(trust server).notary.username/passwordEnv`,
     );
+    // the log keeps the full key (the client's copy hides addresses:port, the registry's included)
+    expect(log).toContain(`check registries.${R}.notary.username/passwordEnv`);
     expect(log).not.toContain(wrong);
     expect(log).not.toContain(password);
     expect(log).not.toContain(Buffer.from(`signer:${wrong}`).toString("base64"));

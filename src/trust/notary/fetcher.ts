@@ -258,7 +258,10 @@ export class HttpMetadataFetcher implements MetadataFetcher {
       "foreign-realm": `notary server named a token realm on another host (${err.realmHost}) for ${gun}; credentials go only to its own origin or a host in ${this.settings.tokenRealms}`,
       "plain-http-realm": `notary server named a plain-http token realm (${err.realmHost}) for ${gun}: credentials are never sent over http to a non-loopback host`,
       status: refused
-        ? `notary server refused credentials (${err.status}) for ${gun}${this.credentials ? "" : `: set ${this.settings.credentials}`}`
+        ? // The realm, not notary-server, judged the password: say so and name the setting.
+          this.credentials
+          ? `the token service refused the credentials (HTTP ${err.status}) for ${gun}: check ${this.settings.credentials}`
+          : `the token service refused an anonymous token (HTTP ${err.status}) for ${gun}: set ${this.settings.credentials}`
         : `the token service for ${gun} answered HTTP ${err.status}`,
       "invalid-response": `the token service for ${gun} sent no usable token (${err.message})`,
     }[err.reason];
