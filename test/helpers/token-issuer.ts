@@ -55,6 +55,8 @@ export interface TokenIssuer {
   /** PEM file of the signing certificate: notary-server's `rootcertbundle` */
   certFile: string;
   requests: TokenRequest[];
+  /** lifetime of the tokens issued from now on (seconds) */
+  ttlSeconds: number;
   close(): Promise<void>;
 }
 
@@ -79,9 +81,9 @@ export async function startTokenIssuer(opts: {
   const privateKey = createPrivateKey(readFileSync(keyFile));
   const kid = libtrustKeyId(createPublicKey(privateKey));
   const issuer = "trustgate-test-issuer";
-  const ttl = opts.ttlSeconds ?? 300;
   const expected = `Basic ${Buffer.from(`${opts.username}:${opts.password}`).toString("base64")}`;
   const requests: TokenRequest[] = [];
+  let out: TokenIssuer | undefined;
   const server: Server = createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://x");
     const scope = url.searchParams.get("scope");
@@ -107,6 +109,7 @@ export async function startTokenIssuer(opts: {
           },
         ]
       : [];
+    const ttl = out?.ttlSeconds ?? 300;
     const now = Math.floor(Date.now() / 1000);
     const header = b64url(JSON.stringify({ typ: "JWT", alg: "ES256", kid }));
     const claims = b64url(
@@ -136,7 +139,8 @@ export async function startTokenIssuer(opts: {
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return {
+  out = {
+    ttlSeconds: opts.ttlSeconds ?? 300,
     realm: `http://${host}/token`,
     host,
     issuer,
@@ -144,4 +148,5 @@ export async function startTokenIssuer(opts: {
     requests,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
+  return out;
 }

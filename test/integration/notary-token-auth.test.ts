@@ -136,6 +136,27 @@ describe("Notary fetcher against notary-server with token auth", () => {
     expect(issuer.requests.length - before).toBe(0);
   });
 
+  it("fetches a new token once the cached one has expired, and the pull still resolves", async () => {
+    issuer.ttlSeconds = 2;
+    try {
+      const p = await start(password, [issuer.host]);
+      const before = issuer.requests.length;
+      const first = await pull(p);
+      expect(first.status).toBe(200);
+      await first.arrayBuffer();
+      const afterFirst = issuer.requests.length;
+      expect(afterFirst - before).toBeGreaterThanOrEqual(1);
+      await sleep(3500); // past the token's exp, and past trustRefreshSeconds
+      const second = await pull(p);
+      expect(second.status).toBe(200);
+      expect(Buffer.from(await second.arrayBuffer()).equals(signed.manifest)).toBe(true);
+      expect(issuer.requests.length).toBeGreaterThan(afterFirst);
+      expect(issuer.requests.slice(before).every((r) => r.status === 200)).toBe(true);
+    } finally {
+      issuer.ttlSeconds = 300;
+    }
+  });
+
   it("a wrong password is refused with a clear reason, and no secret is logged", async () => {
     const p = await start(wrong, [issuer.host]);
     const res = await pull(p);
