@@ -171,6 +171,36 @@ async function readCa(r: Reader, value: unknown, key: string): Promise<{ file: s
   return { file, pem };
 }
 
+/** A list of `host[:port]` (lower-cased), or undefined when the key is absent. */
+function readHostList(r: Reader, value: unknown, key: string): string[] | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) r.fail(key, `must be a list of host[:port], got ${describe(value)}`);
+  return (value as unknown[]).map((entry, i) => {
+    const text = r.string(entry, `${key}[${i}]`);
+    if (!isValidRegistryHost(text))
+      r.fail(`${key}[${i}]`, `must be host[:port], got ${JSON.stringify(text)}`);
+    return text.toLowerCase();
+  });
+}
+
+/** `username` + `passwordEnv` under `key` (both or neither); the password is read from the environment. */
+function readCredentials(
+  r: Reader,
+  o: Record<string, unknown>,
+  key: string,
+): { username: string; password: Secret } | undefined {
+  const username = r.optionalString(o.username, `${key}.username`);
+  const passwordEnv = r.optionalString(o.passwordEnv, `${key}.passwordEnv`);
+  if (username === undefined && passwordEnv === undefined) return undefined;
+  if (username === undefined) r.fail(`${key}.username`, "is required when passwordEnv is set");
+  if (passwordEnv === undefined) r.fail(`${key}.passwordEnv`, "is required when username is set");
+  const password = r.env[passwordEnv];
+  // Name the variable, never its value.
+  if (password === undefined || password === "")
+    r.fail(`${key}.passwordEnv`, `environment variable ${passwordEnv} is not set`);
+  return { username, password: new Secret(password) };
+}
+
 async function readRegistry(r: Reader, name: string, value: unknown): Promise<RegistryConfig> {
   const key = `registries.${name}`;
   if (!isValidRegistryHost(name)) r.fail(key, "the registry name must be a host[:port] such as docker.io");
@@ -192,39 +222,27 @@ async function readRegistry(r: Reader, name: string, value: unknown): Promise<Re
     upstream: r.url(o.upstream, `${key}.upstream`),
   };
   for (const list of ["redirectHosts", "tokenRealms"] as const) {
-    if (o[list] === undefined) continue;
-    if (!Array.isArray(o[list]))
-      r.fail(`${key}.${list}`, `must be a list of host[:port], got ${describe(o[list])}`);
-    reg[list] = (o[list] as unknown[]).map((entry, i) => {
-      const text = r.string(entry, `${key}.${list}[${i}]`);
-      if (!isValidRegistryHost(text))
-        r.fail(`${key}.${list}[${i}]`, `must be host[:port], got ${JSON.stringify(text)}`);
-      return text.toLowerCase();
-    });
+    const hosts = readHostList(r, o[list], `${key}.${list}`);
+    if (hosts) reg[list] = hosts;
   }
   if (o.caFile !== undefined) {
     const ca = await readCa(r, o.caFile, `${key}.caFile`);
     reg.caFile = ca.file;
     reg.ca = ca.pem;
   }
-  const username = r.optionalString(o.username, `${key}.username`);
-  const passwordEnv = r.optionalString(o.passwordEnv, `${key}.passwordEnv`);
-  if (username !== undefined || passwordEnv !== undefined) {
-    if (username === undefined) r.fail(`${key}.username`, "is required when passwordEnv is set");
-    if (passwordEnv === undefined) r.fail(`${key}.passwordEnv`, "is required when username is set");
-    const password = r.env[passwordEnv];
-    // Name the variable, never its value.
-    if (password === undefined || password === "")
-      r.fail(`${key}.passwordEnv`, `environment variable ${passwordEnv} is not set`);
-    reg.credentials = { username, password: new Secret(password) };
-  }
+  const credentials = readCredentials(r, o, key);
+  if (credentials) reg.credentials = credentials;
   if (o.notary !== undefined && o.tuf !== undefined)
     r.fail(key, "notary and tuf are mutually exclusive: a registry has one trust source");
   if (o.notary !== undefined) {
     const nk = `${key}.notary`;
-    const n = r.object(o.notary, nk, ["url", "caFile"]);
+    const n = r.object(o.notary, nk, ["url", "caFile", "username", "passwordEnv", "tokenRealms"]);
     const notary: NotaryConfig = { url: r.url(n.url, `${nk}.url`) };
     if (n.caFile !== undefined) notary.caFile = (await readCa(r, n.caFile, `${nk}.caFile`)).file;
+    const notaryCredentials = readCredentials(r, n, nk);
+    if (notaryCredentials) notary.credentials = notaryCredentials;
+    const realms = readHostList(r, n.tokenRealms, `${nk}.tokenRealms`);
+    if (realms) notary.tokenRealms = realms;
     reg.notary = notary;
   }
   if (o.tuf !== undefined) {

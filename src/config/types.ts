@@ -30,6 +30,10 @@ export interface NotaryConfig {
   url: URL;
   /** absolute path of an extra CA (PEM) for the trust server */
   caFile?: string;
+  /** Basic credentials for the notary server's token realm (token auth); absent: anonymous tokens */
+  credentials?: { username: string; password: Secret };
+  /** `host[:port]` token realms other than the notary server's origin that may get the credentials */
+  tokenRealms?: string[];
 }
 
 export interface TufConfig {

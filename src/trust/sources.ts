@@ -130,6 +130,12 @@ async function openSource(
     return new NotarySource({
       url: registry.notary.url.href,
       ...(registry.notary.caFile ? { caFile: registry.notary.caFile } : {}),
+      ...(registry.notary.credentials ? { credentials: registry.notary.credentials } : {}),
+      ...(registry.notary.tokenRealms ? { tokenRealms: registry.notary.tokenRealms } : {}),
+      authSettings: {
+        credentials: `registries.${registry.name}.notary.username/passwordEnv`,
+        tokenRealms: `registries.${registry.name}.notary.tokenRealms`,
+      },
       stateDir: config.stateDir,
       refreshSeconds: config.trustRefreshSeconds,
       maxCacheBytes: config.trustCacheBytes,

@@ -14,7 +14,7 @@
 
 import type { Readable } from "node:stream";
 import { rootCertificates } from "node:tls";
-import { Agent, buildConnector, type Dispatcher, request } from "undici";
+import { Agent, type Dispatcher, request } from "undici";
 import type { RegistryConfig, UpstreamTimeouts } from "../config/types.js";
 import type { Logger } from "../log.js";
 import type { UpstreamObserver } from "../metrics.js";
@@ -22,18 +22,14 @@ import { BLOB_HIGH_WATER_MARK } from "../streaming.js";
 import {
   basicAuthorization,
   type Challenge,
-  interpretTokenResponse,
   parseChallenge,
   pullScope,
+  type RealmRules,
+  requestToken,
   type TokenCache,
+  TokenFetchError,
 } from "./auth.js";
-import {
-  DestinationRefusedError,
-  entryKeys,
-  hostPortKey,
-  publicOnlyLookup,
-  refusedLiteral,
-} from "./destination.js";
+import { entryKeys, guardedConnector, hostPortKey, refusalIn } from "./destination.js";
 import { UpstreamError, type UpstreamResource } from "./errors.js";
 
 export type ResponseHeaders = Record<string, string | string[] | undefined>;
@@ -58,7 +54,6 @@ export interface FetchedManifest {
 /** distribution refuses manifests over 4 MiB (registry/handlers/manifests.go maxManifestBodySize). */
 export const MANIFEST_MAX_BYTES = 4 * 1024 * 1024;
 const TAGS_MAX_BYTES = 16 * 1024 * 1024;
-const TOKEN_MAX_BYTES = 1024 * 1024;
 const ERROR_BODY_MAX_BYTES = 64 * 1024;
 const MAX_REDIRECTS = 5;
 const MAX_ATTEMPTS = 3;
@@ -91,34 +86,6 @@ const BLOB_CONNECTIONS = 128;
 const WELL_KNOWN_TOKEN_REALMS: Record<string, string[]> = {
   "registry-1.docker.io": ["auth.docker.io"],
 };
-
-/** The refusal a connect failure carries, however undici wrapped it. */
-function refusalIn(err: unknown): DestinationRefusedError | undefined {
-  for (let e: unknown = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
-    if (e instanceof DestinationRefusedError) return e;
-  }
-  return undefined;
-}
-
-/**
- * A connector that lets every host in `allowed` (host:port keys) through as is and checks every
- * other destination: an IP literal before any connection, a name through a lookup that answers
- * only public addresses (the address checked is the address connected to).
- */
-function guardedConnector(
-  options: buildConnector.BuildOptions,
-  allowed: ReadonlySet<string>,
-): buildConnector.connector {
-  const open = buildConnector(options);
-  const guarded = buildConnector({ ...options, lookup: publicOnlyLookup });
-  return (target, callback) => {
-    if (allowed.has(hostPortKey(target.hostname, target.port, target.protocol)))
-      return open(target, callback);
-    const refused = refusedLiteral(target.hostname);
-    if (refused) return callback(refused, null);
-    return guarded(target, callback);
-  };
-}
 
 export function header(headers: ResponseHeaders, name: string): string | undefined {
   const v = headers[name];
@@ -184,8 +151,8 @@ export class RegistryClient {
   readonly #tokens: TokenCache;
   readonly #logger: Logger;
   readonly #totalMs: number;
-  /** host:port keys of the token realms that may receive the configured credentials */
-  readonly #credentialRealms: ReadonlySet<string>;
+  /** where the configured credentials may go (auth.ts credentialRealmProblem) */
+  readonly #realmRules: RealmRules;
   readonly #observe: UpstreamObserver | undefined;
 
   constructor(opts: RegistryClientOptions) {
@@ -200,7 +167,13 @@ export class RegistryClient {
     const realms = [...(opts.registry.tokenRealms ?? [])];
     if (this.upstream.protocol === "https:")
       realms.push(...(WELL_KNOWN_TOKEN_REALMS[this.upstream.hostname] ?? []));
-    this.#credentialRealms = new Set([own, ...realms.flatMap(entryKeys)]);
+    // Credentials over plain http only when the upstream itself is plain http: the operator chose
+    // http already (and then the password crosses that network to the registry anyway).
+    this.#realmRules = {
+      origin: this.upstream,
+      listed: new Set([own, ...realms.flatMap(entryKeys)]),
+      plainHttp: "origin-http",
+    };
     // Where a connection needs no address check: the operator named these hosts.
     const allowed = new Set([
       own,
@@ -456,101 +429,50 @@ export class RegistryClient {
 
   /**
    * A pull token for `scope`, cached. We always ask for `repository:<name>:pull`, never the
-   * scope the upstream suggests, so the proxy never holds more than read access.
+   * scope the upstream suggests, so the proxy never holds more than read access. The flow and the
+   * rule on where credentials may go are auth.ts's (shared with the Notary fetcher); transport,
+   * deadline and retries are this client's.
    */
   #token(challenge: Challenge, scope: string): Promise<string> {
     return this.#tokens.getOrFetch(this.name, scope, async () => {
       const signal = this.#deadline();
-      const realm = challenge.params.realm ?? "";
-      let url: URL;
+      let answer: { token: string; ttlMs: number };
       try {
-        url = new URL(realm);
-      } catch {
-        throw new UpstreamError(
-          "UPSTREAM_AUTH_FAILED",
-          this.name,
-          "token",
-          `registry ${this.name} named an invalid token realm`,
-        );
+        answer = await requestToken({
+          challenge,
+          scope,
+          credentials: this.#registry.credentials,
+          rules: this.#realmRules,
+          get: (url, headers) => this.#requestWithRetry("GET", url, headers, "token", signal),
+          read: (body, max, tooLarge) => this.#readBody(body, max, "token", tooLarge, signal),
+          userAgent: USER_AGENT,
+        });
+      } catch (err) {
+        if (err instanceof TokenFetchError) throw this.#tokenError(err);
+        throw err;
       }
-      if (url.protocol !== "https:" && url.protocol !== "http:")
-        throw new UpstreamError(
-          "UPSTREAM_AUTH_FAILED",
-          this.name,
-          "token",
-          `registry ${this.name} named a non-HTTP token realm`,
-        );
-      const creds = this.#registry.credentials;
-      if (creds) this.#checkCredentialRealm(url);
-      if (challenge.params.service) url.searchParams.set("service", challenge.params.service);
-      url.searchParams.set("scope", scope);
-      const headers: Record<string, string> = { "user-agent": USER_AGENT, accept: "application/json" };
-      if (creds) headers.authorization = basicAuthorization(creds.username, creds.password.reveal());
-      const res = await this.#requestWithRetry("GET", url, headers, "token", signal);
-      if (res.statusCode !== 200) {
-        drain(res.body);
-        throw new UpstreamError(
-          "UPSTREAM_AUTH_FAILED",
-          this.name,
-          "token",
-          `token endpoint of registry ${this.name} answered HTTP ${res.statusCode}`,
-          { status: res.statusCode },
-        );
-      }
-      const bytes = await this.#readBody(
-        res.body,
-        TOKEN_MAX_BYTES,
-        "token",
-        () => new UpstreamError("UPSTREAM_AUTH_FAILED", this.name, "token", "token response too large"),
-        signal,
-      );
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(bytes.toString("utf8"));
-      } catch {
-        parsed = undefined;
-      }
-      const answer =
-        parsed && typeof parsed === "object" ? interpretTokenResponse(parsed, Date.now()) : undefined;
-      if (!answer)
-        throw new UpstreamError(
-          "UPSTREAM_AUTH_FAILED",
-          this.name,
-          "token",
-          `token endpoint of registry ${this.name} sent no token`,
-        );
       this.#logger.debug({ registry: this.name, scope, ttlMs: answer.ttlMs }, "upstream token issued");
       return answer;
     });
   }
 
-  /**
-   * The configured credentials go to a token realm only on the upstream's own origin or on a
-   * host the operator listed (tokenRealms; Docker Hub's auth.docker.io is known), and never over
-   * plain http unless the upstream itself is plain http (then the operator chose that already).
-   * A realm the upstream may name is data from the network: without this an upstream, or whoever
-   * can alter its 401 on a plain-http hop, collects the password (REVIEW U9). We refuse rather
-   * than fetch anonymously: an anonymous token for a private repository would only turn into a
-   * puzzling 401 later.
-   */
-  #checkCredentialRealm(realm: URL): void {
-    const sameOrigin = realm.origin === this.upstream.origin;
-    const listed = this.#credentialRealms.has(hostPortKey(realm.hostname, realm.port, realm.protocol));
+  /** The token flow's failure as an UpstreamError, naming this registry's config keys. */
+  #tokenError(err: TokenFetchError): UpstreamError {
     const where = `registries.${this.name}.tokenRealms`;
-    if (!sameOrigin && !listed)
-      throw new UpstreamError(
-        "UPSTREAM_AUTH_FAILED",
-        this.name,
-        "token",
-        `registry ${this.name} named a token realm on another host (${realm.host}); its credentials go only to its own origin or a host in ${where}`,
-      );
-    if (realm.protocol === "http:" && this.upstream.protocol !== "http:")
-      throw new UpstreamError(
-        "UPSTREAM_AUTH_FAILED",
-        this.name,
-        "token",
-        `registry ${this.name} named a plain-http token realm: credentials are never sent over http`,
-      );
+    const message = {
+      "invalid-realm": `registry ${this.name} named an invalid or non-HTTP token realm`,
+      "foreign-realm": `registry ${this.name} named a token realm on another host (${err.realmHost}); its credentials go only to its own origin or a host in ${where}`,
+      "plain-http-realm": `registry ${this.name} named a plain-http token realm: credentials are never sent over http`,
+      status: `token endpoint of registry ${this.name} answered HTTP ${err.status}`,
+      "invalid-response": `token endpoint of registry ${this.name} sent no usable token (${err.message})`,
+    }[err.reason];
+    return new UpstreamError(
+      "UPSTREAM_AUTH_FAILED",
+      this.name,
+      "token",
+      message,
+      err.status !== undefined ? { status: err.status } : {},
+    );
   }
 
   async #requestWithRetry(

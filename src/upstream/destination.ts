@@ -18,6 +18,7 @@
  */
 import { lookup as dnsLookup, type LookupAddress } from "node:dns";
 import { BlockList, isIP, isIPv4, type LookupFunction } from "node:net";
+import { buildConnector } from "undici";
 import { TrustgateError } from "../errors.js";
 
 export type AddressClass =
@@ -176,4 +177,32 @@ export function refusedLiteral(hostname: string): DestinationRefusedError | unde
   if (isIP(host.split("%")[0] ?? "") === 0) return undefined;
   const cls = classifyAddress(host);
   return cls === "public" ? undefined : new DestinationRefusedError(hostname, host, cls);
+}
+
+/** The refusal a connect failure carries, however undici wrapped it. */
+export function refusalIn(err: unknown): DestinationRefusedError | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof DestinationRefusedError) return e;
+  }
+  return undefined;
+}
+
+/**
+ * A connector that lets every host in `allowed` (host:port keys) through as is and checks every
+ * other destination: an IP literal before any connection, a name through a lookup that answers
+ * only public addresses (the address checked is the address connected to).
+ */
+export function guardedConnector(
+  options: buildConnector.BuildOptions,
+  allowed: ReadonlySet<string>,
+): buildConnector.connector {
+  const open = buildConnector(options);
+  const guarded = buildConnector({ ...options, lookup: publicOnlyLookup });
+  return (target, callback) => {
+    if (allowed.has(hostPortKey(target.hostname, target.port, target.protocol)))
+      return open(target, callback);
+    const refused = refusedLiteral(target.hostname);
+    if (refused) return callback(refused, null);
+    return guarded(target, callback);
+  };
 }

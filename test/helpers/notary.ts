@@ -125,7 +125,15 @@ export interface NotaryLab {
 }
 
 /** Starts notary-server (and notary-signer when `ecdsaSigner`) in a temp dir on free ports. */
-export async function startNotary(opts: { ecdsaSigner?: boolean } = {}): Promise<NotaryLab> {
+export async function startNotary(
+  opts: {
+    ecdsaSigner?: boolean;
+    /** notary-server's `auth: {type: token, options}`: realm, issuer, rootcertbundle (a PEM file) */
+    tokenAuth?: { realm: string; issuer: string; rootCertBundle: string; service?: string };
+    /** Basic credentials (user:pass) the `notary` CLI sends to the realm, as NOTARY_AUTH */
+    cliAuth?: string;
+  } = {},
+): Promise<NotaryLab> {
   const dir = mkdtempSync(join(tmpdir(), "tg-notary-lab-"));
   const certs = makeCerts(dir);
   const procs: ChildProcess[] = [];
@@ -174,6 +182,19 @@ export async function startNotary(opts: { ecdsaSigner?: boolean } = {}): Promise
         trust_service: trustService,
         storage: { backend: "memory" },
         logging: { level: "error" },
+        ...(opts.tokenAuth
+          ? {
+              auth: {
+                type: "token",
+                options: {
+                  realm: opts.tokenAuth.realm,
+                  service: opts.tokenAuth.service ?? "notary-server",
+                  issuer: opts.tokenAuth.issuer,
+                  rootcertbundle: opts.tokenAuth.rootCertBundle,
+                },
+              },
+            }
+          : {}),
       }),
     );
     const server = spawn("notary-server", ["-config", join(dir, "server.json")], {
@@ -189,7 +210,7 @@ export async function startNotary(opts: { ecdsaSigner?: boolean } = {}): Promise
       url,
       ca: certs.ca,
       pids: procs.map((p) => p.pid).filter((pid): pid is number => pid !== undefined),
-      client: () => new NotaryClient(join(dir, `client-${clients++}`), url, certs.ca),
+      client: () => new NotaryClient(join(dir, `client-${clients++}`), url, certs.ca, opts.cliAuth),
       stop,
     };
   } catch (err) {
@@ -212,6 +233,7 @@ export class NotaryClient {
     readonly trustDir: string,
     readonly url: string,
     ca: string,
+    private readonly basicAuth?: string,
   ) {
     execFileSync("mkdir", ["-p", trustDir]);
     this.config = join(trustDir, "client.json");
@@ -220,7 +242,11 @@ export class NotaryClient {
 
   async notary(args: string[], input?: string): Promise<string> {
     const child = run("notary", ["-c", this.config, ...args], {
-      env: { ...process.env, ...PASSPHRASES },
+      env: {
+        ...process.env,
+        ...PASSPHRASES,
+        ...(this.basicAuth ? { NOTARY_AUTH: Buffer.from(this.basicAuth).toString("base64") } : {}),
+      },
       timeout: 30_000,
     });
     if (input !== undefined) {

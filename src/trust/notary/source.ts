@@ -34,7 +34,7 @@ import { TrustHealth } from "../health.js";
 import type { TrustObserver } from "../observer.js";
 import { RefreshingCache, type RefreshReport } from "../refresh.js";
 import type { SignedTarget, TagSignatures, TrustQuery, TrustSource } from "../types.js";
-import { HttpMetadataFetcher, type MetadataFetcher } from "./fetcher.js";
+import { type HttpFetcherOptions, HttpMetadataFetcher, type MetadataFetcher } from "./fetcher.js";
 import { requirePinnedRoot } from "./pinning.js";
 import { NotaryStateStore } from "./store.js";
 import {
@@ -50,6 +50,11 @@ export interface NotarySourceOptions {
   /** notary server base URL, http(s) */
   url: string;
   caFile?: string;
+  /** token auth: Basic credentials for the token realm, realms allowed besides the server's origin */
+  credentials?: HttpFetcherOptions["credentials"];
+  tokenRealms?: string[];
+  /** how messages name those settings (config keys, or the CLI's flags) */
+  authSettings?: HttpFetcherOptions["settings"];
   stateDir: string;
   /**
    * Seconds a check of one GUN's timestamp stays good (default 30); from 3/4 of it on, a query
@@ -139,6 +144,9 @@ export class NotarySource implements TrustSource {
       new HttpMetadataFetcher({
         url: options.url,
         ...(options.caFile ? { caFile: options.caFile } : {}),
+        ...(options.credentials ? { credentials: options.credentials } : {}),
+        ...(options.tokenRealms ? { tokenRealms: options.tokenRealms } : {}),
+        ...(options.authSettings ? { settings: options.authSettings } : {}),
         ...(options.fetchTimeoutMs ? { timeoutMs: options.fetchTimeoutMs } : {}),
       });
     this.store = new NotaryStateStore(options.stateDir);
