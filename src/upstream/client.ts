@@ -18,7 +18,7 @@ import { Agent, type Dispatcher, request } from "undici";
 import type { RegistryConfig, UpstreamTimeouts } from "../config/types.js";
 import type { Logger } from "../log.js";
 import type { UpstreamObserver } from "../metrics.js";
-import { BLOB_HIGH_WATER_MARK } from "../streaming.js";
+import { BLOB_HIGH_WATER_MARK, readCapped } from "../streaming.js";
 import {
   basicAuthorization,
   type Challenge,
@@ -90,21 +90,6 @@ const WELL_KNOWN_TOKEN_REALMS: Record<string, string[]> = {
 export function header(headers: ResponseHeaders, name: string): string | undefined {
   const v = headers[name];
   return Array.isArray(v) ? v[0] : v;
-}
-
-/** Read a body completely, failing once it exceeds `max` bytes (the rest is never buffered). */
-export async function readCapped(body: Readable, max: number, onTooLarge: () => Error): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (total > max) {
-      body.destroy();
-      throw onTooLarge();
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, total);
 }
 
 function drain(body: Readable): void {

@@ -1,4 +1,4 @@
-import { createHash, createPrivateKey, createPublicKey, type KeyObject, randomUUID, sign } from "node:crypto";
+import { createPrivateKey, createPublicKey, randomUUID, sign } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -6,35 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeImage, OCI_MANIFEST, pushImage } from "../helpers/image.js";
 import { runCommand, tempDir, waitFor } from "../helpers/process.js";
 import { type RegistryPeer, startRegistry } from "../helpers/registry.js";
+import { libtrustKeyId } from "../helpers/token-issuer.js";
 import { startTrustgateWithConfig, type TrustgatePeer } from "../helpers/trustgate.js";
-
-/** RFC 4648 base32, no padding. */
-function base32(bytes: Buffer): string {
-  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-  let bits = 0;
-  let value = 0;
-  let out = "";
-  for (const byte of bytes) {
-    value = (value << 8) | byte;
-    bits += 8;
-    while (bits >= 5) {
-      out += alphabet[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += alphabet[(value << (5 - bits)) & 31];
-  return out;
-}
-
-/**
- * docker/libtrust's key ID, which distribution 2.8 uses to find a token's signing key from the
- * JWT `kid`: SHA-256 of the DER SubjectPublicKeyInfo, first 240 bits, base32, 4-char groups.
- */
-function libtrustKeyId(publicKey: KeyObject): string {
-  const der = publicKey.export({ type: "spki", format: "der" });
-  const id = base32(createHash("sha256").update(der).digest().subarray(0, 30));
-  return id.match(/.{4}/g)?.join(":") ?? "";
-}
 
 const b64url = (data: Buffer | string) => Buffer.from(data).toString("base64url");
 

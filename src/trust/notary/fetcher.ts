@@ -13,9 +13,9 @@
  * any message.
  */
 import { readFileSync } from "node:fs";
-import type { Readable } from "node:stream";
 import { rootCertificates } from "node:tls";
 import { Agent, request } from "undici";
+import { readCapped } from "../../streaming.js";
 import {
   type Challenge,
   parseChallenge,
@@ -232,7 +232,7 @@ export class HttpMetadataFetcher implements MetadataFetcher {
               );
             }
           },
-          read: (body, max, tooLarge) => readBounded(body, max, tooLarge),
+          read: (body, max, tooLarge) => readCapped(body, max, tooLarge),
           userAgent: USER_AGENT,
         });
       } catch (err) {
@@ -281,18 +281,4 @@ function tokenKey(challenge: Challenge): string {
 function headerOf(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
   const v = headers[name];
   return Array.isArray(v) ? v[0] : v;
-}
-
-async function readBounded(body: Readable, max: number, tooLarge: () => Error): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (total > max) {
-      body.destroy();
-      throw tooLarge();
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, total);
 }
