@@ -1,24 +1,10 @@
-/**
- * `trustgate trust forget <gun> --config FILE` (issue 12 item 7): removes the state recorded for a
- * Notary repository trusted on first use, refuses a GUN with nothing recorded (exit 1), and a GUN
- * whose registry is unknown or not Notary (exit 2). Runs the built CLI, on a state dir a real
- * NotarySource filled from the signed fixture.
- */
-import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { NotarySource } from "../../src/trust/notary/source.js";
 import { NotaryStateStore } from "../../src/trust/notary/store.js";
-import {
-  FIXTURE_NOW,
-  FIXTURES,
-  loadRepoFiles,
-  MapFetcher,
-  queryFor,
-  readExpected,
-} from "../helpers/notary-fixtures.js";
+import { fillNotaryState, runBuiltCli } from "../helpers/built-cli.js";
+import { FIXTURES, readExpected } from "../helpers/notary-fixtures.js";
 
 const BASIC = join(FIXTURES, "signer-ecdsa", "basic");
 const { gun } = readExpected(BASIC);
@@ -27,22 +13,14 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-function cli(...args: string[]) {
-  const r = spawnSync(process.execPath, ["dist/cli.js", ...args], { encoding: "utf8", timeout: 20_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const cli = runBuiltCli;
 
 async function setup() {
   const dir = mkdtempSync(join(tmpdir(), "tg-forget-"));
   dirs.push(dir);
   const state = join(dir, "state");
   const registry = gun.slice(0, gun.indexOf("/"));
-  await new NotarySource({
-    url: "http://x",
-    stateDir: state,
-    fetcher: new MapFetcher(loadRepoFiles(BASIC)),
-    now: () => FIXTURE_NOW,
-  }).listSigned(queryFor(gun));
+  await fillNotaryState(state, BASIC, gun);
   const config = join(dir, "config.yaml");
   writeFileSync(
     config,

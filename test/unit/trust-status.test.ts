@@ -1,25 +1,10 @@
-/**
- * `trustgate trust status --config FILE [--json]` (issue 12 item 7): runs the built CLI on a state
- * dir a real NotarySource filled from a signed fixture (a rotated root and a delegation), and
- * checks that every version and expiry shown is the one in the metadata the source verified and
- * stored, that "last checked" is the time of that check, and pinned vs trust on first use as the
- * policies say. No network.
- */
-import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { NotarySource } from "../../src/trust/notary/source.js";
 import { NotaryStateStore } from "../../src/trust/notary/store.js";
-import {
-  FIXTURE_NOW,
-  FIXTURES,
-  loadRepoFiles,
-  MapFetcher,
-  queryFor,
-  readExpected,
-} from "../helpers/notary-fixtures.js";
+import { fillNotaryState, runBuiltCli } from "../helpers/built-cli.js";
+import { FIXTURE_NOW, FIXTURES, readExpected } from "../helpers/notary-fixtures.js";
 
 const DELEG = join(FIXTURES, "signer-ecdsa", "delegation");
 const { gun } = readExpected(DELEG);
@@ -29,10 +14,7 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-function cli(...args: string[]) {
-  const r = spawnSync(process.execPath, ["dist/cli.js", ...args], { encoding: "utf8", timeout: 20_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const cli = runBuiltCli;
 
 /** version and expires of a fixture file, as signed */
 function signedOf(file: string): { version: number; expires: string } {
@@ -48,14 +30,7 @@ async function setup(opts: { fill?: boolean; policy?: string } = {}) {
   mkdirSync(policies);
   if (opts.policy) writeFileSync(join(policies, "p.yaml"), opts.policy);
   if (opts.fill !== false) {
-    const source = new NotarySource({
-      url: "http://x",
-      stateDir: state,
-      fetcher: new MapFetcher(loadRepoFiles(DELEG)),
-      now: () => FIXTURE_NOW,
-    });
-    await source.listSigned(queryFor(gun));
-    await source.close();
+    await fillNotaryState(state, DELEG, gun);
   }
   const config = join(dir, "config.yaml");
   writeFileSync(

@@ -1,0 +1,24 @@
+/**
+ * The built CLI (`dist/cli.js`, as users run it) and a Notary state directory filled the way the
+ * proxy fills it, for the `trust` subcommand tests.
+ */
+import { spawnSync } from "node:child_process";
+import { NotarySource } from "../../src/trust/notary/source.js";
+import { FIXTURE_NOW, loadRepoFiles, MapFetcher, queryFor } from "./notary-fixtures.js";
+
+export function runBuiltCli(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, ["dist/cli.js", ...args], { encoding: "utf8", timeout: 20_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Verify a Notary fixture repository with a real NotarySource, which persists it in `stateDir`. */
+export async function fillNotaryState(stateDir: string, fixtureDir: string, gun: string): Promise<void> {
+  const source = new NotarySource({
+    url: "http://x",
+    stateDir,
+    fetcher: new MapFetcher(loadRepoFiles(fixtureDir)),
+    now: () => FIXTURE_NOW,
+  });
+  await source.listSigned(queryFor(gun));
+  await source.close();
+}
