@@ -5,7 +5,14 @@
  * its date with an injected clock, and the start-up check (src/trust/sources.ts sourceMismatches).
  */
 import { describe, expect, it } from "vitest";
-import { type Policy, PolicySet, parsePolicyFile } from "../../src/policy/index.js";
+import {
+  explain,
+  type Policy,
+  PolicySet,
+  parseImageReference,
+  parsePolicyFile,
+  renderExplanation,
+} from "../../src/policy/index.js";
 import { TrustDecider } from "../../src/proxy/decide.js";
 import { TrustError } from "../../src/trust/errors.js";
 import { sourceMismatches, TrustSources } from "../../src/trust/sources.js";
@@ -228,5 +235,12 @@ describe("both sources for one registry: the decision", () => {
     expect(d.decision.reason).toContain(
       "(TRUST_NOT_CONFIGURED): policy cut lists notary in trust.sources, but registry reg.test has no notary: block",
     );
+  });
+
+  it("policy explain names the sources in order and Notary's date", () => {
+    const { set } = setup();
+    const e = explain(set, "reg.test/acme/app:v1", parseImageReference("reg.test/acme/app:v1"), "refuse");
+    expect(e.demands?.source).toBe("tuf, then notary (until 2026-12-08) (the first that verifies decides)");
+    expect(renderExplanation(e)).toContain("trust:       source tuf, then notary (until 2026-12-08)");
   });
 });
