@@ -169,6 +169,25 @@ describe("issue 14: notary and tuf for one registry during the cut-over", () => 
     expect(String(audit?.source)).toMatch(/^notary https:\/\/127\.0\.0\.1:\d+\/? docker\.io\/acme\/app$/);
   });
 
+  it("trustgate resolve names the source that decides", async () => {
+    const { runCommand } = await import("../helpers/process.js");
+    for (const [tag, source] of [
+      ["old", /^notary /],
+      ["new", /^tuf /],
+    ] as const) {
+      const r = await runCommand(process.execPath, [
+        "dist/cli.js",
+        "resolve",
+        `docker.io/acme/app:${tag}`,
+        "--config",
+        now.configFile,
+        "--json",
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout).source).toMatch(source);
+    }
+  });
+
   it("a tag signed in TUF is served via tuf, before and after the date", async () => {
     for (const peer of [now, later]) {
       const mark = await logMark(peer);
