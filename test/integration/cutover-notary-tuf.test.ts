@@ -212,4 +212,14 @@ describe("issue 14: notary and tuf for one registry during the cut-over", () => 
     );
     expect(String(audit?.source)).toMatch(/^tuf .*, notary \(no longer counts\)$/);
   });
+
+  it("pulls by digest follow the same order and date (what dockerd and containerd send after a HEAD)", async () => {
+    const before = await skopeoInspect(`${now.host}/acme/app@${inNotary.digest}`);
+    expect(before.stderr).toBe("");
+    expect(before.code).toBe(0);
+    const after = await skopeoInspect(`${later.host}/acme/app@${inNotary.digest}`);
+    expect(after.code).not.toBe(0);
+    expect(after.stderr).toContain(`Notary signatures no longer count since ${UNTIL}`);
+    expect((await skopeoInspect(`${later.host}/acme/app@${inTuf.digest}`)).code).toBe(0);
+  });
 });
