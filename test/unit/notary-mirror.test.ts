@@ -87,7 +87,8 @@ describe("notary mirror", () => {
     for (const [name, bytes] of files)
       if (name.startsWith("targets/releases")) {
         const flipped = Buffer.from(bytes);
-        flipped[flipped.length - 3] ^= 1; // same length: the hash check, not the cap, finds it
+        const at = flipped.length - 3;
+        flipped[at] = (flipped[at] as number) ^ 1; // same length: the hash check, not the cap, finds it
         files.set(name, flipped);
       }
     const err = await mirrorRepository({
