@@ -9,6 +9,7 @@ import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { parseConfig } from "../../src/config/load.js";
 import { MirrorError, mirrorRepository } from "../../src/notary-mirror/mirror.js";
 import { TrustError } from "../../src/trust/errors.js";
 import { FileMetadataFetcher, openMetadataFetcher } from "../../src/trust/notary/file-fetcher.js";
@@ -200,6 +201,18 @@ describe("FileMetadataFetcher", () => {
       /takes no credentials, token realms or CA/,
     );
     expect(() => new FileMetadataFetcher("file://otherhost/srv/mirror")).toThrow(/local directory/);
+  });
+});
+
+describe("config: a notary url may be file://", () => {
+  const yaml = (notary: string) =>
+    `registries:\n  docker.io:\n    upstream: https://registry-1.docker.io\n    notary: ${notary}\n`;
+  it("takes file:// and refuses what only a server uses", async () => {
+    const c = await parseConfig(yaml("{ url: file:///srv/mirror }"), "/tmp/config.yaml", {});
+    expect(c.registries.get("docker.io")?.notary?.url.href).toBe("file:///srv/mirror");
+    await expect(
+      parseConfig(yaml("{ url: file:///srv/mirror, tokenRealms: [auth.docker.io] }"), "/tmp/config.yaml", {}),
+    ).rejects.toThrow(/notary\.tokenRealms: does not apply to a file:\/\/ url/);
   });
 });
 
