@@ -117,7 +117,24 @@ export async function run(argv: string[]): Promise<number> {
   }
 }
 
+/** The NotarySource closes its fetcher, and so does run()'s finally: the second close does nothing. */
+function closingOnce(fetcher: MetadataFetcher): MetadataFetcher {
+  let closed: Promise<void> | undefined;
+  return {
+    fetch: (gun, file, maxBytes) => fetcher.fetch(gun, file, maxBytes),
+    close: () => {
+      closed ??= fetcher.close?.() ?? Promise.resolve();
+      return closed;
+    },
+  };
+}
+
 function source(values: Values): { url: string; fetcher: MetadataFetcher } {
+  const { url, fetcher } = openSource(values);
+  return { url, fetcher: closingOnce(fetcher) };
+}
+
+function openSource(values: Values): { url: string; fetcher: MetadataFetcher } {
   if ((values.server === undefined) === (values.mirror === undefined))
     throw new UsageError(`give one of --server URL or --mirror DIR\n${USAGE}`);
   if (values.mirror !== undefined) {

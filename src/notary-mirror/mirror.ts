@@ -102,7 +102,14 @@ export async function mirrorRepository(options: MirrorOptions): Promise<MirrorRe
   const dir = gunDir(outDir, gun);
   const written: string[] = [];
   for (const [name, bytes] of files) {
-    await writePublicFileAtomic(join(dir, name), bytes);
+    try {
+      await writePublicFileAtomic(join(dir, name), bytes);
+    } catch (err) {
+      // The timestamp is written last: until it is, readers keep the previous mirror's state.
+      throw new MirrorError(
+        `${gun}: cannot write ${join(dir, name)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      );
+    }
     written.push(join("v2", gun, "_trust", "tuf", name));
   }
   // Read back through the file:// fetcher the `notary:` source uses: the layout is what it asks for.

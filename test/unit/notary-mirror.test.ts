@@ -276,6 +276,43 @@ describe("notary mirror and migrate notary on the command line (built CLI)", () 
     expect(r.stderr).toContain("$TRUSTGATE_TEST_UNSET_PASSPHRASE, which is not set");
   });
 
+  it("migrate from an unreachable server: exit 1, one line, the TUF repository untouched", async () => {
+    const saved = process.env.TRUSTGATE_TUF_PASSPHRASE;
+    process.env.TRUSTGATE_TUF_PASSPHRASE = "unit";
+    try {
+      const repo = join(scratch, "tuf");
+      const keys = join(scratch, "keys");
+      expect(runBuiltCli("tuf", "init", repo, "--keys", keys).code).toBe(0);
+      const before = await listing(repo);
+      const key = (k: string) => join(keys, `${k}.pem`);
+      const r = runBuiltCli(
+        "migrate",
+        "notary",
+        "docker.io/acme/app",
+        "--server",
+        "https://127.0.0.1:1",
+        "--to",
+        repo,
+        "--role",
+        "acme",
+        "--key",
+        key("targets"),
+        "--snapshot-key",
+        key("snapshot"),
+        "--timestamp-key",
+        key("timestamp"),
+      );
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(
+        /^trustgate: migrate notary: verification failed \[TRUST_UNAVAILABLE\]: [^\n]*\n$/,
+      );
+      expect(await listing(repo)).toEqual(before);
+    } finally {
+      if (saved === undefined) delete process.env.TRUSTGATE_TUF_PASSPHRASE;
+      else process.env.TRUSTGATE_TUF_PASSPHRASE = saved;
+    }
+  });
+
   it("migrate needs exactly one of --server and --mirror", () => {
     const r = runBuiltCli("migrate", "notary", "docker.io/acme/app", "--to", scratch, "--role", "acme");
     expect(r.code).toBe(2);
