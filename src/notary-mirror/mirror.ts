@@ -18,6 +18,10 @@
  * proxy would skip (T5), refuses the mirror: a mirror is a full copy or none. An earlier mirror in
  * <out> is the trusted previous state: a server that now serves older metadata is refused
  * (rollback), and a root rotated since is walked and its intermediate versions are written too.
+ * A first mirror holds the latest root only (as root.json and N.root.json): older versions are
+ * not fetched, since nothing here could verify them, so a proxy whose state trusts a root two or
+ * more versions older cannot walk from it through this mirror and refuses (fail closed) until its
+ * state is reset (`trustgate trust forget`) or pinned.
  * Files are written one by one atomically (write.ts), the timestamp last: a reader never sees a
  * timestamp naming a snapshot that is not there yet.
  */
