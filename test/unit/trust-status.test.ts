@@ -177,7 +177,6 @@ describe("trustgate trust status", () => {
 });
 
 describe("trustgate trust status: TUF repositories", () => {
-  const DAY_MS = 24 * 3600 * 1000;
   const query = { registry: "r.test", repository: "acme/app", roles: ["targets/releases", "targets"] };
   let repo: TestTufRepository | undefined;
   afterEach(async () => {
