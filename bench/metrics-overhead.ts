@@ -3,7 +3,8 @@
  * warm answer, as `serve` builds it (access lines through the asynchronous logger at `info`),
  * with and without Metrics, alternated. Bounded: RUNS runs of REQUESTS requests each.
  *
- *   npx tsc -p tsconfig.tools.json && node .build/bench/metrics-overhead.js [runs] [requests]
+ *   npm run bench -- --only metrics          (a row of the bench table: run.ts calls measureMetricsCost)
+ *   npx tsc -p tsconfig.tools.json && node .build/bench/metrics-overhead.js [pairs] [requests]
  *
  * The server runs in a child process (stdout to /dev/null, as logs to a file would be) and
  * reports its own CPU time per request; the load comes from this process over 32 keep-alive
@@ -11,14 +12,17 @@
  * depends on the Node client, which is slower than wrk.
  */
 import { fork } from "node:child_process";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { Pool } from "undici";
 
 const PATH = "/v2/r.test/acme/app/manifests/v1";
 
-if (process.argv[2] === "--server") await serve(process.argv[3] === "on");
-else if (process.argv[2] === "--hook") await hookCost(Number(process.argv[3] ?? 5));
-else await main(Number(process.argv[2] ?? 6), Number(process.argv[3] ?? 40_000));
+// Run as a script (or as the forked server) only; run.ts imports measureMetricsCost.
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  if (process.argv[2] === "--server") await serve(process.argv[3] === "on");
+  else if (process.argv[2] === "--hook") await hookCost(Number(process.argv[3] ?? 5));
+  else await main(Number(process.argv[2] ?? 3), Number(process.argv[3] ?? 40_000));
+}
 
 /**
  * The warm path's metrics alone, in-process: what one warm answer adds (its pre-bound counter,
@@ -116,7 +120,7 @@ async function serve(withMetrics: boolean): Promise<void> {
   });
 }
 
-interface Run {
+export interface Run {
   metrics: boolean;
   cpuMicrosPerRequest: number;
   requestsPerSecond: number;
@@ -157,7 +161,7 @@ async function runOnce(withMetrics: boolean, requests: number): Promise<Run> {
   };
 }
 
-function stats(values: number[]): { median: number; min: number; max: number } {
+function stats(values: number[]): Spread {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
   const median =
@@ -165,24 +169,80 @@ function stats(values: number[]): { median: number; min: number; max: number } {
   return { median, min: sorted[0] as number, max: sorted.at(-1) as number };
 }
 
-async function main(runs: number, requests: number): Promise<void> {
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+}
+
+export interface MetricsCost {
+  pairs: number;
+  requests: number;
+  /** CPU µs per request of the server, per setting */
+  withMetrics: Spread;
+  withoutMetrics: Spread;
+  /** per pair: CPU per request with metrics / without, the two runs side by side */
+  ratio: Spread;
+  /** req/s per setting (the Node client limits these; CPU is the number to judge) */
+  rpsWith: Spread;
+  rpsWithout: Spread;
+}
+
+/**
+ * `pairs` pairs of runs, each pair one run with and one without metrics, the order alternating
+ * from pair to pair (with first, then without first), so drift on a shared machine hits both alike.
+ * The cost is judged per pair (adjacent runs), then summarised: median, min, max.
+ */
+export async function measureMetricsCost(
+  pairs: number,
+  requests: number,
+  onRun: (run: Run) => void = () => {},
+): Promise<MetricsCost> {
+  const ratios: number[] = [];
   const results: Run[] = [];
-  for (let i = 0; i < runs; i++) {
-    // Alternate, starting with each in turn, so drift on a shared machine hits both alike.
-    const withMetrics = i % 2 === 0;
-    const r = await runOnce(withMetrics, requests);
-    results.push(r);
+  for (let i = 0; i < pairs; i++) {
+    const order = i % 2 === 0 ? [true, false] : [false, true];
+    const pair: Run[] = [];
+    for (const withMetrics of order) {
+      const r = await runOnce(withMetrics, requests);
+      onRun(r);
+      pair.push(r);
+    }
+    const on = pair.find((r) => r.metrics) as Run;
+    const off = pair.find((r) => !r.metrics) as Run;
+    ratios.push(on.cpuMicrosPerRequest / off.cpuMicrosPerRequest);
+    results.push(...pair);
+  }
+  const of = (on: boolean, pick: (r: Run) => number) =>
+    stats(results.filter((r) => r.metrics === on).map(pick));
+  return {
+    pairs,
+    requests,
+    withMetrics: of(true, (r) => r.cpuMicrosPerRequest),
+    withoutMetrics: of(false, (r) => r.cpuMicrosPerRequest),
+    ratio: stats(ratios),
+    rpsWith: of(true, (r) => r.requestsPerSecond),
+    rpsWithout: of(false, (r) => r.requestsPerSecond),
+  };
+}
+
+async function main(pairs: number, requests: number): Promise<void> {
+  const cost = await measureMetricsCost(pairs, requests, (r) =>
     process.stdout.write(
-      `${withMetrics ? "with   " : "without"} metrics: ${r.cpuMicrosPerRequest.toFixed(2)} µs CPU/request, ${Math.round(r.requestsPerSecond)} req/s\n`,
+      `${r.metrics ? "with   " : "without"} metrics: ${r.cpuMicrosPerRequest.toFixed(2)} µs CPU/request, ${Math.round(r.requestsPerSecond)} req/s\n`,
+    ),
+  );
+  for (const [label, cpu, rps] of [
+    ["without", cost.withoutMetrics, cost.rpsWithout],
+    ["with   ", cost.withMetrics, cost.rpsWith],
+  ] as const) {
+    process.stdout.write(
+      `${label}: CPU/request median ${cpu.median.toFixed(2)} µs (min ${cpu.min.toFixed(2)}, max ${cpu.max.toFixed(2)}); ` +
+        `req/s median ${Math.round(rps.median)} (min ${Math.round(rps.min)}, max ${Math.round(rps.max)}); n=${cost.pairs}\n`,
     );
   }
-  for (const on of [false, true]) {
-    const rs = results.filter((r) => r.metrics === on);
-    const cpu = stats(rs.map((r) => r.cpuMicrosPerRequest));
-    const rps = stats(rs.map((r) => r.requestsPerSecond));
-    process.stdout.write(
-      `${on ? "with   " : "without"}: CPU/request median ${cpu.median.toFixed(2)} µs (min ${cpu.min.toFixed(2)}, max ${cpu.max.toFixed(2)}); ` +
-        `req/s median ${Math.round(rps.median)} (min ${Math.round(rps.min)}, max ${Math.round(rps.max)}); n=${rs.length}\n`,
-    );
-  }
+  const r = cost.ratio;
+  process.stdout.write(
+    `with/without per pair: median ${r.median.toFixed(3)} (min ${r.min.toFixed(3)}, max ${r.max.toFixed(3)}); target <= 1.05\n`,
+  );
 }

@@ -13,8 +13,8 @@ export interface Ratio {
 export interface Row {
   id: string;
   scenario: string;
-  /** "rps": req/s; "bps": bytes/s; "ms": a duration; "bytes": memory; "count": request counts */
-  unit: "rps" | "bps" | "ms" | "bytes" | "count";
+  /** "rps": req/s; "bps": bytes/s; "ms": a duration; "us": CPU µs; "bytes": memory; "count": request counts */
+  unit: "rps" | "bps" | "ms" | "us" | "bytes" | "count";
   value?: number;
   p50Ms?: number;
   p99Ms?: number;
@@ -39,6 +39,8 @@ function formatValue(row: Row): string {
       return `${(row.value / 1e9).toFixed(2)} GB/s`;
     case "ms":
       return `${row.value.toFixed(1)} ms`;
+    case "us":
+      return `${row.value.toFixed(2)} µs`;
     case "bytes":
       return `${(row.value / MB).toFixed(0)} MiB`;
     case "count":

@@ -4,7 +4,7 @@
  * `notary-server` and `notary` on PATH. Everything listens on 127.0.0.1 on free ports, lives in a
  * temp dir, and is stopped by PID at the end, on an error and on Ctrl-C.
  *
- *   npm run bench -- [--quick] [--full] [--only manifests,blobs,scale] [--connections N] [--threads N]
+ *   npm run bench -- [--quick] [--full] [--only manifests,blobs,scale,metrics] [--connections N] [--threads N]
  *                    [--log-level L] [--cpu-prof DIR]
  *
  * --quick: short runs, a 64 MiB blob, 100 GUNs (< 60 s). --full: a 1 GiB blob (the RSS target).
@@ -25,6 +25,7 @@ import { type RegistryPeer, startRegistry } from "../test/helpers/registry.js";
 import { type BlobFile, curlDownload, peakRss, pushBlobFile, writeRandomBlob } from "./blob.js";
 import { startChildServer } from "./children.js";
 import { own, ownDir, ownWithDir, stopAll, stopOnSignals } from "./lifecycle.js";
+import { measureMetricsCost } from "./metrics-overhead.js";
 import { startCountingRelay } from "./relay.js";
 import { formatTable, type Row, writeResults } from "./report.js";
 import { measureGunCache, timeTargetsIndex } from "./trust-scale.js";
@@ -39,7 +40,7 @@ const { values: flags } = parseArgs({
     threads: { type: "string", default: "1" },
     "log-level": { type: "string", default: "info" },
     "cpu-prof": { type: "string" },
-    only: { type: "string", default: "manifests,blobs,scale" },
+    only: { type: "string", default: "manifests,blobs,scale,metrics" },
   },
   strict: true,
 });
@@ -54,6 +55,9 @@ const settings = {
   blobRuns: flags.quick ? 1 : 3,
   indexIterations: flags.quick ? 3 : 7,
   guns: flags.quick ? 100 : 1000,
+  /** metrics cost: pairs of runs (one with, one without metrics) and requests per run */
+  metricsPairs: flags.quick ? 3 : 5,
+  metricsRequests: flags.quick ? 20_000 : 40_000,
   tagsPerGun: 20,
   coldConcurrency: 100,
   logLevel: flags["log-level"] as string,
@@ -61,8 +65,10 @@ const settings = {
 
 const groups = new Set((flags.only as string).split(",").map((g) => g.trim()));
 for (const g of groups) {
-  if (!["manifests", "blobs", "scale"].includes(g)) {
-    process.stderr.write(`bench: --only: unknown group ${JSON.stringify(g)} (manifests, blobs, scale)\n`);
+  if (!["manifests", "blobs", "scale", "metrics"].includes(g)) {
+    process.stderr.write(
+      `bench: --only: unknown group ${JSON.stringify(g)} (manifests, blobs, scale, metrics)\n`,
+    );
     process.exit(2);
   }
 }
@@ -73,6 +79,33 @@ const rows: Row[] = [];
 
 function note(message: string): void {
   process.stderr.write(`bench: ${message}\n`);
+}
+
+// ---------------------------------------------------------------- metrics cost
+
+/**
+ * What metrics cost a warm by-tag answer (issue 12: at most 5%): metrics-overhead.ts runs
+ * trustgate's HTTP server with one warm answer, as `serve` builds it, with and without Metrics,
+ * in alternating pairs; the server's CPU per request is compared pair by pair.
+ */
+async function metricsScenario(): Promise<void> {
+  note(`metrics cost: ${settings.metricsPairs} pairs of ${settings.metricsRequests} warm by-tag requests`);
+  const cost = await measureMetricsCost(settings.metricsPairs, settings.metricsRequests);
+  const { ratio, withMetrics: on, withoutMetrics: off } = cost;
+  const µs = (x: { median: number; min: number; max: number }) =>
+    `${x.median.toFixed(2)} (min ${x.min.toFixed(2)}, max ${x.max.toFixed(2)})`;
+  rows.push({
+    id: "metrics-cost",
+    scenario: "metrics cost: warm by-tag answer, CPU/request with vs without",
+    unit: "us",
+    value: on.median,
+    ratios: [{ vs: "without", value: ratio.median }],
+    target: "<= 1.05x (cost <= 5%)",
+    met: ratio.median <= 1.05,
+    note:
+      `with/without per pair: median ${ratio.median.toFixed(3)} (min ${ratio.min.toFixed(3)}, max ${ratio.max.toFixed(3)}), n=${cost.pairs}; ` +
+      `CPU µs/request with ${µs(on)}, without ${µs(off)}; ${cost.requests} requests per run`,
+  });
 }
 
 // ---------------------------------------------------------------- manifests (wrk)
@@ -124,8 +157,37 @@ function errorText(err: unknown): string {
 async function main(): Promise<number> {
   stopOnSignals();
   const work = ownDir(await tempDir("bench"));
-  await prepareWrk(work);
   note(`work dir ${work}; ${flags.quick ? "quick" : flags.full ? "full" : "normal"} mode`);
+  // The manifest and blob groups need wrk, dist/ and the registries; scale and metrics do not.
+  let image: Image | undefined;
+  if (groups.has("manifests") || groups.has("blobs")) image = await peerScenarios(work);
+
+  // ---- (e) trust at scale
+  if (groups.has("scale")) await scaleScenarios();
+
+  // ---- metrics cost on the warm by-tag path (issue 12)
+  if (groups.has("metrics")) await metricsScenario();
+
+  // ---- report
+  process.stdout.write(`\n${formatTable(rows)}\n`);
+  const file = await writeResults(
+    join(REPO_ROOT, "bench-results"),
+    {
+      date: new Date().toISOString(),
+      mode: flags.quick ? "quick" : flags.full ? "full" : "normal",
+      node: process.version,
+      settings,
+      ...(image ? { manifestBytes: image.size } : {}),
+    },
+    rows,
+  );
+  process.stdout.write(`\nresults: ${file}\n`);
+  return 0;
+}
+
+/** The groups that run against real registries and a built trustgate: manifests, blobs. */
+async function peerScenarios(work: string): Promise<Image> {
+  await prepareWrk(work);
 
   // trustgate is run as users run it, from dist/ (the bench's own .build/ is only the harness).
   const build = await runCommand(
@@ -151,24 +213,7 @@ async function main(): Promise<number> {
   // ---- blobs: (4) direct, (5) pull-through, (c) trustgate
   if (groups.has("blobs")) await blobScenarios(work, direct, pull, buildProblem);
 
-  // ---- (e) trust at scale
-  if (groups.has("scale")) await scaleScenarios();
-
-  // ---- report
-  process.stdout.write(`\n${formatTable(rows)}\n`);
-  const file = await writeResults(
-    join(REPO_ROOT, "bench-results"),
-    {
-      date: new Date().toISOString(),
-      mode: flags.quick ? "quick" : flags.full ? "full" : "normal",
-      node: process.version,
-      settings,
-      manifestBytes: image.size,
-    },
-    rows,
-  );
-  process.stdout.write(`\nresults: ${file}\n`);
-  return 0;
+  return image;
 }
 
 /** Baselines (1)-(3), then trustgate's manifest scenarios (a), (b), (d), compared with them. */

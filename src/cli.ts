@@ -47,6 +47,14 @@ const commands: Record<string, CommandEntry> = {
     summary: "run a TUF 1.0 repository of signed image tags as static files (docs/tuf-for-oci.md)",
     load: () => import("./commands/tuf.js"),
   },
+  notary: {
+    summary: "mirror a Notary repository's trust data, verified, as static files (file:// or any web server)",
+    load: () => import("./commands/notary.js"),
+  },
+  migrate: {
+    summary: "move a repository's Docker Content Trust tags into a TUF 1.0 repository, with a parity check",
+    load: () => import("./commands/migrate.js"),
+  },
 };
 
 const USAGE = `usage: trustgate <command> [options]

@@ -7,7 +7,10 @@
  *    so a restart is never triggered by a dependency being down.
  *  - /readyz: 200 or 503 with a JSON body naming each check and the ones that failed (readiness.ts).
  *  - /metrics: the Prometheus text exposition format (metrics.ts).
- * GET and HEAD only; anything else is 404 or 405. Plain node:http: three fixed paths need no router.
+ *  - /trust: the recorded trust state as JSON, the shape of `trustgate trust status --json`
+ *    (commands/trust-status.ts), computed from the state directory with the policies in force.
+ *    No secret is in it: no credentials, and URLs without user or password.
+ * GET and HEAD only; anything else is 404 or 405. Plain node:http: four fixed paths need no router.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Logger } from "../log.js";
@@ -18,9 +21,25 @@ export interface AdminDeps {
   readiness: Readiness;
   metrics: Metrics;
   logger: Logger;
+  /** what /trust answers (a JSON-serialisable report); absent: /trust is 404 */
+  trustStatus?: () => Promise<unknown>;
 }
 
-export function createAdminServer(deps: AdminDeps): Server {
+const PATHS = ["/healthz", "/readyz", "/metrics", "/trust"];
+
+export function createAdminServer(given: AdminDeps): Server {
+  const deps: AdminDeps = { ...given };
+  const trustStatus = given.trustStatus;
+  if (trustStatus) {
+    // One listing at a time, shared by callers meanwhile: it reads every state file.
+    let listing: Promise<unknown> | undefined;
+    deps.trustStatus = () => {
+      listing ??= trustStatus().finally(() => {
+        listing = undefined;
+      });
+      return listing;
+    };
+  }
   const server = createServer((req, res) => {
     answer(deps, req, res).catch((err: unknown) => {
       deps.logger.error({ path: req.url, err: String(err) }, "admin endpoint failed");
@@ -36,8 +55,9 @@ export function createAdminServer(deps: AdminDeps): Server {
 
 async function answer(deps: AdminDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const path = (req.url ?? "").split("?")[0];
-  if (path !== "/healthz" && path !== "/readyz" && path !== "/metrics") {
-    send(res, req, 404, "text/plain; charset=utf-8", "not found: /healthz, /readyz, /metrics\n");
+  if (!PATHS.includes(path ?? "") || (path === "/trust" && !deps.trustStatus)) {
+    const known = PATHS.filter((p) => p !== "/trust" || deps.trustStatus).join(", ");
+    send(res, req, 404, "text/plain; charset=utf-8", `not found: ${known}\n`);
     return;
   }
   if (req.method !== "GET" && req.method !== "HEAD") {
@@ -53,6 +73,11 @@ async function answer(deps: AdminDeps, req: IncomingMessage, res: ServerResponse
       const report = deps.readiness.report();
       const body = `${JSON.stringify({ status: report.ready ? "ready" : "not ready", ...report })}\n`;
       send(res, req, report.ready ? 200 : 503, "application/json", body);
+      return;
+    }
+    case "/trust": {
+      const report = await (deps.trustStatus as () => Promise<unknown>)();
+      send(res, req, 200, "application/json", `${JSON.stringify(report, null, 2)}\n`);
       return;
     }
     default: {

@@ -6,7 +6,7 @@
  * and stop sending; requests already routed here still land), then the listener closes, in-flight
  * pulls get `shutdown.drainSeconds` to finish before their connections are cut, upstream pools
  * close, and the process exits 0. A second signal skips what is left of the grace. The admin
- * listener (`admin.listen`: /healthz, /readyz, /metrics) answers until the drain is over.
+ * listener (`admin.listen`: /healthz, /readyz, /metrics, /trust) answers until the drain is over.
  *
  * Policies: the directory is loaded at start (an invalid file refuses the start: exit 2 with
  * `file:line: message` lines), watched, and reloaded on SIGHUP; every reload outcome is logged,
@@ -38,6 +38,7 @@ import { createApp, createHttpServer } from "../server.js";
 import { ServingCertificate } from "../tls-listener.js";
 import { sourceMismatches } from "../trust/sources.js";
 import { parseCommandArgs } from "./args.js";
+import { collectTrustStatus } from "./trust-status.js";
 
 export const USAGE = "usage: trustgate serve --config FILE [--listen HOST:PORT]";
 /** While draining, keep-alive connections that went idle are closed this often (see drain). */
@@ -124,7 +125,10 @@ export async function run(argv: string[]): Promise<number> {
   let admin: AdminListener | undefined;
   if (config.admin && metrics) {
     try {
-      admin = await startAdmin(config, config.admin.listen, server, metrics, logger);
+      // /trust: the state dir read with the policies in force now (a rejected reload keeps the old set).
+      admin = await startAdmin(config, config.admin.listen, server, metrics, logger, () =>
+        collectTrustStatus(config, policies.current),
+      );
     } catch (err) {
       server.close();
       await runtime.close();
@@ -337,11 +341,12 @@ async function startAdmin(
   server: Server,
   metrics: Metrics,
   logger: Logger,
+  trustStatus: () => Promise<unknown>,
 ): Promise<AdminListener> {
   const probe = new StateDirProbe(config.stateDir);
   await probe.start();
   const readiness = new Readiness({ stateDir: probe, listening: () => server.listening });
-  const admin = createAdminServer({ readiness, metrics, logger });
+  const admin = createAdminServer({ readiness, metrics, logger, trustStatus });
   await new Promise<void>((resolve, reject) => {
     admin.once("error", reject);
     admin.listen(listen.port, listen.host, () => {

@@ -1,16 +1,23 @@
 /**
  * `trustgate trust status --config FILE [--json]` (issue 12 item 7): what trustgate has recorded
- * in `<stateDir>/notary/`, per repository, read from the state files alone (no network, nothing
- * written: unlike `NotaryStateStore.load`, a file under the old name is not moved). Exit 0, also
- * for an empty state dir ("no trust state recorded"); 1 when a state file is unreadable (it is
- * listed with why; `serve` would refuse that GUN, fail closed); 2 usage or configuration errors.
+ * in its state directory, read from the state files alone (no network, nothing written: unlike
+ * `NotaryStateStore.load`, a file under the old name is not moved):
+ *  - per Notary repository (GUN), `<stateDir>/notary/`: root keys, each role's version and
+ *    expiry, the last successful check, pinned by a policy's trust.rootKeys or trusted on first use;
+ *  - per registry with a TUF source, `<stateDir>/tuf/<id>/metadata/` (src/trust/tuf/state-listing.ts):
+ *    the same, plus every delegated role seen; TUF is always pinned by the configured
+ *    `tuf.trustedRoot`, never trusted on first use, and the listing says whether the chain on disk
+ *    grew from that root.
+ * Exit 0, also for an empty state dir ("no trust state recorded"); 1 when a state file is
+ * unreadable (it is listed with why; `serve` would refuse that GUN, fail closed); 2 usage or
+ * configuration errors.
  *
- * Notary only: TUF state (src/trust/tuf/persistence.ts) is anchored by the configured
- * `tuf.trustedRoot`, never trusted on first use, so it is not what an operator resets.
+ * `collectTrustStatus` is also what the admin listener's `GET /trust` answers (serve.ts passes the
+ * policies in force), so the CLI's `--json` and the endpoint have one shape.
  *
- * The bytes shown were verified when they were saved (update.ts) and are verified again when
- * `serve` loads them; this command only reads their `signed` fields (version, expires, the root
- * role's key IDs) and does not re-verify signatures.
+ * The bytes shown were verified when they were saved (notary/update.ts, tuf/persistence.ts) and
+ * are verified again when `serve` loads them; this command only reads their `signed` fields
+ * (version, expires, the root role's key IDs) and does not re-verify signatures.
  */
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
@@ -19,13 +26,16 @@ import type { Config } from "../config/types.js";
 import { UsageError } from "../errors.js";
 import { applyPolicy } from "../policy/applied.js";
 import { loadPolicyDir } from "../policy/load-dir.js";
+import type { PolicySet } from "../policy/policy-set.js";
 import { PolicyLoadError } from "../policy/types.js";
 import { canonicalKeyId, loadPublicKey } from "../trust/notary/keys.js";
 import type { PublicKeyJson } from "../trust/notary/models.js";
 import { NotaryStateStore } from "../trust/notary/store.js";
+import { tufMetadataUrl } from "../trust/sources.js";
+import { listTufStateDirs, readTufState, tufMetadataDir } from "../trust/tuf/state-listing.js";
 import { parseCommandArgs } from "./args.js";
 
-export const STATUS_USAGE = "trustgate trust status --config <file> [--json]   (Notary state only)";
+export const STATUS_USAGE = "trustgate trust status --config <file> [--json]";
 
 export interface RoleStatus {
   role: string;
@@ -34,6 +44,7 @@ export interface RoleStatus {
   expires: string;
 }
 
+/** One Notary repository (GUN). */
 export interface RepoStatus {
   gun: string;
   registry: string;
@@ -58,6 +69,38 @@ export interface RepoStatus {
   error?: string;
 }
 
+/** One TUF repository, per registry whose `tuf:` block names it (or found on disk unconfigured). */
+export interface TufRepoStatus {
+  /** the registry it serves; "?" for a directory no configured registry uses */
+  registry: string;
+  /** "tuf"; "not configured" for a directory no registry's tuf.metadataUrl names now */
+  source: "tuf" | "not configured";
+  /** the metadata URL, without any user or password in it */
+  metadataUrl?: string;
+  /** TUF key IDs (the sha256 of the canonical key, TUF spec 4.2): canonical is the ID itself */
+  rootKeys: { id: string; canonical: string }[];
+  /** root, timestamp, snapshot, targets, then every delegated role the walks reached */
+  roles: RoleStatus[];
+  /** start of the last online refresh that verified; null: none recorded yet */
+  lastChecked: string | null;
+  /** always "pinned": the chain is anchored at the configured tuf.trustedRoot */
+  rootTrust: "pinned";
+  pinnedBy: "tuf.trustedRoot";
+  trustedRoot?: string;
+  /**
+   * "configured trustedRoot": the chain grew from it; "another root": serve re-anchors at the
+   * configured trustedRoot on its next start (src/trust/tuf/persistence.ts); "unknown": not configured
+   */
+  anchor: "configured trustedRoot" | "another root" | "unknown";
+  dir: string;
+  error?: string;
+}
+
+export interface TrustStatusReport {
+  stateDir: string;
+  repositories: (RepoStatus | TufRepoStatus)[];
+}
+
 export async function status(argv: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs(
     { args: argv, options: { config: { type: "string" }, json: { type: "boolean" } } },
@@ -66,18 +109,34 @@ export async function status(argv: string[]): Promise<number> {
   if (positionals.length > 0) throw new UsageError(`trust status takes no arguments\nusage: ${STATUS_USAGE}`);
   if (!values.config) throw new UsageError(`--config is required\nusage: ${STATUS_USAGE}`);
   const config = await loadConfig(values.config);
-  const repos = await readState(config);
+  // Pins come from the policies, as in `serve`; a policy dir that does not load is a config error.
+  const loaded = await loadPolicyDir(config.policies);
+  if (!loaded.set) throw new PolicyLoadError(loaded.problems);
+  const report = await collectTrustStatus(config, loaded.set);
+  const repos = report.repositories;
   if (values.json) {
-    process.stdout.write(`${JSON.stringify({ stateDir: config.stateDir, repositories: repos }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   } else if (repos.length === 0) {
-    process.stdout.write(`no trust state recorded under ${join(config.stateDir, "notary")}\n`);
+    process.stdout.write(
+      `no trust state recorded under ${join(config.stateDir, "notary")} or ${join(config.stateDir, "tuf")}\n`,
+    );
   } else {
     process.stdout.write(render(repos));
   }
   return repos.some((r) => r.error) ? 1 : 0;
 }
 
-async function readState(config: Config): Promise<RepoStatus[]> {
+/**
+ * Everything recorded under `config.stateDir`: Notary GUNs, then TUF repositories, sorted by
+ * GUN or registry. `policies`: the set whose trust.rootKeys say which GUNs are pinned.
+ */
+export async function collectTrustStatus(config: Config, policies: PolicySet): Promise<TrustStatusReport> {
+  const repos = [...(await readNotaryState(config, policies)), ...(await readTufStates(config))];
+  const key = (r: RepoStatus | TufRepoStatus) => ("gun" in r ? r.gun : r.registry);
+  return { stateDir: config.stateDir, repositories: repos.sort((a, b) => key(a).localeCompare(key(b))) };
+}
+
+async function readNotaryState(config: Config, set: PolicySet): Promise<RepoStatus[]> {
   const dir = join(config.stateDir, "notary");
   let names: string[];
   try {
@@ -86,10 +145,6 @@ async function readState(config: Config): Promise<RepoStatus[]> {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
     throw err;
   }
-  // Pins come from the policies, as in `serve`; a policy dir that does not load is a config error.
-  const loaded = await loadPolicyDir(config.policies);
-  if (!loaded.set) throw new PolicyLoadError(loaded.problems);
-  const set = loaded.set;
   const repos: RepoStatus[] = [];
   for (const name of names) {
     const file = join(dir, name);
@@ -136,7 +191,79 @@ async function readState(config: Config): Promise<RepoStatus[]> {
       file,
     } as RepoStatus);
   }
-  return repos.sort((a, b) => a.gun.localeCompare(b.gun));
+  return repos;
+}
+
+/** Each TUF registry's durable metadata, then directories on disk that no registry names now. */
+async function readTufStates(config: Config): Promise<TufRepoStatus[]> {
+  const out: TufRepoStatus[] = [];
+  const used = new Set<string>();
+  for (const registry of config.registries.values()) {
+    if (!registry.tuf) continue;
+    const url = tufMetadataUrl(registry.tuf);
+    const dir = tufMetadataDir(config.stateDir, url);
+    used.add(dir);
+    const pin = await readFile(registry.tuf.trustedRoot).catch(() => undefined);
+    const entry = await describeTuf(dir, pin, {
+      registry: registry.name,
+      source: "tuf",
+      metadataUrl: withoutCredentials(url),
+      trustedRoot: registry.tuf.trustedRoot,
+    });
+    if (entry) out.push(entry);
+  }
+  for (const dir of await listTufStateDirs(config.stateDir)) {
+    if (used.has(dir)) continue;
+    const entry = await describeTuf(dir, undefined, { registry: "?", source: "not configured" });
+    if (entry) out.push(entry);
+  }
+  return out;
+}
+
+async function describeTuf(
+  dir: string,
+  pin: Uint8Array | undefined,
+  about: Pick<TufRepoStatus, "registry" | "source" | "metadataUrl" | "trustedRoot">,
+): Promise<TufRepoStatus | undefined> {
+  const base = {
+    ...about,
+    rootTrust: "pinned" as const,
+    pinnedBy: "tuf.trustedRoot" as const,
+    dir,
+  };
+  try {
+    const state = await readTufState(dir, pin);
+    if (state === undefined) return undefined; // serve has not opened this repository yet
+    return {
+      ...base,
+      rootKeys: state.rootKeyIds.map((id) => ({ id, canonical: id })),
+      roles: state.roles,
+      lastChecked: state.lastChecked ?? null,
+      anchor:
+        state.anchor === "configured"
+          ? "configured trustedRoot"
+          : state.anchor === "other"
+            ? "another root"
+            : "unknown",
+    };
+  } catch (err) {
+    return {
+      ...base,
+      rootKeys: [],
+      roles: [],
+      lastChecked: null,
+      anchor: "unknown",
+      error: `cannot be used: ${(err as Error).message}`,
+    };
+  }
+}
+
+/** A URL as shown: user and password dropped (never in a listing or on the admin listener). */
+function withoutCredentials(raw: string): string {
+  const url = new URL(raw);
+  url.username = "";
+  url.password = "";
+  return url.toString();
 }
 
 function describeRepo(gun: string, files: Record<string, string>, config: Config) {
@@ -188,22 +315,42 @@ function describeRepo(gun: string, files: Record<string, string>, config: Config
 }
 
 /** One block per repository: a field per line, roles as a `notary`-like table. */
-function render(repos: RepoStatus[]): string {
+function render(repos: (RepoStatus | TufRepoStatus)[]): string {
   const out: string[] = [];
   for (const r of repos) {
     if (r.error) {
-      out.push(`${r.file}: ${r.error}`, "");
+      out.push(`${"gun" in r ? r.file : r.dir}: ${r.error}`, "");
       continue;
     }
-    out.push(`GUN:           ${r.gun}`);
-    out.push(`registry:      ${r.registry} (trust source: ${r.source})`);
-    out.push(
-      `root trust:    ${r.rootTrust === "pinned" ? `pinned by policy ${r.policy}: ${(r.pins ?? []).join(", ")}` : "trust on first use (no policy pins trust.rootKeys)"}`,
-    );
-    out.push(
-      `root keys:     ${r.rootKeys.map((k) => (k.canonical === k.id ? k.id : `${k.id} (canonical ${k.canonical})`)).join(", ")}`,
-    );
-    out.push(`last checked:  ${r.lastChecked} (start of the last successful trust check)`);
+    if ("gun" in r) {
+      out.push(`GUN:           ${r.gun}`);
+      out.push(`registry:      ${r.registry} (trust source: ${r.source})`);
+      out.push(
+        `root trust:    ${r.rootTrust === "pinned" ? `pinned by policy ${r.policy}: ${(r.pins ?? []).join(", ")}` : "trust on first use (no policy pins trust.rootKeys)"}`,
+      );
+      out.push(
+        `root keys:     ${r.rootKeys.map((k) => (k.canonical === k.id ? k.id : `${k.id} (canonical ${k.canonical})`)).join(", ")}`,
+      );
+      out.push(`last checked:  ${r.lastChecked} (start of the last successful trust check)`);
+    } else {
+      out.push(`TUF repository: ${r.metadataUrl ?? r.dir}`);
+      out.push(
+        `registry:      ${r.registry} (trust source: ${r.source === "tuf" ? "tuf" : "tuf, not configured now"})`,
+      );
+      out.push(
+        `root trust:    pinned by tuf.trustedRoot${r.trustedRoot ? ` ${r.trustedRoot}` : ""}${
+          r.anchor === "configured trustedRoot"
+            ? " (the chain on disk grew from it)"
+            : r.anchor === "another root"
+              ? " (the chain on disk grew from another root: serve re-anchors at this one on start)"
+              : ""
+        }`,
+      );
+      out.push(`root keys:     ${r.rootKeys.map((k) => k.id).join(", ")}`);
+      out.push(
+        `last checked:  ${r.lastChecked === null ? "none recorded (no online refresh has verified yet)" : `${r.lastChecked} (start of the last successful refresh)`}`,
+      );
+    }
     const rows = [
       ["ROLE", "VERSION", "EXPIRES"],
       ...r.roles.map((x) => [x.role, String(x.version), x.expires]),

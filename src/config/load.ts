@@ -236,7 +236,12 @@ async function readRegistry(r: Reader, name: string, value: unknown): Promise<Re
   if (o.notary !== undefined) {
     const nk = `${key}.notary`;
     const n = r.object(o.notary, nk, ["url", "caFile", "username", "passwordEnv", "tokenRealms"]);
-    const notary: NotaryConfig = { url: r.url(n.url, `${nk}.url`) };
+    // file://: a directory written by `trustgate notary mirror` (src/notary-mirror/)
+    const notary: NotaryConfig = { url: r.url(n.url, `${nk}.url`, { allowFile: true }) };
+    if (notary.url.protocol === "file:") {
+      for (const k of ["caFile", "username", "passwordEnv", "tokenRealms"] as const)
+        if (n[k] !== undefined) r.fail(`${nk}.${k}`, "does not apply to a file:// url (a local directory)");
+    }
     if (n.caFile !== undefined) notary.caFile = (await readCa(r, n.caFile, `${nk}.caFile`)).file;
     const notaryCredentials = readCredentials(r, n, nk);
     if (notaryCredentials) notary.credentials = notaryCredentials;

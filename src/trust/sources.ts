@@ -8,7 +8,7 @@
  * configuration. Every way that cannot work is a TrustError with code TRUST_NOT_CONFIGURED, so the
  * policy engine turns it into a refusal (fail closed) that says what is missing.
  */
-import type { Config, RegistryConfig } from "../config/types.js";
+import type { Config, RegistryConfig, TufConfig } from "../config/types.js";
 import { ConfigError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { policySources } from "../policy/across-sources.js";
@@ -218,8 +218,7 @@ async function openSources(
     try {
       opened.push(
         await TufSource.open({
-          // config normalises URLs without a trailing slash; TUF joins file names onto a directory URL
-          metadataUrl: `${registry.tuf.metadataUrl.href.replace(/\/+$/, "")}/`,
+          metadataUrl: tufMetadataUrl(registry.tuf),
           trustedRoot: registry.tuf.trustedRoot,
           ...(registry.tuf.targetPath ? { targetPath: registry.tuf.targetPath } : {}),
           ...(registry.tuf.caFile ? { caFile: registry.tuf.caFile } : {}),
@@ -234,6 +233,15 @@ async function openSources(
     }
   }
   return opened;
+}
+
+/**
+ * The metadata URL a TufSource is opened with, which also names its state directory
+ * (tuf/source.ts repositoryStateDir): config normalises URLs without a trailing slash; TUF joins
+ * file names onto a directory URL.
+ */
+export function tufMetadataUrl(tuf: TufConfig): string {
+  return new URL(`${tuf.metadataUrl.href.replace(/\/+$/, "")}/`).toString();
 }
 
 async function closeSource(source: TrustSource): Promise<void> {

@@ -7,7 +7,19 @@ import { NotarySource } from "../../src/trust/notary/source.js";
 import { FIXTURE_NOW, loadRepoFiles, MapFetcher, queryFor } from "./notary-fixtures.js";
 
 export function runBuiltCli(...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, ["dist/cli.js", ...args], { encoding: "utf8", timeout: 20_000 });
+  return runBuiltCliWithEnv({}, ...args);
+}
+
+/** The same, with variables added to the environment (a config's passwordEnv). */
+export function runBuiltCliWithEnv(
+  env: Record<string, string>,
+  ...args: string[]
+): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, ["dist/cli.js", ...args], {
+    encoding: "utf8",
+    timeout: 20_000,
+    env: { ...process.env, ...env },
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 

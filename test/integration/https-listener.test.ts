@@ -14,8 +14,10 @@ import { connect } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ctrImageDigest, ctrPull, startContainerd } from "../helpers/containerd.js";
 import { makeImage, pushImage } from "../helpers/image.js";
+import { startNotary } from "../helpers/notary.js";
 import { freePort, type Peer, runCommand, startPeer, tempDir } from "../helpers/process.js";
 import { type RegistryPeer, startRegistry } from "../helpers/registry.js";
+import { signTag } from "../helpers/trust-e2e.js";
 import { ensureBuilt } from "../helpers/trustgate.js";
 
 const CLI = join(import.meta.dirname, "../../dist/cli.js");
@@ -319,6 +321,125 @@ describe("HTTPS listener", () => {
       await containerd.stop();
     }
   }, 120_000);
+
+  it("issue 12: clients.certificateIdentities over mTLS: a listed identity pulls a signed tag (skopeo, ctr); no certificate or an unlisted identity is refused", async () => {
+    // Enforced trust this time: a real notary-server, the tag signed with the notary CLI.
+    const notary = await startNotary();
+    const containerd = await startContainerd();
+    try {
+      const gun = `${registry.host}/acme/app`;
+      const signer = notary.client();
+      await signer.init(gun);
+      await signTag(signer, gun, "v1", image);
+      const unsignedImage = makeImage("over https, never signed");
+      await pushImage(registry.url, "acme/app", "unsigned", unsignedImage);
+      // A second identity from the same client CA: it chains, but is not listed.
+      issue(certs, "client-ca", "intruder", "clientAuth");
+      const withIntruder = await tempDir("certdir-intruder");
+      await writeFile(join(withIntruder, "ca.crt"), await readFile(join(certs, "server-ca.crt")));
+      await writeFile(join(withIntruder, "client.cert"), await readFile(join(certs, "intruder.crt")));
+      await writeFile(join(withIntruder, "client.key"), await readFile(join(certs, "intruder.key")));
+      const policies = await tempDir("tg-https-policies");
+      await writeFile(
+        join(policies, "acme.yaml"),
+        `match: ["${registry.host}/acme/**"]\nmode: enforce\ntrust:\n  roles: [targets/releases, targets]\n`,
+      );
+      const proxy = await startProxy(
+        [
+          `policies: ${policies}`,
+          `defaultRegistry: "${registry.host}"`,
+          "registries:",
+          `  "${registry.host}":`,
+          `    upstream: ${registry.url}`,
+          `    notary: { url: "${notary.url}", caFile: "${notary.ca}" }`,
+          "tls:",
+          `  certFile: ${join(certs, "server-a.crt")}`,
+          `  keyFile: ${join(certs, "server-a.key")}`,
+          `  clientCaFile: ${join(certs, "client-ca.crt")}`,
+          "clients:",
+          '  certificateIdentities: ["CN:client"]',
+        ].join("\n"),
+      );
+      proxies.push(proxy);
+      const ref = `127.0.0.1:${proxy.port}/acme/app:v1`;
+
+      // skopeo with certs.d-style client.cert/client.key
+      const allowed = await skopeoInspect(ref, withClient);
+      expect(allowed.stderr).toBe("");
+      expect(allowed.code).toBe(0);
+      expect(allowed.stdout).toBe(image.manifest.toString("utf8"));
+      // the identity is admitted, the trust policy still decides: an unsigned tag is refused
+      const unsignedPull = await skopeoInspect(`127.0.0.1:${proxy.port}/acme/app:unsigned`, withClient);
+      expect(unsignedPull.code).not.toBe(0);
+      expect(unsignedPull.stderr).toMatch(/denied|403/i);
+      const intruder = await skopeoInspect(ref, withIntruder);
+      expect(intruder.code).not.toBe(0);
+      expect(intruder.stderr).toMatch(/401|unauthorized|authentication required/i);
+      expect(intruder.stdout).toBe("");
+      const none = await skopeoInspect(ref, caOnly);
+      expect(none.code).not.toBe(0);
+      expect(none.stderr).toMatch(/certificate|tls|handshake/i);
+
+      // ctr: hosts.toml `client = [[cert, key]]` in the proxy's [host] table
+      const hostsDir = await tempDir("hosts-identity");
+      const mirror = `https://127.0.0.1:${proxy.port}`;
+      const ctrRef = `${registry.host}/acme/app:v1`;
+      const pull = async (client: string[]) => {
+        await mkdir(join(hostsDir, registry.host), { recursive: true });
+        await writeFile(
+          join(hostsDir, registry.host, "hosts.toml"),
+          [
+            `server = ${JSON.stringify(mirror)}`,
+            `[host.${JSON.stringify(mirror)}]`,
+            '  capabilities = ["pull", "resolve"]',
+            `  ca = ${JSON.stringify(join(certs, "server-ca.crt"))}`,
+            ...client,
+            "",
+          ].join("\n"),
+        );
+        return ctrPull(containerd, ctrRef, { hostsDir });
+      };
+      const pair = (name: string) =>
+        `  client = [[${JSON.stringify(join(certs, `${name}.crt`))}, ${JSON.stringify(join(certs, `${name}.key`))}]]`;
+      const ctrNone = await pull([]);
+      expect(ctrNone.code).not.toBe(0);
+      const ctrIntruder = await pull([pair("intruder")]);
+      expect(ctrIntruder.code).not.toBe(0);
+      expect(ctrIntruder.stderr).toMatch(/401 Unauthorized/);
+      expect(await ctrImageDigest(containerd, ctrRef)).toBeUndefined();
+      const ctrAllowed = await pull([pair("client")]);
+      expect(ctrAllowed.stderr).toBe("");
+      expect(ctrAllowed.code).toBe(0);
+      expect(await ctrImageDigest(containerd, ctrRef)).toBe(image.digest);
+
+      const lines = (await proxy.log())
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      const manifestLines = lines.filter(
+        (l) => l.msg === "request" && String(l.path).includes("/manifests/"),
+      );
+      // admitted by certificate, and the decision on the same line
+      expect(
+        manifestLines.some(
+          (l) =>
+            l.client === "CN:client" &&
+            l.clientAuth === "certificate" &&
+            l.status === 200 &&
+            l.decision === "allow",
+        ),
+      ).toBe(true);
+      expect(
+        manifestLines.some((l) => l.status === 401 && l.clientRefused === "no listed client certificate"),
+      ).toBe(true);
+      expect(
+        manifestLines.some((l) => l.client === "CN:client" && l.status === 403 && l.decision === "deny"),
+      ).toBe(true);
+    } finally {
+      await containerd.stop();
+      await notary.stop();
+    }
+  }, 180_000);
 
   it("issue 12: refuses to start on a key that is not the certificate's (exit 2, key named)", async () => {
     const dir = await tempDir("tg-https-bad");

@@ -15,11 +15,14 @@ import { freePort, tempDir, waitFor } from "../helpers/process.js";
 import { type Family, parseExposition, sampleValue, sumOf } from "../helpers/prometheus.js";
 import { type RegistryPeer, startRegistry } from "../helpers/registry.js";
 import { type SlowRegistry, startSlowRegistry } from "../helpers/relay.js";
+import { skopeoCopyToOciDir, skopeoInspect } from "../helpers/skopeo.js";
 import { ensureBuilt } from "../helpers/trustgate.js";
 
 const CLI = resolve(import.meta.dirname, "../../dist/cli.js");
 const ACCEPT = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
 const GRACE_S = 2;
+/** trustRefreshSeconds: short, so the test can wait a refresh out; long enough for test 1's warm answer */
+const REFRESH_S = 4;
 const hex = (img: Image) => img.digest.replace(/^sha256:/, "");
 
 describe("operating it: /metrics, /readyz and a draining stop, against real peers", () => {
@@ -62,6 +65,8 @@ describe("operating it: /metrics, /readyz and a draining stop, against real peer
       join(dir, "config.yaml"),
       [
         "logLevel: info",
+        `trustRefreshSeconds: ${REFRESH_S}`,
+        `defaultRegistry: "${R}"`,
         `admin: { listen: "127.0.0.1:${adminPort}" }`,
         `shutdown: { graceSeconds: ${GRACE_S}, drainSeconds: 20 }`,
         "registries:",
@@ -92,6 +97,14 @@ describe("operating it: /metrics, /readyz and a draining stop, against real peer
 
   afterAll(async () => {
     if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    // a notary-server left stopped (SIGSTOP) by a failed test must run again to take its SIGTERM
+    for (const pid of notary?.pids ?? []) {
+      try {
+        process.kill(pid, "SIGCONT");
+      } catch {
+        // already gone
+      }
+    }
     await slow?.close();
     await registry?.stop();
     await notary?.stop();
@@ -167,6 +180,126 @@ describe("operating it: /metrics, /readyz and a draining stop, against real peer
       }),
     ).toBe(2);
   });
+
+  it("I12.4/I12.5: skopeo pulls move the counters; notary-server stopped: /readyz stays 200, pulls still serve, failures counted, trouble and recovery each logged once", async () => {
+    const ref = `127.0.0.1:${new URL(url).port}/acme/app:v1`;
+    const logLines = async () =>
+      (await readFile(logFile, "utf8"))
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const count = (lines: Record<string, unknown>[], msg: string) =>
+      lines.filter((l) => l.msg === msg).length;
+    const refreshes = (f: Map<string, Family>, result: string) =>
+      sampleValue(f, "trustgate_trust_refreshes_total", { registry: R, source: "notary", result }) ?? 0;
+    const waitOutRefresh = () => new Promise((r) => setTimeout(r, REFRESH_S * 1000 + 500));
+
+    // A refresh is due again: the next pull refreshes from notary-server.
+    await waitOutRefresh();
+    const before = await scrape();
+    const copied = await skopeoCopyToOciDir(ref);
+    expect(copied.stderr).toBe("");
+    expect(copied.code).toBe(0);
+    expect(copied.manifest?.equals(signed.manifest)).toBe(true);
+    const inspected = await skopeoInspect(ref, { raw: true });
+    expect(inspected.code).toBe(0);
+    expect(inspected.raw?.equals(signed.manifest)).toBe(true);
+    const refused = await skopeoInspect(`127.0.0.1:${new URL(url).port}/acme/app:unsigned`, { raw: true });
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/denied/);
+    await waitFor(
+      "three decisions counted",
+      async () =>
+        sumOf(await scrape(), "trustgate_decisions_total") - sumOf(before, "trustgate_decisions_total") === 3,
+      5_000,
+    );
+    const after = await scrape();
+    const delta = (name: string, labels: Record<string, string>) =>
+      (sampleValue(after, name, labels) ?? 0) - (sampleValue(before, name, labels) ?? 0);
+    const acme = { mode: "enforce", policy: "acme" };
+    // skopeo asks by tag (GET, never HEAD): each pull is one decision
+    expect(delta("trustgate_decisions_total", { decision: "allow", ...acme, reason: "signed" })).toBe(2);
+    expect(delta("trustgate_decisions_total", { decision: "deny", ...acme, reason: "unsigned" })).toBe(1);
+    expect(delta("trustgate_http_requests_total", { route: "manifest", status: "200" })).toBe(2);
+    expect(delta("trustgate_http_requests_total", { route: "manifest", status: "403" })).toBe(1);
+    expect(
+      sumOf(after, "trustgate_http_requests_total", { route: "blob" }) -
+        sumOf(before, "trustgate_http_requests_total", { route: "blob" }),
+    ).toBeGreaterThanOrEqual(signed.blobs.length);
+    expect(refreshes(after, "ok") - refreshes(before, "ok")).toBeGreaterThanOrEqual(1);
+    const expiry = sampleValue(after, "trustgate_trust_expiry_seconds", { registry: R, source: "notary" });
+    expect(expiry).toBeGreaterThan(3600);
+
+    // The trust state on the admin listener: this GUN, just checked.
+    const trust = (await (await fetch(`${admin}/trust`)).json()) as {
+      repositories: { gun?: string; source: string; lastChecked: string; roles: { role: string }[] }[];
+    };
+    const entry = trust.repositories.find((r) => r.gun === `${R}/acme/app`);
+    expect(entry?.source).toBe("notary");
+    expect(entry?.roles.map((r) => r.role)).toEqual(
+      expect.arrayContaining(["root", "targets", "snapshot", "timestamp"]),
+    );
+    expect(Date.now() - Date.parse(entry?.lastChecked ?? "")).toBeLessThan(60_000);
+
+    // notary-server stops (SIGSTOP: its memory storage, the signed data, would not survive a
+    // restart; a stopped process answers nothing, connections time out).
+    const [notaryPid] = notary.pids;
+    if (notaryPid === undefined) throw new Error("no notary-server PID");
+    const linesBefore = await logLines();
+    process.kill(notaryPid, "SIGSTOP");
+    try {
+      for (let round = 0; round < 2; round++) {
+        await waitOutRefresh();
+        const down = await skopeoInspect(ref, { raw: true, timeoutMs: 90_000 });
+        expect(down.stderr).toBe("");
+        expect(down.raw?.equals(signed.manifest)).toBe(true);
+        const ready = await fetch(`${admin}/readyz`);
+        expect(ready.status).toBe(200);
+        await ready.arrayBuffer();
+      }
+      // a pull at once after is answered from memory (no refresh due)
+      const warm = await skopeoInspect(ref, { raw: true });
+      expect(warm.raw?.equals(signed.manifest)).toBe(true);
+      const outage = await scrape();
+      expect(
+        refreshes(outage, "TRUST_UNAVAILABLE") - refreshes(after, "TRUST_UNAVAILABLE"),
+      ).toBeGreaterThanOrEqual(2);
+      const during = (await logLines()).slice(linesBefore.length);
+      const trouble = during.filter(
+        (l) => l.msg === "trust server unreachable: serving verified metadata until it expires",
+      );
+      expect(trouble).toHaveLength(1);
+      expect(trouble[0]).toMatchObject({
+        trustSource: "notary",
+        registry: R,
+        gun: `${R}/acme/app`,
+        code: "TRUST_UNAVAILABLE",
+      });
+      expect(trouble[0]?.secondsLeft).toBeGreaterThan(3600);
+      expect(count(during, "trust refresh recovered")).toBe(0);
+    } finally {
+      process.kill(notaryPid, "SIGCONT");
+    }
+
+    // notary-server runs again: the next due refresh succeeds, and recovery is logged once.
+    const okBefore = refreshes(await scrape(), "ok");
+    await waitOutRefresh();
+    expect((await skopeoInspect(ref, { raw: true })).raw?.equals(signed.manifest)).toBe(true);
+    await waitFor(
+      "a successful refresh counted",
+      async () => refreshes(await scrape(), "ok") > okBefore,
+      30_000,
+    );
+    await waitOutRefresh();
+    expect((await skopeoInspect(ref, { raw: true })).code).toBe(0);
+    const since = (await logLines()).slice(linesBefore.length);
+    expect(count(since, "trust refresh recovered")).toBe(1);
+    expect(since.find((l) => l.msg === "trust refresh recovered")).toMatchObject({
+      gun: `${R}/acme/app`,
+      after: "TRUST_UNAVAILABLE",
+    });
+    expect(count(since, "trust server unreachable: serving verified metadata until it expires")).toBe(1);
+  }, 240_000);
 
   it("I12.6: SIGTERM turns /readyz 503 at once; a slow pull in flight completes; the process exits 0", async () => {
     const layer = signed.blobs.find((b) => b.bytes.length > 1000);

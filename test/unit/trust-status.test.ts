@@ -3,8 +3,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { NotaryStateStore } from "../../src/trust/notary/store.js";
+import { TufSource } from "../../src/trust/tuf/source.js";
 import { fillNotaryState, runBuiltCli } from "../helpers/built-cli.js";
 import { FIXTURE_NOW, FIXTURES, readExpected } from "../helpers/notary-fixtures.js";
+import { TestKey, TestTufRepository } from "../helpers/tuf-repo.js";
 
 const DELEG = join(FIXTURES, "signer-ecdsa", "delegation");
 const { gun } = readExpected(DELEG);
@@ -131,7 +133,7 @@ describe("trustgate trust status", () => {
     const { config, state } = await setup({ fill: false });
     const r = cli("trust", "status", "--config", config);
     expect(r.code).toBe(0);
-    expect(r.stdout).toBe(`no trust state recorded under ${state}/notary\n`);
+    expect(r.stdout).toBe(`no trust state recorded under ${state}/notary or ${state}/tuf\n`);
     expect(JSON.parse(cli("trust", "status", "--config", config, "--json").stdout).repositories).toEqual([]);
   });
 
@@ -171,5 +173,167 @@ describe("trustgate trust status", () => {
     const help = cli("trust", "--help");
     expect(help.code).toBe(0);
     expect(help.stdout).toContain("trustgate trust status --config <file> [--json]");
+  });
+});
+
+describe("trustgate trust status: TUF repositories", () => {
+  const query = { registry: "r.test", repository: "acme/app", roles: ["targets/releases", "targets"] };
+  let repo: TestTufRepository | undefined;
+  afterEach(async () => {
+    await repo?.close();
+    repo = undefined;
+  });
+
+  /** A real TUF repository with a rotated root and a delegation, verified by a real TufSource. */
+  async function setupTuf() {
+    repo = await TestTufRepository.start();
+    const dir = mkdtempSync(join(tmpdir(), "tg-status-tuf-"));
+    dirs.push(dir);
+    const state = join(dir, "state");
+    const policies = join(dir, "policies");
+    mkdirSync(policies);
+    const rootFile = join(dir, "root.json");
+    writeFileSync(rootFile, repo.initialRoot);
+    const acmeKey = TestKey.generate();
+    repo.delegate("targets", "acme", ["r.test/acme/*"], [acmeKey]);
+    repo.addTarget("acme", "r.test/acme/app:v1", Buffer.from("manifest v1"));
+    repo.rotateRoot([TestKey.generate()]);
+    repo.publish();
+    const config = join(dir, "config.yaml");
+    const writeConfig = (trustedRoot: string) =>
+      writeFileSync(
+        config,
+        [
+          `stateDir: ${state}`,
+          `policies: ${policies}`,
+          "registries:",
+          "  r.test:",
+          "    upstream: http://127.0.0.1:1",
+          // as an operator writes it: no trailing slash (config normalises; the state dir must match)
+          `    tuf: { metadataUrl: '${(repo as TestTufRepository).metadataUrl.replace(/\/$/, "")}', trustedRoot: ${trustedRoot} }`,
+          "",
+        ].join("\n"),
+      );
+    writeConfig(rootFile);
+    return { dir, state, config, rootFile, writeConfig };
+  }
+
+  async function verifyOnce(state: string, rootFile: string, now: Date): Promise<void> {
+    const source = await TufSource.open({
+      metadataUrl: (repo as TestTufRepository).metadataUrl,
+      trustedRoot: rootFile,
+      stateDir: state,
+      refreshSeconds: 0,
+      now: () => now,
+      fetchTimeoutMs: 2000,
+    });
+    try {
+      await source.resolveTag(query, "v1");
+    } finally {
+      await source.close();
+    }
+  }
+
+  const signedOfServed = (name: string) => {
+    const { signed } = JSON.parse((repo as TestTufRepository).files.get(name)?.toString("utf8") ?? "{}");
+    return { version: signed.version, expires: signed.expires };
+  };
+
+  it("--json: source tuf, root key IDs, every role's version and expiry (delegated too), last check, pinned by trustedRoot", async () => {
+    const { state, config, rootFile } = await setupTuf();
+    const checkedAt = new Date(Date.now() - 60_000);
+    await verifyOnce(state, rootFile, checkedAt);
+    const r = cli("trust", "status", "--config", config, "--json");
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.repositories).toHaveLength(1);
+    const tuf = out.repositories[0];
+    const served = repo as TestTufRepository;
+    expect(tuf).toMatchObject({
+      registry: "r.test",
+      source: "tuf",
+      metadataUrl: served.metadataUrl,
+      rootTrust: "pinned",
+      pinnedBy: "tuf.trustedRoot",
+      trustedRoot: rootFile,
+      anchor: "configured trustedRoot",
+      lastChecked: checkedAt.toISOString(),
+    });
+    expect(tuf.gun).toBeUndefined();
+    // the rotated root's keys (version 2), not the pinned version 1's
+    expect(tuf.rootKeys).toEqual(served.rootKeys.map((k) => ({ id: k.keyId, canonical: k.keyId })));
+    expect(tuf.roles).toEqual([
+      { role: "root", ...signedOfServed("2.root.json") },
+      { role: "timestamp", ...signedOfServed("timestamp.json") },
+      { role: "snapshot", ...signedOfServed(`${served.snapshotVersion}.snapshot.json`) },
+      { role: "targets", ...signedOfServed(`${served.roles.get("targets")?.version}.targets.json`) },
+      { role: "acme", ...signedOfServed(`${served.roles.get("acme")?.version}.acme.json`) },
+    ]);
+    expect(tuf.roles[0].version).toBe(2);
+  });
+
+  it("last check moves with a later verified refresh, not with a failed one; the table shows it all", async () => {
+    const { state, config, rootFile } = await setupTuf();
+    const first = new Date(Date.now() - 120_000);
+    await verifyOnce(state, rootFile, first);
+    const second = new Date(Date.now() - 60_000);
+    await verifyOnce(state, rootFile, second);
+    const served = repo as TestTufRepository;
+    served.down = true;
+    // down: answered from the persisted metadata, but that is no successful check
+    await verifyOnce(state, rootFile, new Date()).catch(() => undefined);
+    const json = JSON.parse(cli("trust", "status", "--config", config, "--json").stdout);
+    expect(json.repositories[0].lastChecked).toBe(second.toISOString());
+    const table = cli("trust", "status", "--config", config);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toContain(`TUF repository: ${served.metadataUrl}`);
+    expect(table.stdout).toContain("registry:      r.test (trust source: tuf)");
+    expect(table.stdout).toContain(
+      `root trust:    pinned by tuf.trustedRoot ${rootFile} (the chain on disk grew from it)`,
+    );
+    expect(table.stdout).toContain(
+      `last checked:  ${second.toISOString()} (start of the last successful refresh)`,
+    );
+    for (const role of json.repositories[0].roles) {
+      const line = table.stdout.split("\n").find((l) => l.startsWith(`  ${role.role} `));
+      expect(line?.trim().split(/\s+/), role.role).toEqual([role.role, String(role.version), role.expires]);
+    }
+  });
+
+  it("a trustedRoot changed since the chain grew: said (serve re-anchors); a directory no registry names: not configured", async () => {
+    const { dir, state, config, rootFile, writeConfig } = await setupTuf();
+    await verifyOnce(state, rootFile, new Date());
+    const other = join(dir, "other-root.json");
+    writeFileSync(other, (repo as TestTufRepository).files.get("2.root.json") as Buffer);
+    writeConfig(other);
+    const json = JSON.parse(cli("trust", "status", "--config", config, "--json").stdout);
+    expect(json.repositories[0]).toMatchObject({ anchor: "another root", trustedRoot: other });
+    expect(cli("trust", "status", "--config", config).stdout).toContain(
+      "serve re-anchors at this one on start",
+    );
+
+    // the registry renamed away: its state is still listed, as not configured
+    writeFileSync(config, `stateDir: ${state}\npolicies: ${join(dir, "policies")}\nregistries: {}\n`);
+    const stray = JSON.parse(cli("trust", "status", "--config", config, "--json").stdout).repositories;
+    expect(stray).toHaveLength(1);
+    expect(stray[0]).toMatchObject({ registry: "?", source: "not configured", anchor: "unknown" });
+    expect(stray[0].roles.map((x: { role: string }) => x.role)).toEqual([
+      "root",
+      "timestamp",
+      "snapshot",
+      "targets",
+      "acme",
+    ]);
+  });
+
+  it("an unreadable TUF metadata file is listed with why, exit 1", async () => {
+    const { state, config, rootFile } = await setupTuf();
+    await verifyOnce(state, rootFile, new Date());
+    const out = JSON.parse(cli("trust", "status", "--config", config, "--json").stdout);
+    writeFileSync(join(out.repositories[0].dir, "snapshot.json"), "{torn");
+    const r = cli("trust", "status", "--config", config);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/metadata: cannot be used: snapshot\.json: /);
   });
 });

@@ -60,6 +60,11 @@ export function roleOfFile(file: string): string {
 // GUNs are host[:port]/path; refusing anything else keeps the URL path what it claims to be.
 const GUN_PATTERN = /^[A-Za-z0-9][A-Za-z0-9.:_-]*(\/[A-Za-z0-9_][A-Za-z0-9._-]*)+$/;
 
+/** Whether `gun` is a GUN a fetcher may put in a path: host[:port]/path, no `.` or `..` segment. */
+export function isValidGun(gun: string): boolean {
+  return GUN_PATTERN.test(gun) && !gun.split("/").some((s) => s === "." || s === "..");
+}
+
 export class HttpMetadataFetcher implements MetadataFetcher {
   private readonly base: URL;
   private readonly agent: Agent;
@@ -100,7 +105,7 @@ export class HttpMetadataFetcher implements MetadataFetcher {
 
   async fetch(gun: string, roleFile: string, maxBytes: number): Promise<Uint8Array> {
     const role = roleOfFile(roleFile);
-    if (!GUN_PATTERN.test(gun) || gun.split("/").some((s) => s === "." || s === "..")) {
+    if (!isValidGun(gun)) {
       throw new TrustError("TRUST_NOT_FOUND", gun, role, `${gun}: not a valid GUN`);
     }
     const path = `${this.base.pathname.replace(/\/$/, "")}/v2/${gun}/_trust/tuf/${roleFile}`;

@@ -34,7 +34,8 @@ import { TrustHealth } from "../health.js";
 import type { TrustObserver } from "../observer.js";
 import { RefreshingCache, type RefreshReport } from "../refresh.js";
 import type { SignedTarget, TagSignatures, TrustQuery, TrustSource } from "../types.js";
-import { type HttpFetcherOptions, HttpMetadataFetcher, type MetadataFetcher } from "./fetcher.js";
+import type { HttpFetcherOptions, MetadataFetcher } from "./fetcher.js";
+import { openMetadataFetcher } from "./file-fetcher.js";
 import { requirePinnedRoot } from "./pinning.js";
 import { NotaryStateStore } from "./store.js";
 import {
@@ -47,7 +48,7 @@ import {
 import { type TrustedRepo, updateRepository } from "./update.js";
 
 export interface NotarySourceOptions {
-  /** notary server base URL, http(s) */
+  /** notary server base URL, http(s); or file:// for a directory written by `trustgate notary mirror` */
   url: string;
   caFile?: string;
   /** token auth: Basic credentials for the token realm, realms allowed besides the server's origin */
@@ -141,7 +142,7 @@ export class NotarySource implements TrustSource {
   constructor(private readonly options: NotarySourceOptions) {
     this.fetcher =
       options.fetcher ??
-      new HttpMetadataFetcher({
+      openMetadataFetcher({
         url: options.url,
         ...(options.caFile ? { caFile: options.caFile } : {}),
         ...(options.credentials ? { credentials: options.credentials } : {}),

@@ -18,8 +18,9 @@
  * then delegated roles.
  */
 import { createHash } from "node:crypto";
-import { copyFile, mkdir, readdir, readFile, rm } from "node:fs/promises";
+import { copyFile, mkdir, readdir, readFile, rm, utimes } from "node:fs/promises";
 import { join } from "node:path";
+import { StateStorageError } from "../errors.js";
 import { readFileIfExists, writeFileAtomic } from "../state.js";
 
 const PROMOTION_ORDER = ["root.json", "timestamp.json", "snapshot.json", "targets.json"];
@@ -99,6 +100,26 @@ export class MetadataDirectories {
     return dirs;
   }
 
+  /**
+   * Record that an online refresh that started at `at` ended verified: the mtime of
+   * CHECK_RECORD, as the Notary store stamps a state file (markUsed). `trustgate trust status`
+   * and the admin listener's /trust show it as the last successful check; no decision reads it.
+   * A utimes is atomic; the file is created (atomically) only the first time.
+   */
+  async markChecked(at: Date): Promise<void> {
+    const path = join(this.durableDir, CHECK_RECORD);
+    try {
+      await utimes(path, at, at);
+    } catch (err) {
+      const errno = (err as NodeJS.ErrnoException).code;
+      if (errno !== "ENOENT") throw new StateStorageError("write", path, errno ?? "EIO", { cause: err });
+      await writeFileAtomic(path, "its mtime: the start of the last online refresh that verified\n");
+      await utimes(path, at, at).catch((e: NodeJS.ErrnoException) => {
+        throw new StateStorageError("write", path, e.code ?? "EIO", { cause: e });
+      });
+    }
+  }
+
   /** Copy every file tuf-js changed in the work directory to the durable one, atomically. */
   promote(): Promise<void> {
     // Serialised: two promotions of the same file must not interleave their renames.
@@ -122,6 +143,9 @@ export class MetadataDirectories {
 
 /** The sha256 of the pin the durable chain grew from (not a ".json" name: never metadata). */
 export const PIN_RECORD = "trusted-root.sha256";
+
+/** Its mtime: when the last successful online refresh started (markChecked; never metadata). */
+export const CHECK_RECORD = "last-check";
 
 /** See MetadataDirectories.open: keep the durable chain when it grew from `pin`, else re-anchor. */
 async function anchorAt(durableDir: string, pin: Uint8Array): Promise<void> {

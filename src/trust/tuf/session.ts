@@ -137,6 +137,11 @@ export class RepositoryClient {
     return this.load(false);
   }
 
+  /** Record a successful online refresh that started at `at` (trust status shows it). */
+  markChecked(at: Date): Promise<void> {
+    return this.options.dirs.markChecked(at);
+  }
+
   /**
    * Load what was verified and persisted before, without the network: for a start while the
    * repository is down. tuf-js's `forceCache` loads local timestamp/snapshot/targets and checks

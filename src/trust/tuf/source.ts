@@ -298,13 +298,21 @@ export class TufSource implements TrustSource {
     return { repo, reuseUntil };
   }
 
-  /** One online refresh; RefreshingCache records its outcome. */
+  /**
+   * One online refresh; RefreshingCache records its outcome. A verified one stamps its start
+   * time in the state directory (the last successful check of `trust status`), as the Notary
+   * source's markUsed does.
+   */
   private async refresh(): Promise<VerifiedRepository> {
+    const started = this.now();
+    let repo: VerifiedRepository;
     try {
-      return await this.client.refresh();
+      repo = await this.client.refresh();
     } catch (err) {
       throw toTrustError(err, this.name, undefined, "refresh");
     }
+    await this.client.markChecked(started);
+    return repo;
   }
 
   /** TrustQuery.rootKeys, if given, must include a key of the trusted root's root role. */
