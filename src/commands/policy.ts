@@ -9,8 +9,10 @@
  * With --config FILE the policies directory, defaultPolicy and the registry's trust source come
  * from config.yaml; a policy whose trust.source differs from the registry's is an error (exit 2).
  */
+
 import { loadConfig } from "../config/load.js";
 import { ConfigError, UsageError } from "../errors.js";
+import { policySources } from "../policy/across-sources.js";
 import { applyPolicy, SHIPPED_DEFAULT_POLICY } from "../policy/applied.js";
 import { explain, renderExplanation } from "../policy/explain.js";
 import { ImageReferenceError, parseImageReference } from "../policy/image-reference.js";
@@ -77,18 +79,32 @@ async function explainCommand(argv: string[]): Promise<number> {
       throw new ConfigError(
         `${config.file}: registries: ${ref.registry} is not configured: the proxy does not serve ${ref.image}`,
       );
-    registrySource = registry.notary
-      ? `notary ${registry.notary.url.href}`
-      : registry.tuf
-        ? `tuf ${registry.tuf.metadataUrl.href}`
+    const configured = [
+      ...(registry.notary ? [`notary ${registry.notary.url.href}`] : []),
+      ...(registry.tuf ? [`tuf ${registry.tuf.metadataUrl.href}`] : []),
+    ];
+    registrySource =
+      configured.length > 0
+        ? configured.join(" and ")
         : "none (no trust source configured for this registry: pulls that need trust are refused)";
     const applied = applyPolicy(loaded.set, ref.image, config.defaultPolicy);
-    const wanted = applied.kind === "policy" ? applied.policy.trust.source : undefined;
-    const has = registry.notary ? "notary" : registry.tuf ? "tuf" : undefined;
-    if (wanted !== undefined && has !== undefined && wanted !== has && applied.kind === "policy")
-      throw new ConfigError(
-        `${applied.policy.file}: policy ${applied.policy.name} demands trust.source ${wanted}, but registry ${ref.registry} is configured with ${has} in ${config.file}`,
-      );
+    const has = configured.map((c) => c.split(" ")[0] as string);
+    if (applied.kind === "policy" && has.length > 0) {
+      const wanted = policySources(applied.policy);
+      const lacking = wanted?.filter((k) => !has.includes(k)) ?? [];
+      if (applied.policy.trust.source !== undefined && lacking.length > 0)
+        throw new ConfigError(
+          `${applied.policy.file}: policy ${applied.policy.name} demands trust.source ${applied.policy.trust.source}, but registry ${ref.registry} is configured with ${has.join(" and ")} in ${config.file}`,
+        );
+      if (lacking.length > 0)
+        throw new ConfigError(
+          `${applied.policy.file}: policy ${applied.policy.name} lists ${lacking.join(", ")} in trust.sources, but registry ${ref.registry} has no ${lacking.join(", ")}: block in ${config.file}`,
+        );
+      if (wanted === undefined && has.length > 1)
+        throw new ConfigError(
+          `${applied.policy.file}: policy ${applied.policy.name} names no trust source, but registry ${ref.registry} has both notary and tuf in ${config.file}: say which count with trust.sources`,
+        );
+    }
   }
   const result = explain(
     loaded.set,

@@ -22,6 +22,8 @@ export interface ResolveResult {
   digest: string | null;
   role: string | null;
   policy: string;
+  /** the trust source that decided, or the sources asked when none verified */
+  source: string | null;
   reason: string;
 }
 
@@ -55,6 +57,7 @@ export async function run(argv: string[]): Promise<number> {
         digest: null,
         role: null,
         policy: "(none)",
+        source: null,
         reason: `registry ${ref.registry} is not configured in ${config.file}: the proxy does not serve it`,
       };
     }
@@ -72,6 +75,8 @@ export async function run(argv: string[]): Promise<number> {
         digest: d.digest ?? null,
         role: d.role ?? null,
         policy: d.policy,
+        // the trust source that decided (with trust.sources: the first that verified), or those asked
+        source: decided.source ?? null,
         reason: d.reason,
       };
     } finally {
@@ -82,7 +87,7 @@ export async function run(argv: string[]): Promise<number> {
   process.stdout.write(
     values.json
       ? `${JSON.stringify(result)}\n`
-      : `${result.decision} ${result.image}${result.digest ? ` ${result.digest}` : ""} (policy ${result.policy}${result.role ? `, ${result.role}` : ""}): ${result.reason}\n`,
+      : `${result.decision} ${result.image}${result.digest ? ` ${result.digest}` : ""} (policy ${result.policy}${result.role ? `, ${result.role}` : ""}${result.source ? `, via ${result.source}` : ""}): ${result.reason}\n`,
   );
   return result.decision === "allow" ? 0 : 1;
 }

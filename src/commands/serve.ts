@@ -159,7 +159,7 @@ export async function run(argv: string[]): Promise<number> {
       policies: policies.current.policies.map((p) => p.name),
       defaultPolicy: config.defaultPolicy,
       trustSources: Object.fromEntries(
-        [...config.registries.keys()].map((r) => [r, runtime.sources.kindOf(r) ?? "none"]),
+        [...config.registries.keys()].map((r) => [r, runtime.sources.kindsOf(r).join("+") || "none"]),
       ),
     },
     "trustgate listening",

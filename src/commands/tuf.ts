@@ -36,6 +36,7 @@ import {
   TufRepository,
   withDelegation,
 } from "../tuf-repo/repository.js";
+import { stageRotation, TOP_LEVEL_ROLES, type TopLevelRole } from "../tuf-repo/rotate.js";
 import { UpstreamError } from "../upstream/errors.js";
 import { parseCommandArgs } from "./args.js";
 
@@ -48,7 +49,13 @@ export const USAGE = `usage: trustgate tuf <subcommand> ...
        | [--upstream URL | --config FILE])   without --digest: read from the registry by tag
   unsign IMAGE:TAG --repo DIR --role ORG --key KEY...
   publish DIR --snapshot-key KEY... --timestamp-key KEY...
-  refresh DIR --key TIMESTAMP_KEY... [--expires DAYS]
+  refresh DIR --key TIMESTAMP_KEY... [--expires DAYS]   re-sign the timestamp (cron, before it expires)
+  rotate ROLE --repo DIR --key NEWKEY... [--threshold N (default: the current one)] [--expires ROOT_DAYS]
+       root: [--old-key OLDKEY...]   the new root is signed by the old root keys (their threshold)
+             and the new ones (the new threshold), as clients require (TUF 5.3.4)
+       targets|snapshot|timestamp: --root-key ROOTKEY...   the new root names the new key;
+             targets is re-signed with it now, snapshot/timestamp at the next publish
+       then: publish DIR (with the new snapshot/timestamp key when those rotated)
   verify DIR [--root ROOT_JSON] [--json]
 common: [--expires DAYS] [--target-path TEMPLATE] [--passphrase-env NAME (default TRUSTGATE_TUF_PASSPHRASE)]
 Private keys are PKCS#8 PEM encrypted with aes-256-cbc under the passphrase in that variable.
@@ -65,6 +72,8 @@ const OPTIONS = {
   "targets-key": { type: "string", multiple: true },
   "snapshot-key": { type: "string", multiple: true },
   "timestamp-key": { type: "string", multiple: true },
+  "old-key": { type: "string", multiple: true },
+  "root-key": { type: "string", multiple: true },
   repo: { type: "string" },
   role: { type: "string" },
   digest: { type: "string" },
@@ -154,6 +163,8 @@ export async function run(argv: string[]): Promise<number> {
         return await publish(args, values);
       case "refresh":
         return await refresh(args, values);
+      case "rotate":
+        return await rotate(args, values);
       case "verify":
         return await verify(args, values);
       default:
@@ -425,6 +436,45 @@ async function refresh(args: string[], values: Values): Promise<number> {
   const days = positiveInt(values.expires, "--expires", DEFAULT_EXPIRY_DAYS.timestamp);
   const version = await repo.refresh(keys, days);
   process.stdout.write(`timestamp ${version} expires ${expiresIn(days)}\n`);
+  return 0;
+}
+
+async function rotate(args: string[], values: Values): Promise<number> {
+  const role = one(args, "ROLE (root, targets, snapshot or timestamp)");
+  if (!(TOP_LEVEL_ROLES as readonly string[]).includes(role))
+    throw new UsageError(
+      `tuf rotate rotates a top-level role (root, targets, snapshot, timestamp), not '${role}': an organisation's key changes with 'tuf delegate'`,
+    );
+  if (!values.repo) throw new UsageError(`--repo DIR is required\n${USAGE}`);
+  const newKeys = await signingKeys(values.key, "--key", values);
+  const threshold =
+    values.threshold === undefined ? undefined : positiveInt(values.threshold, "--threshold", 1);
+  let rootSigners: SigningKey[];
+  if (role === "root") {
+    if (values["root-key"]) throw new UsageError("rotate root takes the current root keys as --old-key");
+    rootSigners = values["old-key"] ? await signingKeys(values["old-key"], "--old-key", values) : [];
+  } else {
+    if (values["old-key"])
+      throw new UsageError(`rotate ${role} takes the root keys that sign the new root as --root-key`);
+    rootSigners = await signingKeys(values["root-key"], "--root-key", values);
+  }
+  const repo = new TufRepository(values.repo);
+  const r = await stageRotation(repo, {
+    role: role as TopLevelRole,
+    newKeys,
+    threshold,
+    rootSigners,
+    rootExpiresDays: positiveInt(values.expires, "--expires", DEFAULT_EXPIRY_DAYS.root),
+    targetsExpiresDays: DEFAULT_EXPIRY_DAYS.targets,
+  });
+  const then =
+    role === "snapshot" || role === "timestamp"
+      ? `run 'trustgate tuf publish' with the new ${role} key (--${role}-key)`
+      : "run 'trustgate tuf publish'";
+  process.stdout.write(
+    `staged root version ${r.toVersion} (from ${r.fromVersion}): ${role} keys ${r.added.map((id) => id.slice(0, 12)).join(", ") || "unchanged"}` +
+      `${r.removed.length ? ` replace ${r.removed.map((id) => id.slice(0, 12)).join(", ")}` : ""}, threshold ${r.threshold}; ${then}\n`,
+  );
   return 0;
 }
 

@@ -232,8 +232,7 @@ async function readRegistry(r: Reader, name: string, value: unknown): Promise<Re
   }
   const credentials = readCredentials(r, o, key);
   if (credentials) reg.credentials = credentials;
-  if (o.notary !== undefined && o.tuf !== undefined)
-    r.fail(key, "notary and tuf are mutually exclusive: a registry has one trust source");
+  // notary and tuf together: a cut-over, where each policy's trust.sources says which count (issue 14)
   if (o.notary !== undefined) {
     const nk = `${key}.notary`;
     const n = r.object(o.notary, nk, ["url", "caFile", "username", "passwordEnv", "tokenRealms"]);

@@ -186,7 +186,11 @@ export function decideDigestPull(
 }
 
 /** Not signed enough: an exception allows it, audit allows and reports, enforce refuses. */
-function unsigned(policy: Policy, exception: PolicyException | undefined, why: string): PolicyDecision {
+export function unsigned(
+  policy: Policy,
+  exception: PolicyException | undefined,
+  why: string,
+): PolicyDecision {
   if (exception) {
     return {
       decision: "allow",

@@ -2,6 +2,7 @@
  * `policy explain`: what trustgate would demand of one image, as data (for --json and tests) and as
  * text. Pure: the caller supplies the loaded set and the default.
  */
+import { formatInstant, policySources } from "./across-sources.js";
 import { type AppliedPolicy, applyPolicy, type DefaultPolicySetting } from "./applied.js";
 import { findException } from "./decision.js";
 import type { ImageReference } from "./image-reference.js";
@@ -61,10 +62,17 @@ export function explain(
     };
   }
   const { policy } = applied;
-  const source =
-    policy.trust.source ??
-    (registrySource ? `${registrySource} (the registry's)` : "the registry's configured source");
-  const kind = policy.trust.source ?? registrySource?.split(" ")[0];
+  const listed = policySources(policy);
+  const until = policy.trust.notaryUntil;
+  // trust.sources: asked in this order, the first whose signatures satisfy the policy decides
+  const source = listed
+    ? listed
+        .map((k) => (k === "notary" && until ? `notary (until ${formatInstant(until)})` : k))
+        .join(", then ") + (listed.length > 1 ? " (the first that verifies decides)" : "")
+    : registrySource
+      ? `${registrySource} (the registry's)`
+      : "the registry's configured source";
+  const kind = listed ? (listed.length === 1 ? listed[0] : undefined) : registrySource?.split(" ")[0];
   const exception = findException(policy, ref.image, ref.tag);
   const rolesText = policy.trust.requireAll
     ? `signed by every one of ${policy.trust.roles.join(", ")}, with the same digest`

@@ -18,11 +18,12 @@ import {
   type PolicyException,
   type PolicyMode,
   type PolicyProblem,
+  TRUST_SOURCE_KINDS,
   type TrustSourceKind,
 } from "./types.js";
 
 const TOP_KEYS = ["name", "match", "mode", "trust", "digestPulls", "exceptions"] as const;
-const TRUST_KEYS = ["rootKeys", "roles", "requireAll", "source"] as const;
+const TRUST_KEYS = ["rootKeys", "roles", "requireAll", "source", "sources", "notaryUntil"] as const;
 const EXCEPTION_KEYS = ["repository", "tag", "reason"] as const;
 const KEY_ID = /^[0-9a-f]{64}$/;
 const POLICY_NAME = /^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$/;
@@ -160,6 +161,8 @@ export function parsePolicyFile(file: string, text: string): ParsedPolicyFile {
   let roles: string[] = [...DEFAULT_ROLES];
   let requireAll = false;
   let source: TrustSourceKind | undefined;
+  let sources: TrustSourceKind[] | undefined;
+  let notaryUntil: Date | undefined;
   const trustEntry = top.get("trust");
   if (trustEntry) {
     if (!isMap(trustEntry.node)) {
@@ -168,6 +171,7 @@ export function parsePolicyFile(file: string, text: string): ParsedPolicyFile {
       const trust = entries(trustEntry.node, TRUST_KEYS, "trust.");
       const sourceEntry = trust.get("source");
       if (sourceEntry) source = oneOf(sourceEntry.node, sourceEntry.line, "trust.source", ["notary", "tuf"]);
+      ({ sources, notaryUntil } = cutOver(trust, source));
       const keysEntry = trust.get("rootKeys");
       if (keysEntry) {
         rootKeys = [];
@@ -282,11 +286,58 @@ export function parsePolicyFile(file: string, text: string): ParsedPolicyFile {
       roles: Object.freeze(roles),
       requireAll,
       source,
+      ...(sources ? { sources: Object.freeze(sources) } : {}),
+      ...(notaryUntil ? { notaryUntil } : {}),
     }),
     digestPulls,
     exceptions: Object.freeze(exceptions),
   });
   return { policy, problems };
+
+  /**
+   * `trust.sources: [tuf, notary]` and `trust.notaryUntil: DATE`: the sources that count during a
+   * cut-over from Notary to TUF, in the order they are asked, and until when Notary counts.
+   */
+  function cutOver(
+    trust: Map<string, { node: Node | null; line: number }>,
+    single: TrustSourceKind | undefined,
+  ): { sources: TrustSourceKind[] | undefined; notaryUntil: Date | undefined } {
+    let listed: TrustSourceKind[] | undefined = single ? [single] : undefined;
+    const sourcesEntry = trust.get("sources");
+    if (sourcesEntry) {
+      if (trust.has("source"))
+        problem(
+          sourcesEntry.line,
+          "trust.source and trust.sources cannot both be set: list them in trust.sources",
+        );
+      listed = [];
+      for (const { value, line } of strList(sourcesEntry.node, sourcesEntry.line, "trust.sources")) {
+        if (!(TRUST_SOURCE_KINDS as readonly string[]).includes(value))
+          problem(line, `trust.sources: unknown source "${value}" (known: ${TRUST_SOURCE_KINDS.join(", ")})`);
+        else if (listed.includes(value as TrustSourceKind))
+          problem(line, `trust.sources: "${value}" is listed twice`);
+        else listed.push(value as TrustSourceKind);
+      }
+    }
+    let until: Date | undefined;
+    const untilEntry = trust.get("notaryUntil");
+    if (untilEntry) {
+      const node = untilEntry.node;
+      const text = isScalar(node) ? String(node.value) : "";
+      until = parseInstant(text);
+      if (until === undefined)
+        problem(
+          node ? at(node) : untilEntry.line,
+          `trust.notaryUntil must be a date (2026-12-08: Notary counts until that day begins, UTC) or an RFC 3339 time (2026-12-08T12:00:00Z), not ${JSON.stringify(isScalar(node) ? node.value : "this")}`,
+        );
+      else if (!listed?.includes("notary"))
+        problem(
+          untilEntry.line,
+          "trust.notaryUntil says until when Notary counts, but notary is not in trust.sources",
+        );
+    }
+    return { sources: listed, notaryUntil: until };
+  }
 
   function patternAt(value: string, line: number, what: string): ImagePattern | undefined {
     try {
@@ -297,4 +348,17 @@ export function parsePolicyFile(file: string, text: string): ParsedPolicyFile {
       return undefined;
     }
   }
+}
+
+/** `YYYY-MM-DD` (that day's start, UTC) or an RFC 3339 date-time with Z or an offset. */
+function parseInstant(text: string): Date | undefined {
+  const day = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text);
+  if (day) {
+    const date = new Date(`${text}T00:00:00Z`);
+    // 2026-02-30 parses to March: refuse what does not round-trip
+    return Number.isNaN(date.getTime()) || date.toISOString().slice(0, 10) !== text ? undefined : date;
+  }
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(text)) return undefined;
+  const date = new Date(text);
+  return Number.isNaN(date.getTime()) ? undefined : date;
 }

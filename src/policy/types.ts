@@ -15,6 +15,7 @@ export type DigestPulls = "signed" | "any";
 export const DIGEST_PULLS: readonly DigestPulls[] = ["signed", "any"];
 
 export type TrustSourceKind = "notary" | "tuf";
+export const TRUST_SOURCE_KINDS: readonly TrustSourceKind[] = ["notary", "tuf"];
 
 /** Docker's order: a signature in targets/releases counts first, then one in targets (docker/cli trust.go). */
 export const DEFAULT_ROLES: readonly string[] = Object.freeze(["targets/releases", "targets"]);
@@ -28,6 +29,13 @@ export interface TrustRequirement {
   readonly requireAll: boolean;
   /** which trust source to ask; undefined = the one configured for the image's registry */
   readonly source: TrustSourceKind | undefined;
+  /**
+   * `trust.sources` (or `[source]`): the sources that count, asked in this order, the first whose
+   * signatures satisfy the policy decides (src/policy/across-sources.ts); absent = `source`'s rule
+   */
+  readonly sources?: readonly TrustSourceKind[] | undefined;
+  /** `trust.notaryUntil`: from this instant on, Notary's signatures no longer count (cut-over) */
+  readonly notaryUntil?: Date | undefined;
 }
 
 export interface PolicyException {

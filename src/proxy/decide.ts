@@ -5,13 +5,21 @@
  * prints it. Trust says what is signed, policy says whether that is enough (src/policy); this
  * module only joins them to the configuration.
  */
+
+import {
+  decideDigestAcross,
+  decideTagAcross,
+  digestVerifies,
+  retiredReason,
+  type SourceAnswer,
+  tagVerifies,
+} from "../policy/across-sources.js";
 import {
   type AppliedPolicy,
   applyPolicy,
   type DefaultPolicySetting,
   type DigestSignatures,
   decideDigestPull,
-  decideTag,
   judgeSignatures,
   needsTrust,
   type Policy,
@@ -20,7 +28,7 @@ import {
   trustQueryFor,
 } from "../policy/index.js";
 import { TrustError } from "../trust/errors.js";
-import type { TrustSources } from "../trust/sources.js";
+import type { SourceCandidate, TrustSources } from "../trust/sources.js";
 import type { SignedTarget, TagSignatures, TrustQuery, TrustSource } from "../trust/types.js";
 import type { IndexChildren } from "./index-children.js";
 
@@ -29,6 +37,8 @@ export interface DecisionDeps {
   policies: { readonly current: PolicySet };
   defaultPolicy: DefaultPolicySetting;
   sources: TrustSources;
+  /** the clock `trust.notaryUntil` is read by (tests pin it) */
+  now?: () => Date;
 }
 
 /** A decision plus what the audit line needs beyond the policy engine's answer. */
@@ -80,43 +90,75 @@ export class TrustDecider {
     return applyPolicy(policies, image, this.deps.defaultPolicy);
   }
 
+  /**
+   * Each source the policy counts, in its order, until one's signatures satisfy the policy
+   * (`trust.sources`: first that verifies wins; a Notary past `trust.notaryUntil` is not asked).
+   */
   async decideTag(registry: string, repository: string, tag: string): Promise<TagDecided> {
     const image = `${registry}/${repository}`;
     const policies = this.deps.policies.current;
     const applied = this.applied(image, policies);
-    let trust: TagSignatures | TrustError | undefined;
-    let source: string | undefined;
+    const ref = { image, tag };
+    const answers: SourceAnswer<TagSignatures>[] = [];
     if (needsTrust(applied) && applied.kind === "policy") {
-      try {
-        const s = this.deps.sources.sourceFor(applied.policy, registry, repository);
-        source = s.kind;
-        const answer = await s.resolveTag(trustQueryFor(applied.policy, registry, repository), tag);
-        const mapped = asPolicyRoles(s, applied.policy, answer.signatures);
-        trust =
+      const now = this.now();
+      for (const candidate of this.deps.sources.sourcesFor(applied.policy, registry, repository)) {
+        const answer = await this.askTag(candidate, applied.policy, registry, repository, tag, now);
+        answers.push(answer);
+        if (typeof answer.trust !== "string" && tagVerifies(applied, ref, answer.trust)) break;
+      }
+    }
+    const { decision, decidedBy } = decideTagAcross(applied, ref, answers);
+    const decider = decidedBy === undefined ? undefined : answers[decidedBy];
+    const live = this.deps.policies;
+    const reuse = applied.kind === "policy" ? reuseUntil(applied.policy, answers) : undefined;
+    const failure = answers.find((a) => a.trust instanceof TrustError)?.trust as TrustError | undefined;
+    return {
+      decision,
+      image,
+      source: decider ? describe(decider) : answers.length > 0 ? answers.map(describe).join(", ") : undefined,
+      ...(!decider && failure ? { trustFailure: failure.code } : {}),
+      ...(reuse !== undefined
+        ? { reuse: { until: reuse, stillValid: () => live.current === policies } }
+        : {}),
+    };
+  }
+
+  private now(): Date {
+    return this.deps.now?.() ?? new Date();
+  }
+
+  private async askTag(
+    candidate: SourceCandidate,
+    policy: Policy,
+    registry: string,
+    repository: string,
+    tag: string,
+    now: Date,
+  ): Promise<SourceAnswer<TagSignatures>> {
+    if ("error" in candidate) return { kind: candidate.kind, trust: candidate.error };
+    const retired = retiredReason(policy, candidate.kind, now);
+    if (retired) return { kind: candidate.kind, trust: retired };
+    const s = candidate.source;
+    try {
+      const answer = await s.resolveTag(trustQueryFor(policy, registry, repository), tag);
+      const mapped = asPolicyRoles(s, policy, answer.signatures);
+      return {
+        kind: s.kind,
+        trust:
           mapped.delegations.length === 0
             ? answer
             : {
                 ...answer,
                 signatures: [...mapped.signatures],
                 source: `${answer.source} (signed by delegation ${mapped.delegations.join(", ")})`,
-              };
-        source = trust.source;
-      } catch (err) {
-        // Fail closed: any TrustError is handed to the policy, which refuses (or, in audit, logs).
-        if (!(err instanceof TrustError)) throw err;
-        trust = err;
-      }
+              },
+      };
+    } catch (err) {
+      // Fail closed: any TrustError is handed to the policy, which refuses (or, in audit, logs).
+      if (!(err instanceof TrustError)) throw err;
+      return { kind: s.kind, trust: err };
     }
-    const live = this.deps.policies;
-    return {
-      decision: decideTag(applied, { image, tag }, trust),
-      image,
-      source,
-      ...(trust instanceof TrustError ? { trustFailure: trust.code } : {}),
-      ...(trust && !(trust instanceof TrustError) && trust.reuseUntil !== undefined
-        ? { reuse: { until: trust.reuseUntil, stillValid: () => live.current === policies } }
-        : {}),
-    };
   }
 
   /**
@@ -124,9 +166,36 @@ export class TrustDecider {
    * rule as a pull of each tag (judgeSignatures), or why trust failed.
    */
   async acceptedTags(registry: string, repository: string, policy: Policy): Promise<string[] | TrustError> {
+    const accepted = new Set<string>();
+    let failure: TrustError | undefined;
+    let answered = false;
+    const now = this.now();
+    for (const candidate of this.deps.sources.sourcesFor(policy, registry, repository)) {
+      if ("error" in candidate) {
+        failure ??= candidate.error;
+        continue;
+      }
+      if (retiredReason(policy, candidate.kind, now)) continue;
+      const tags = await this.acceptedTagsOf(candidate.source, registry, repository, policy);
+      if (tags instanceof TrustError) failure ??= tags;
+      else {
+        answered = true;
+        for (const t of tags) accepted.add(t);
+      }
+    }
+    // a tag counts when any source the policy counts accepts it; no source answered: why
+    if (!answered && failure) return failure;
+    return [...accepted].sort();
+  }
+
+  private async acceptedTagsOf(
+    source: TrustSource,
+    registry: string,
+    repository: string,
+    policy: Policy,
+  ): Promise<string[] | TrustError> {
     const image = `${registry}/${repository}`;
     try {
-      const source = this.deps.sources.sourceFor(policy, registry, repository);
       const query = trustQueryFor(policy, registry, repository);
       const listed = asPolicyRoles(source, policy, await source.listSigned(query)).signatures;
       // listSigned gives each tag's first signature in roles order, which is all the default
@@ -177,25 +246,48 @@ export class TrustDecider {
       };
     }
     const policy = applied.policy;
-    let source: TrustSource | undefined;
-    let trust: DigestSignatures | TrustError;
-    try {
-      source = this.deps.sources.sourceFor(policy, registry, repository);
-      trust = await this.digestSignatures(source, policy, registry, repository, digest, reachable);
-    } catch (err) {
-      // Fail closed: any TrustError (also one met while checking an index root, REVIEW T14) is
-      // the policy's to judge: a refusal, or in audit mode an allow that says wouldDeny.
-      if (!(err instanceof TrustError)) throw err;
-      trust = err;
+    const answers: SourceAnswer<DigestSignatures>[] = [];
+    const now = this.now();
+    for (const candidate of this.deps.sources.sourcesFor(policy, registry, repository)) {
+      let answer: SourceAnswer<DigestSignatures>;
+      if ("error" in candidate) answer = { kind: candidate.kind, trust: candidate.error };
+      else {
+        const retired = retiredReason(policy, candidate.kind, now);
+        if (retired) answer = { kind: candidate.kind, trust: retired };
+        else {
+          try {
+            answer = {
+              kind: candidate.kind,
+              trust: await this.digestSignatures(
+                candidate.source,
+                policy,
+                registry,
+                repository,
+                digest,
+                reachable,
+              ),
+            };
+          } catch (err) {
+            // Fail closed: any TrustError (also one met while checking an index root, REVIEW T14) is
+            // the policy's to judge: a refusal, or in audit mode an allow that says wouldDeny.
+            if (!(err instanceof TrustError)) throw err;
+            answer = { kind: candidate.kind, trust: err };
+          }
+        }
+      }
+      answers.push(answer);
+      if (typeof answer.trust !== "string" && digestVerifies(applied, ref, answer.trust)) break;
     }
-    const decision = decideDigestPull(applied, ref, trust);
+    const { decision, decidedBy } = decideDigestAcross(applied, ref, answers);
+    const decider = decidedBy === undefined ? undefined : answers[decidedBy];
+    const failure = answers.find((a) => a.trust instanceof TrustError)?.trust as TrustError | undefined;
     const signedVia =
       decision.index !== undefined ? "index" : decision.digest !== undefined ? "target" : undefined;
     return {
       decision,
       image,
-      source: source?.kind,
-      ...(trust instanceof TrustError ? { trustFailure: trust.code } : {}),
+      source: decider ? decider.kind : answers.length > 0 ? answers.map((a) => a.kind).join(", ") : undefined,
+      ...(!decider && failure ? { trustFailure: failure.code } : {}),
       signedVia,
       size: signedVia ? decision.size : undefined,
       root: signedVia === "index" ? decision.index : signedVia === "target" ? digest : undefined,
@@ -238,6 +330,31 @@ export class TrustDecider {
   ): Promise<readonly SignedTarget[]> {
     return asPolicyRoles(source, policy, await source.signedByDigest(query, digest)).signatures;
   }
+}
+
+/** The source text for the audit line: where the answer came from, or the kind and why not. */
+function describe(answer: SourceAnswer<TagSignatures>): string {
+  const t = answer.trust;
+  if (typeof t === "string") return `${answer.kind} (no longer counts)`;
+  if (t instanceof TrustError) return answer.kind;
+  return t.source;
+}
+
+/**
+ * Until when the decision from these answers may be reused: the earliest `reuseUntil` of the
+ * sources asked, never past `trust.notaryUntil` while Notary was asked (a Notary-decided pull
+ * must stop at the cut-over date). No reuse when any source failed (the next request retries).
+ */
+function reuseUntil(policy: Policy, answers: readonly SourceAnswer<TagSignatures>[]): number | undefined {
+  let until: number | undefined;
+  for (const a of answers) {
+    if (typeof a.trust === "string") continue;
+    if (a.trust instanceof TrustError || a.trust.reuseUntil === undefined) return undefined;
+    until = Math.min(until ?? Number.POSITIVE_INFINITY, a.trust.reuseUntil);
+    if (a.kind === "notary" && policy.trust.notaryUntil)
+      until = Math.min(until, policy.trust.notaryUntil.getTime());
+  }
+  return until;
 }
 
 /**

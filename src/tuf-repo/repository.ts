@@ -174,10 +174,24 @@ export class TufRepository {
     await writeFileAtomic(join(this.stagedDir, "root.json"), bytesOf(root));
   }
 
+  /** Take a staged root back (a rotation whose second step failed). */
+  async unstageRoot(): Promise<void> {
+    await rm(join(this.stagedDir, "root.json"), { force: true });
+  }
+
+  /** Whether a root version (a rotation, `trustgate tuf rotate`) waits in staged/ for publish. */
+  async stagedRoot(): Promise<Metadata<Root> | undefined> {
+    const json = await this.readJson(join(this.stagedDir, "root.json"));
+    return json ? Metadata.fromJSON(MetadataKind.Root, json as never) : undefined;
+  }
+
   /**
    * Publish (section 4): staged root first, then staged targets roles as N.<role>.json, a new
    * snapshot, the timestamp last. New versioned files are invisible to clients until the
    * timestamp names the snapshot that names them, so a crash part-way leaves the old state served.
+   * Everything is built and checked against the root being published before the first write: a
+   * rotated root whose keys the given snapshot/timestamp keys (or the targets role) do not match
+   * is never published, so clients are never left with a root nothing current verifies under.
    */
   async publish(
     snapshotKeys: SigningKey[],
@@ -185,21 +199,17 @@ export class TufRepository {
     expiry: { snapshotDays: number; timestampDays: number },
   ): Promise<{ snapshotVersion: number; roles: string[] }> {
     await mkdir(this.metadataDir, { recursive: true });
-    const stagedRoot = await this.readJson(join(this.stagedDir, "root.json"));
-    if (stagedRoot) {
-      const root = Metadata.fromJSON(MetadataKind.Root, stagedRoot as never);
-      await this.writeRoot(root);
-    }
-    const root = await this.root(false);
+    const stagedRoot = await this.stagedRoot();
+    const root = stagedRoot ?? (await this.root(false));
     const previous = await this.publishedSnapshot();
     const meta: Record<string, MetaFile> = {};
     const carried = previous?.signed.meta ?? {};
     const staged = (await readdir(this.stagedDir).catch(() => [] as string[]))
       .filter((n) => n.endsWith(".json") && n !== "root.json")
       .map((n) => n.slice(0, -".json".length));
-    const published: string[] = [];
     // a revoked organisation no longer appears in targets' delegations: its file is dropped
     const targets = await this.targetsRole("targets");
+    if (targets) verifyTopLevel(root, "targets", targets);
     const live = new Set(["targets", ...Object.keys(targets?.signed.delegations?.roles ?? {})]);
     for (const [name, file] of Object.entries(carried)) {
       if (live.has(name.replace(/\.json$/, ""))) meta[name] = file;
@@ -212,18 +222,18 @@ export class TufRepository {
         );
       }
     }
+    const roleFiles: Array<{ name: string; bytes: Buffer }> = [];
     for (const role of staged) {
       const metadata = await this.targetsRole(role);
       if (!metadata || !live.has(role)) continue;
       const bytes = bytesOf(metadata);
       const version = metadata.signed.version;
-      await writeFileAtomic(join(this.metadataDir, `${version}.${role}.json`), bytes);
+      roleFiles.push({ name: `${version}.${role}.json`, bytes });
       meta[`${role}.json`] = new MetaFile({
         version,
         length: bytes.length,
         hashes: { sha256: sha256(bytes) },
       });
-      published.push(role);
     }
     const snapshotVersion = (previous?.signed.version ?? 0) + 1;
     const snapshot = new Metadata(
@@ -237,8 +247,7 @@ export class TufRepository {
     for (const key of snapshotKeys) snapshot.sign(key.signer, true);
     verifyTopLevel(root, "snapshot", snapshot);
     const snapshotBytes = bytesOf(snapshot);
-    await writeFileAtomic(join(this.metadataDir, `${snapshotVersion}.snapshot.json`), snapshotBytes);
-    await this.writeTimestamp(
+    const timestamp = await this.nextTimestamp(
       root,
       new MetaFile({
         version: snapshotVersion,
@@ -248,8 +257,13 @@ export class TufRepository {
       timestampKeys,
       expiry.timestampDays,
     );
+    // all checked: now write, root first, timestamp last
+    if (stagedRoot) await this.writeRoot(stagedRoot);
+    for (const file of roleFiles) await writeFileAtomic(join(this.metadataDir, file.name), file.bytes);
+    await writeFileAtomic(join(this.metadataDir, `${snapshotVersion}.snapshot.json`), snapshotBytes);
+    await this.writeTimestamp(timestamp);
     await rm(this.stagedDir, { recursive: true, force: true });
-    return { snapshotVersion, roles: published };
+    return { snapshotVersion, roles: roleFiles.map((f) => f.name.replace(/^\d+\.|\.json$/g, "")) };
   }
 
   /** Refresh: the same snapshot under a new timestamp version with a later expiry. */
@@ -257,15 +271,23 @@ export class TufRepository {
     const json = await this.readJson(join(this.metadataDir, "timestamp.json"));
     if (!json) throw new RepositoryError(`${this.dir} has no metadata/timestamp.json: publish first`);
     const current = Metadata.fromJSON(MetadataKind.Timestamp, json as never);
-    return this.writeTimestamp(await this.root(false), current.signed.snapshotMeta, timestampKeys, days);
+    const timestamp = await this.nextTimestamp(
+      await this.root(false),
+      current.signed.snapshotMeta,
+      timestampKeys,
+      days,
+    );
+    await this.writeTimestamp(timestamp);
+    return timestamp.signed.version;
   }
 
-  private async writeTimestamp(
+  /** The next timestamp version, signed and checked against `root`; nothing written. */
+  private async nextTimestamp(
     root: Metadata<Root>,
     snapshotMeta: MetaFile,
     keys: SigningKey[],
     days: number,
-  ): Promise<number> {
+  ): Promise<Metadata<Timestamp>> {
     const json = await this.readJson(join(this.metadataDir, "timestamp.json"));
     const version = json ? Metadata.fromJSON(MetadataKind.Timestamp, json as never).signed.version + 1 : 1;
     const timestamp = new Metadata(
@@ -273,9 +295,12 @@ export class TufRepository {
     );
     for (const key of keys) timestamp.sign(key.signer, true);
     verifyTopLevel(root, "timestamp", timestamp);
+    return timestamp;
+  }
+
+  private async writeTimestamp(timestamp: Metadata<Timestamp>): Promise<void> {
     await writeFileAtomic(join(this.metadataDir, "timestamp.json"), bytesOf(timestamp));
     await fsyncDir(this.metadataDir);
-    return version;
   }
 
   /** N.root.json, and root.json as a copy of the newest for bootstrap (section 4). */
@@ -287,7 +312,11 @@ export class TufRepository {
   }
 }
 
-function verifyTopLevel(root: Metadata<Root>, role: string, metadata: Metadata<Snapshot | Timestamp>): void {
+function verifyTopLevel(
+  root: Metadata<Root>,
+  role: string,
+  metadata: Metadata<Targets | Snapshot | Timestamp>,
+): void {
   try {
     root.verifyDelegate(role, metadata);
   } catch (err) {

@@ -118,7 +118,7 @@ function configFromOptions(opts: TrustgateOptions, dir: string): string {
 }
 
 /** Debian's libfaketime (package faketime), wherever the architecture puts it. */
-function libfaketime(): string {
+export function libfaketime(): string {
   for (const entry of readdirSync("/usr/lib", { withFileTypes: true })) {
     const candidate = join("/usr/lib", entry.name, "faketime", "libfaketime.so.1");
     if (entry.isDirectory() && existsSync(candidate)) return candidate;

@@ -337,6 +337,7 @@ describe("trust enforcement with notary-server, docker-registry and the notary C
       digest: signed.digest,
       role: "targets",
       policy: "acme",
+      source: expect.stringMatching(/^notary https:/),
       reason: expect.stringContaining("is signed in targets"),
     });
     const deny = await runCommand(process.execPath, [

@@ -110,6 +110,15 @@ registries:
     expect(c.registries.get("r.io")?.tuf?.metadataUrl.href).toBe("file:///srv/tuf/metadata");
   });
 
+  it("takes notary and tuf together for one registry (a cut-over; policies choose with trust.sources)", async () => {
+    const c = await parseConfig(
+      "registries:\n  r.io:\n    upstream: https://x\n    notary: { url: 'https://n' }\n    tuf: { metadataUrl: 'https://t', trustedRoot: root.json }\n",
+      join(dir, "config.yaml"),
+    );
+    expect(c.registries.get("r.io")?.notary?.url.href).toBe("https://n/");
+    expect(c.registries.get("r.io")?.tuf?.metadataUrl.href).toBe("https://t/");
+  });
+
   it("never shows the password in JSON or inspection", async () => {
     const c = await parseConfig(
       "registries:\n  r.io:\n    upstream: https://r.io\n    username: u\n    passwordEnv: P\n",
@@ -188,10 +197,6 @@ registries:
     [
       "registries:\n  r.io:\n    upstream: https://x\n    username: u\n    passwordEnv: NOT_SET_ANYWHERE",
       "registries.r.io.passwordEnv: environment variable NOT_SET_ANYWHERE is not set",
-    ],
-    [
-      "registries:\n  r.io:\n    upstream: https://x\n    notary: { url: 'https://n' }\n    tuf: { metadataUrl: 'https://t', trustedRoot: root.json }",
-      "registries.r.io: notary and tuf are mutually exclusive",
     ],
     [
       "registries:\n  r.io:\n    upstream: https://x\n    notary: { url: 'https://n', key: 1 }",
