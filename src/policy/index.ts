@@ -1,4 +1,6 @@
 /** Public surface of the policy engine: what the proxy, config and CLI call. */
+
+export { policySources } from "./across-sources.js";
 export {
   type AppliedPolicy,
   applyPolicy,

@@ -11,8 +11,7 @@
 import type { Config, RegistryConfig, TufConfig } from "../config/types.js";
 import { ConfigError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { policySources } from "../policy/across-sources.js";
-import type { Policy, PolicySet } from "../policy/index.js";
+import { type Policy, type PolicySet, policySources } from "../policy/index.js";
 import { TrustError } from "./errors.js";
 import { NotarySource } from "./notary/source.js";
 import type { TrustObserver } from "./observer.js";
