@@ -22,7 +22,6 @@
  * COSE envelopes (`application/cose`) are not supported and fail integrity with a clear reason.
  */
 import type { X509Certificate } from "node:crypto";
-import type { SignatureVerdict } from "../types.js";
 import { certificateSubjectDn, isSubsetDn } from "./dn.js";
 import {
   type EnvelopeContent,
@@ -42,6 +41,23 @@ import { CertificateFormatError, certificateFacts, chainValidityProblem, subject
 
 export const MEDIA_TYPE_COSE = "application/cose";
 
+/**
+ * What the Notation rule says about one artifact.
+ * - `verified`: a signature passed every validation.
+ * - `logged`: a signature was accepted, but a validation the level (or `override: log`) only logs
+ *   failed; `reason` says which, for the audit line.
+ * - `refused`: no signature satisfies the trust policy; `reason` says why for each one.
+ * - `skipped`: the applicable trust policy has level `skip` (Notation: "skip signature verification").
+ */
+export interface NotationVerdict {
+  outcome: "verified" | "refused" | "logged" | "skipped";
+  rule: "notation";
+  /** names the trust policy, the signature (envelope blob digest) and the failed validation */
+  reason: string;
+  /** the signing certificate's subject DN, when a signature was accepted */
+  identity?: string;
+}
+
 export interface NotationEnvelope {
   /** the signature manifest's layer media type: application/jose+json or application/cose */
   mediaType: string;
@@ -52,8 +68,12 @@ export interface NotationVerifyInput {
   material: NotationMaterial;
   /** `registry/repository` as the trust policy's registryScopes name it, e.g. docker.io/library/alpine */
   reference: string;
-  /** the artifact served: the signed targetArtifact must be exactly this */
-  subject: { digest: string; mediaType: string; size: number };
+  /**
+   * The artifact served: the signed targetArtifact must name this digest, and this media type and
+   * size when given (notation-go compares all three; the digest alone already fixes the bytes and
+   * so the size, the media type is the one label it does not fix).
+   */
+  subject: { digest: string; mediaType?: string; size?: number };
   envelopes: NotationEnvelope[];
   now: Date;
 }
@@ -136,7 +156,7 @@ function targetArtifactProblem(payload: Buffer, subject: NotationVerifyInput["su
   // oras content.Equal, as notation-go Verify compares: digest, size and media type.
   if (target.digest !== subject.digest)
     return `the signature is for ${String(target.digest)}, not ${subject.digest}`;
-  if (target.mediaType !== subject.mediaType)
+  if (subject.mediaType !== undefined && target.mediaType !== subject.mediaType)
     return `the signature is for media type ${String(target.mediaType)}, not ${subject.mediaType}`;
   if (target.size !== subject.size)
     return `the signature is for size ${String(target.size)}, not ${subject.size}`;
@@ -217,7 +237,7 @@ function verifyEnvelope(
 }
 
 /** Verifies the Notation signatures of one artifact against `material`; never throws for bad input. */
-export async function verifyNotation(input: NotationVerifyInput): Promise<SignatureVerdict> {
+export async function verifyNotation(input: NotationVerifyInput): Promise<NotationVerdict> {
   const policy = selectTrustPolicy(input.material, input.reference);
   if (!policy)
     return {
@@ -239,7 +259,7 @@ export async function verifyNotation(input: NotationVerifyInput): Promise<Signat
     };
 
   const failures: string[] = [];
-  let loggedVerdict: SignatureVerdict | undefined;
+  let loggedVerdict: NotationVerdict | undefined;
   for (const envelope of input.envelopes) {
     const name = `signature ${envelopeDigest(envelope.bytes)}`;
     const result = verifyEnvelope(input, policy, envelope);
