@@ -158,7 +158,9 @@ function targetArtifactProblem(payload: Buffer, subject: NotationVerifyInput["su
     return `the signature is for ${String(target.digest)}, not ${subject.digest}`;
   if (subject.mediaType !== undefined && target.mediaType !== subject.mediaType)
     return `the signature is for media type ${String(target.mediaType)}, not ${subject.mediaType}`;
-  if (target.size !== subject.size)
+  if (typeof target.mediaType !== "string" || typeof target.size !== "number")
+    return "the signed targetArtifact lacks a media type or size";
+  if (subject.size !== undefined && target.size !== subject.size)
     return `the signature is for size ${String(target.size)}, not ${subject.size}`;
   return undefined;
 }
