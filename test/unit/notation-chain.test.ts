@@ -5,10 +5,11 @@
  * signature specification ("Certificate Requirements"), ES256 and revocation pointers are covered.
  */
 import { execFileSync } from "node:child_process";
-import { createPrivateKey, sign, X509Certificate } from "node:crypto";
+import { constants, createPrivateKey, sign, X509Certificate } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { encode, Tag } from "cbor2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadNotationMaterial, type NotationMaterial } from "../../src/signatures/notation/material.js";
 import { verifyNotation } from "../../src/signatures/notation/verify.js";
@@ -33,6 +34,9 @@ extendedKeyUsage=codeSigning
 keyUsage=critical,digitalSignature
 extendedKeyUsage=codeSigning
 crlDistributionPoints=URI:http://127.0.0.1:1/ca.crl
+[v3_leaf_rsa]
+keyUsage=critical,digitalSignature
+extendedKeyUsage=codeSigning
 [v3_leaf_tls]
 keyUsage=critical,digitalSignature
 extendedKeyUsage=serverAuth
@@ -66,9 +70,13 @@ beforeAll(async () => {
     "/C=US/ST=WA/O=Test Root",
   ]);
   root = await readFile(join(dir, "root.crt"));
-  for (const kind of ["v3_leaf", "v3_leaf_crl", "v3_leaf_tls"]) {
+  for (const kind of ["v3_leaf", "v3_leaf_crl", "v3_leaf_tls", "v3_leaf_rsa"]) {
+    const keyArgs = kind === "v3_leaf_rsa" ? ["-newkey", "rsa:2048", "-nodes"] : ec;
     openssl([
-      ...req,
+      "req",
+      "-config",
+      "ext.cnf",
+      ...keyArgs,
       "-keyout",
       `${kind}.key`,
       "-out",
@@ -144,6 +152,43 @@ function jws(
   );
 }
 
+/** A COSE_Sign1_Tagged envelope as notation writes it (ES256 or PS256 by key), with header overrides. */
+function cose(
+  leaf: { key: Buffer; cert: Buffer },
+  opts: { header?: Map<unknown, unknown>; alg?: number; payload?: Buffer } = {},
+): Buffer {
+  const key = createPrivateKey(leaf.key);
+  const rsa = key.asymmetricKeyType === "rsa";
+  const header = new Map<unknown, unknown>([
+    [1, opts.alg ?? (rsa ? -37 : -7)],
+    [2, ["io.cncf.notary.signingScheme"]],
+    [3, "application/vnd.cncf.notary.payload.v1+json"],
+    ["io.cncf.notary.signingScheme", "notary.x509"],
+    ["io.cncf.notary.signingTime", new Tag(1, Math.floor(Date.now() / 1000) + 2)],
+  ]);
+  for (const [k, v] of opts.header ?? []) header.set(k, v);
+  const protectedBytes = encode(header);
+  const payload = new Uint8Array(Buffer.from(JSON.stringify({ targetArtifact: SUBJECT })));
+  const toBeSigned = encode(["Signature1", protectedBytes, new Uint8Array(0), payload]);
+  const signature = rsa
+    ? sign("sha256", toBeSigned, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 })
+    : sign("sha256", toBeSigned, { key, dsaEncoding: "ieee-p1363" });
+  const unprotected = new Map<unknown, unknown>([
+    [33, [leaf.cert, root].map((pem) => new Uint8Array(new X509Certificate(pem).raw))],
+    ["io.cncf.notary.signingAgent", "test"],
+  ]);
+  return Buffer.from(
+    encode(
+      new Tag(18, [
+        protectedBytes,
+        unprotected,
+        opts.payload ? new Uint8Array(opts.payload) : payload,
+        new Uint8Array(signature),
+      ]),
+    ),
+  );
+}
+
 async function material(signatureVerification: Record<string, unknown>, trustStores = ["ca:test"]) {
   const file = join(dir, `policy-${Math.random().toString(36).slice(2)}.json`);
   await writeFile(
@@ -164,12 +209,12 @@ async function material(signatureVerification: Record<string, unknown>, trustSto
   return loadNotationMaterial(file, join(dir, "truststore"));
 }
 
-async function verdict(m: NotationMaterial, bytes: Buffer) {
+async function verdict(m: NotationMaterial, bytes: Buffer, mediaType = "application/jose+json") {
   return verifyNotation({
     material: m,
     reference: "registry.example/app",
     subject: SUBJECT,
-    envelopes: [{ mediaType: "application/jose+json", bytes }],
+    envelopes: [{ mediaType, bytes }],
     now: new Date(),
   });
 }
@@ -292,5 +337,57 @@ describe("Notation: CA-issued chains", () => {
     await expect(loadNotationMaterial(file, join(dir, "badstore"))).rejects.toThrow(
       /is neither a CA certificate nor a self-signed signing certificate/,
     );
+  });
+});
+
+describe("Notation: COSE envelopes", () => {
+  const COSE = "application/cose";
+  it("verifies COSE_Sign1 with ES256 and with PS256", async () => {
+    const m = await material({ level: "strict" });
+    const es = await verdict(m, cose(leaves.v3_leaf as never), COSE);
+    expect(es.outcome, es.reason).toBe("verified");
+    expect(es.identity).toBe("CN=signer,O=Test,ST=WA,C=US");
+    const ps = await verdict(m, cose(leaves.v3_leaf_rsa as never), COSE);
+    expect(ps.outcome, ps.reason).toBe("verified");
+  });
+
+  it("refuses a COSE payload changed after signing, even at audit", async () => {
+    const tampered = cose(leaves.v3_leaf as never, {
+      payload: Buffer.from(JSON.stringify({ targetArtifact: { ...SUBJECT, size: 1 } })),
+    });
+    const v = await verdict(await material({ level: "audit" }), tampered, COSE);
+    expect(v.outcome).toBe("refused");
+    expect(v.reason).toContain("the signature does not verify");
+  });
+
+  it("refuses a COSE alg that is not the key's, an integer crit label, a signing time that is not tag 1", async () => {
+    const m = await material({ level: "strict" });
+    const alg = await verdict(m, cose(leaves.v3_leaf as never, { alg: -35 }), COSE);
+    expect(alg.reason).toContain("alg ES384 does not match the signing certificate's key (ES256)");
+    const crit = await verdict(
+      m,
+      cose(leaves.v3_leaf as never, {
+        header: new Map<unknown, unknown>([[2, ["io.cncf.notary.signingScheme", 4]]]),
+      }),
+      COSE,
+    );
+    expect(crit.outcome).toBe("refused");
+    expect(crit.reason).toContain("the critical header 4 is not one trustgate understands");
+    const time = await verdict(
+      m,
+      cose(leaves.v3_leaf as never, {
+        header: new Map<unknown, unknown>([["io.cncf.notary.signingTime", "2026-01-01"]]),
+      }),
+      COSE,
+    );
+    expect(time.reason).toContain("io.cncf.notary.signingTime is not an epoch date/time");
+  });
+
+  it("a COSE envelope served as JWS (or the reverse) fails integrity", async () => {
+    const m = await material({ level: "strict" });
+    expect((await verdict(m, cose(leaves.v3_leaf as never), "application/jose+json")).outcome).toBe(
+      "refused",
+    );
+    expect((await verdict(m, jws(leaves.v3_leaf as never), COSE)).outcome).toBe("refused");
   });
 });

@@ -204,12 +204,12 @@ describe("Notation verification beyond the fixtures' expectations", () => {
     expect(none.reason.match(/integrity validation failed/g)?.length).toBe(2);
   });
 
-  it("refuses COSE envelopes with a reason that says so", async () => {
+  it("refuses a COSE envelope that is not COSE_Sign1 (integrity)", async () => {
     const verdict = await verifyWith(join(policies, "trustpolicy.json"), {
       envelopes: [{ mediaType: "application/cose", bytes: Buffer.from([0xd2]) }],
     });
     expect(verdict.outcome).toBe("refused");
-    expect(verdict.reason).toContain("COSE envelopes (application/cose) are not supported");
+    expect(verdict.reason).toContain("integrity validation failed: the COSE envelope is not valid CBOR");
   });
 
   it("authentic timestamp: a certificate not yet valid at verification time is enforced by strict, logged by permissive", async () => {

@@ -1,58 +1,30 @@
 /**
- * The Notary Project JWS envelope (specs/signature-envelope-jws.md), parsed and its signature
- * checked as notation-core-go does (signature/jws/envelope.go Verify, jws.go
- * validateProtectedHeaders/validateCriticalHeaders, signature/internal/base/envelope.go
- * validateSignerInfo). Everything here is the *integrity* validation: a failure is never
- * overridable, at any verification level.
+ * The Notary Project JWS envelope (specs/signature-envelope-jws.md): flattened JWS JSON, the
+ * protected header holding the signed attributes, `x5c` the chain (standard base64 DER), the
+ * signature over ASCII(BASE64URL(protected) '.' BASE64URL(payload)). Parsed here as
+ * notation-core-go does (signature/jws/envelope.go Verify, jws.go parseProtectedHeaders); the
+ * checks common to both envelope formats are in envelope.ts.
  */
-import { constants, createHash, verify, X509Certificate } from "node:crypto";
+import { createHash, X509Certificate } from "node:crypto";
 import {
-  algorithmForKey,
-  CertificateFormatError,
-  codeSigningChainProblem,
-  type NotationAlgorithm,
-} from "./x509.js";
+  type EnvelopeContent,
+  HEADER_AUTHENTIC_TIME,
+  HEADER_EXPIRY,
+  HEADER_SCHEME,
+  HEADER_SIGNING_TIME,
+  HEADER_TIMESTAMP_SIGNATURE,
+  IntegrityError,
+  MAX_CHAIN_LENGTH,
+  MAX_ENVELOPE_BYTES,
+  verifyEnvelopeParts,
+} from "./envelope.js";
+import type { NotationAlgorithm } from "./x509.js";
+
+export { type EnvelopeContent, IntegrityError } from "./envelope.js";
 
 export const MEDIA_TYPE_JWS = "application/jose+json";
-export const MEDIA_TYPE_PAYLOAD_V1 = "application/vnd.cncf.notary.payload.v1+json";
-/** no Notation envelope comes near this; a bigger blob is refused before it is parsed */
-export const MAX_ENVELOPE_BYTES = 4 * 1024 * 1024;
-export const MAX_CHAIN_LENGTH = 10;
 
-export type SigningScheme = "notary.x509" | "notary.x509.signingAuthority";
-
-/** What a verified envelope says; only produced once the signature over it has verified. */
-export interface EnvelopeContent {
-  signingScheme: SigningScheme;
-  /** `io.cncf.notary.signingTime` (notary.x509) or `io.cncf.notary.authenticSigningTime` */
-  signingTime: Date;
-  expiry?: Date;
-  /** leaf first, as in x5c */
-  chain: X509Certificate[];
-  /** the payload bytes (JSON: {"targetArtifact": descriptor}) */
-  payload: Buffer;
-  /** an RFC 3161 countersignature is present (not evaluated; see verify.ts) */
-  hasTimestampSignature: boolean;
-}
-
-export class IntegrityError extends Error {}
-
-const HEADER_ALG = "alg";
-const HEADER_CTY = "cty";
-const HEADER_CRIT = "crit";
-const HEADER_SCHEME = "io.cncf.notary.signingScheme";
-const HEADER_SIGNING_TIME = "io.cncf.notary.signingTime";
-const HEADER_AUTHENTIC_TIME = "io.cncf.notary.authenticSigningTime";
-const HEADER_EXPIRY = "io.cncf.notary.expiry";
-
-const HASH: Record<NotationAlgorithm, { hash: string; bytes: number }> = {
-  PS256: { hash: "sha256", bytes: 32 },
-  PS384: { hash: "sha384", bytes: 48 },
-  PS512: { hash: "sha512", bytes: 64 },
-  ES256: { hash: "sha256", bytes: 32 },
-  ES384: { hash: "sha384", bytes: 48 },
-  ES512: { hash: "sha512", bytes: 66 },
-};
+const JWS_ALGORITHMS: readonly NotationAlgorithm[] = ["PS256", "PS384", "PS512", "ES256", "ES384", "ES512"];
 
 /** RFC 7515 §2 base64url without padding, strictly (junk and padding are refused). */
 function base64url(s: unknown, what: string): Buffer {
@@ -73,14 +45,16 @@ function base64std(s: unknown, what: string): Buffer {
   return b;
 }
 
-/** RFC 3339 date-time (what Go's time.Time JSON holds). */
-function rfc3339(v: unknown, what: string): Date {
+/** RFC 3339 date-time (what Go's time.Time JSON holds); undefined when the header is absent. */
+function rfc3339(header: Record<string, unknown>, name: string): Date | undefined {
+  if (!(name in header)) return undefined;
+  const v = header[name];
   if (
     typeof v !== "string" ||
     !/^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/.test(v) ||
     Number.isNaN(Date.parse(v))
   )
-    throw new IntegrityError(`${what} is not an RFC 3339 time`);
+    throw new IntegrityError(`${name} is not an RFC 3339 time`);
   return new Date(Date.parse(v));
 }
 
@@ -89,9 +63,8 @@ function isObj(v: unknown): v is Record<string, unknown> {
 }
 
 /**
- * Parses `bytes` as a flattened JWS JSON envelope, checks its headers and its signature with the
- * leaf certificate of `x5c`, and validates the certificate chain at the signing time.
- * Throws IntegrityError saying what is wrong.
+ * Parses `bytes` as a flattened JWS JSON envelope and verifies it (envelope.ts
+ * verifyEnvelopeParts). Throws IntegrityError saying what is wrong.
  */
 export function verifyJwsEnvelope(bytes: Uint8Array): EnvelopeContent {
   if (bytes.length > MAX_ENVELOPE_BYTES)
@@ -121,14 +94,13 @@ export function verifyJwsEnvelope(bytes: Uint8Array): EnvelopeContent {
   if (x5c.length > MAX_CHAIN_LENGTH)
     throw new IntegrityError(`the x5c chain has ${x5c.length} certificates, more than ${MAX_CHAIN_LENGTH}`);
   const chain = x5c.map((entry, i) => {
+    const der = base64std(entry, `x5c[${i}]`);
     try {
-      return new X509Certificate(base64std(entry, `x5c[${i}]`));
-    } catch (err) {
-      if (err instanceof IntegrityError) throw err;
+      return new X509Certificate(der);
+    } catch {
       throw new IntegrityError(`x5c[${i}] is not a certificate`);
     }
   });
-  const leaf = chain[0] as X509Certificate;
 
   let header: unknown;
   try {
@@ -137,100 +109,24 @@ export function verifyJwsEnvelope(bytes: Uint8Array): EnvelopeContent {
     throw new IntegrityError("the protected header is not JSON");
   }
   if (!isObj(header)) throw new IntegrityError("the protected header is not a JSON object");
-  const alg = header[HEADER_ALG];
-  if (typeof alg !== "string" || !(alg in HASH))
-    throw new IntegrityError(`the signature algorithm ${JSON.stringify(alg)} is not one Notation allows`);
-  // Spec: the signing key decides the algorithm; `alg` must match it (no algorithm substitution).
-  const keyAlg = algorithmForKey(leaf);
-  if (keyAlg !== alg)
-    throw new IntegrityError(
-      `alg ${alg} does not match the signing certificate's key (${keyAlg ?? "not an allowed key type or size"})`,
-    );
-
-  // Integrity first: nothing else in the envelope is trusted before the signature verifies.
-  const signingInput = Buffer.from(`${protectedB64 as string}.${payloadB64 as string}`, "ascii");
-  const { hash, bytes: hashBytes } = HASH[alg as NotationAlgorithm];
-  let ok: boolean;
-  try {
-    ok = alg.startsWith("PS")
-      ? verify(
-          hash,
-          signingInput,
-          // RFC 7518 §3.5: RSASSA-PSS with MGF1 of the same hash and a salt as long as the hash.
-          { key: leaf.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: hashBytes },
-          signature,
-        )
-      : // RFC 7518 §3.4: ECDSA signatures are R||S, each as long as the curve's order.
-        signature.length === 2 * hashBytes &&
-        verify(hash, signingInput, { key: leaf.publicKey, dsaEncoding: "ieee-p1363" }, signature);
-  } catch {
-    ok = false;
-  }
-  if (!ok) throw new IntegrityError("the signature does not verify with the signing certificate's key");
-
-  // Protected headers (jws.go validateProtectedHeaders, validateCriticalHeaders).
-  if (header[HEADER_CTY] !== MEDIA_TYPE_PAYLOAD_V1)
-    throw new IntegrityError(
-      `the payload content type ${JSON.stringify(header[HEADER_CTY])} is not supported`,
-    );
-  const scheme = header[HEADER_SCHEME];
-  if (scheme !== "notary.x509" && scheme !== "notary.x509.signingAuthority")
-    throw new IntegrityError(`the signing scheme ${JSON.stringify(scheme)} is not supported`);
-  let signingTime: Date;
-  if (scheme === "notary.x509") {
-    if (HEADER_AUTHENTIC_TIME in header)
-      throw new IntegrityError(`${HEADER_AUTHENTIC_TIME} must not be present for notary.x509`);
-    if (!(HEADER_SIGNING_TIME in header)) throw new IntegrityError("the signing time is missing");
-    signingTime = rfc3339(header[HEADER_SIGNING_TIME], HEADER_SIGNING_TIME);
-  } else {
-    if (HEADER_SIGNING_TIME in header)
-      throw new IntegrityError(`${HEADER_SIGNING_TIME} must not be present for notary.x509.signingAuthority`);
-    if (!(HEADER_AUTHENTIC_TIME in header)) throw new IntegrityError(`${HEADER_AUTHENTIC_TIME} is missing`);
-    signingTime = rfc3339(header[HEADER_AUTHENTIC_TIME], HEADER_AUTHENTIC_TIME);
-  }
-  const expiry = HEADER_EXPIRY in header ? rfc3339(header[HEADER_EXPIRY], HEADER_EXPIRY) : undefined;
-  if (expiry && expiry.getTime() <= signingTime.getTime())
-    throw new IntegrityError("the expiry is not after the signing time");
-
-  const crit = header[HEADER_CRIT];
-  if (!Array.isArray(crit) || crit.length === 0 || !crit.every((c) => typeof c === "string"))
-    throw new IntegrityError('the "crit" header is missing or not a list of names');
-  const mustBeCritical = new Set<string>([HEADER_SCHEME]);
-  if (expiry) mustBeCritical.add(HEADER_EXPIRY);
-  if (scheme === "notary.x509.signingAuthority") mustBeCritical.add(HEADER_AUTHENTIC_TIME);
-  const seen = new Set<string>();
-  for (const name of crit as string[]) {
-    if (seen.has(name)) throw new IntegrityError(`"${name}" is listed twice in crit`);
-    seen.add(name);
-    // Spec: unknown critical attributes MUST fail verification. That includes the verification
-    // plugin headers (io.cncf.notary.verificationPlugin...): trustgate runs no plugins, and the
-    // spec says an implementation that cannot do the plugin's checks MUST fail.
-    if (!mustBeCritical.has(name))
-      throw new IntegrityError(`the critical header "${name}" is not one trustgate understands`);
-  }
-  for (const name of mustBeCritical)
-    if (!seen.has(name)) throw new IntegrityError(`the header "${name}" must be marked critical`);
-
-  // The chain must be a valid code-signing chain at the signing time (base/envelope.go
-  // validateCertificateChain, part of integrity in notation-core-go).
-  let chainProblem: string | undefined;
-  try {
-    chainProblem = codeSigningChainProblem(chain, signingTime);
-  } catch (err) {
-    if (err instanceof CertificateFormatError) chainProblem = err.message;
-    else throw err;
-  }
-  if (chainProblem) throw new IntegrityError(`the certificate chain is invalid: ${chainProblem}`);
-
-  const content: EnvelopeContent = {
-    signingScheme: scheme,
-    signingTime,
+  const alg = header.alg;
+  return verifyEnvelopeParts({
+    attributes: {
+      alg: JWS_ALGORITHMS.find((a) => a === alg),
+      algWritten: JSON.stringify(alg),
+      contentType: header.cty,
+      signingScheme: header[HEADER_SCHEME],
+      signingTime: rfc3339(header, HEADER_SIGNING_TIME),
+      authenticSigningTime: rfc3339(header, HEADER_AUTHENTIC_TIME),
+      expiry: rfc3339(header, HEADER_EXPIRY),
+      critical: header.crit,
+    },
     chain,
+    signedBytes: Buffer.from(`${protectedB64 as string}.${payloadB64 as string}`, "ascii"),
+    signature,
     payload,
-    hasTimestampSignature: env.header["io.cncf.notary.timestampSignature"] !== undefined,
-  };
-  if (expiry) content.expiry = expiry;
-  return content;
+    hasTimestampSignature: env.header[HEADER_TIMESTAMP_SIGNATURE] !== undefined,
+  });
 }
 
 /** `sha256:<hex>` of an envelope, to name it in reasons. */

@@ -19,9 +19,11 @@
  *   evaluated; every certificate must then be valid at verification time, as the spec requires
  *   "in the absence of an Authentic timestamp". That never accepts what a timestamp check would
  *   refuse except a signature whose only flaw is a bad countersignature.
- * COSE envelopes (`application/cose`) are not supported and fail integrity with a clear reason.
+ * Both envelope formats are verified: JWS (`application/jose+json`, jws.ts) and COSE
+ * (`application/cose`, cose.ts); any other layer media type fails integrity.
  */
 import type { X509Certificate } from "node:crypto";
+import { MEDIA_TYPE_COSE, verifyCoseEnvelope } from "./cose.js";
 import { certificateSubjectDn, isSubsetDn } from "./dn.js";
 import {
   type EnvelopeContent,
@@ -39,7 +41,7 @@ import {
 } from "./material.js";
 import { CertificateFormatError, certificateFacts, chainValidityProblem, subjectString } from "./x509.js";
 
-export const MEDIA_TYPE_COSE = "application/cose";
+export { MEDIA_TYPE_COSE } from "./cose.js";
 
 /**
  * What the Notation rule says about one artifact.
@@ -184,8 +186,7 @@ function verifyEnvelope(
   let content: EnvelopeContent;
   try {
     if (envelope.mediaType === MEDIA_TYPE_JWS) content = verifyJwsEnvelope(envelope.bytes);
-    else if (envelope.mediaType === MEDIA_TYPE_COSE)
-      throw new IntegrityError("COSE envelopes (application/cose) are not supported by trustgate");
+    else if (envelope.mediaType === MEDIA_TYPE_COSE) content = verifyCoseEnvelope(envelope.bytes);
     else throw new IntegrityError(`unsupported envelope media type ${envelope.mediaType}`);
   } catch (err) {
     if (err instanceof IntegrityError)
