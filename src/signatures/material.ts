@@ -51,7 +51,7 @@ export async function loadSignatureMaterial(
   for (const rule of spec.rules) {
     const loaded =
       rule.kind === "cosign"
-        ? await loadCosign(rule, problem)
+        ? await loadCosignRule(rule, problem)
         : await loadNotation(policyFile, rule, problem);
     if (loaded && !VERIFIED_KINDS.has(rule.kind)) {
       problem(
@@ -80,7 +80,10 @@ export async function loadSignatureMaterial(
 
 type Problem = (line: number, message: string) => void;
 
-async function loadCosign(rule: CosignRuleSpec, problem: Problem): Promise<LoadedSignatureRule | undefined> {
+export async function loadCosignRule(
+  rule: CosignRuleSpec,
+  problem: Problem,
+): Promise<LoadedSignatureRule | undefined> {
   const where = `signatures.rules[${rule.index}].cosign`;
   const keys: CosignKey[] = [];
   const contentHashes: string[] = [];
