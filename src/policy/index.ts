@@ -8,8 +8,10 @@ export {
   SHIPPED_DEFAULT_POLICY,
 } from "./applied.js";
 export {
+  applySignatureVerdict,
   type DigestSignatures,
   decideDigestPull,
+  decideRegistryTag,
   decideTag,
   findException,
   needsTrust,

@@ -34,7 +34,10 @@ const MIN_RSA_BITS = 2048;
  * at load ("not supported in this build"): a rule that is loaded and then ignored would let
  * unsigned images through (fail closed).
  */
-const VERIFIED_KINDS: ReadonlySet<string> = new Set<string>([...(notationPlug ? ["notation"] : [])]);
+const VERIFIED_KINDS: ReadonlySet<string> = new Set<string>([
+  "cosign",
+  ...(notationPlug ? ["notation"] : []),
+]);
 
 export interface LoadedRequirement {
   readonly requirement: SignatureRequirement | undefined;

@@ -167,12 +167,27 @@ describe("policy signatures: syntax", () => {
   });
 });
 
-describe("policy signatures: kinds this build does not verify yet", () => {
-  it("a valid cosign rule is refused at load, never loaded and ignored", async () => {
-    const r = await load(`${head}signatures:\n  rules:\n    - cosign: {keys: [${KEY}, ${KEY2}]}\n`);
-    expect(r.set).toBeUndefined();
-    expect(r.text).toMatch(
-      /acme\.yaml:6: signatures\.rules\[1\]: cosign signature rules are not supported in this build/,
+describe("policy signatures: loaded material", () => {
+  it("a valid cosign rule loads; its fingerprint changes with a key file's content", async () => {
+    const pem = (k: ReturnType<typeof generateKeyPairSync>["publicKey"]) =>
+      k.export({ type: "spki", format: "pem" }) as string;
+    const yaml = `${head}signatures:\n  rules:\n    - cosign: {keys: [k.pub, ${KEY2}]}\n`;
+    const one = await load(yaml, { "k.pub": pem(generateKeyPairSync("ed25519").publicKey) });
+    const two = await load(yaml, { "k.pub": pem(generateKeyPairSync("ed25519").publicKey) });
+    expect(one.text).toBe("");
+    const req = one.set?.policies[0]?.signatures;
+    expect(req?.loaded).toBe(true);
+    const other = two.set?.policies[0]?.signatures;
+    expect(
+      req && "fingerprint" in req && other && "fingerprint" in other && req.fingerprint !== other.fingerprint,
+    ).toBe(true);
+  });
+
+  it("tagTrust: registry with signatures loads", async () => {
+    const r = await load(
+      `${head}tagTrust: registry\nsignatures:\n  rules:\n    - cosign: {keys: [${KEY}]}\n`,
     );
+    expect(r.text).toBe("");
+    expect(r.set?.policies[0]?.tagTrust).toBe("registry");
   });
 });

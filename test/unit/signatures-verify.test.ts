@@ -22,7 +22,7 @@ interface Expectation {
   material: Record<string, unknown>;
 }
 
-async function rule(caseDir: string, spec: Partial<CosignRuleSpec>): Promise<LoadedCosignRule> {
+async function rule(_caseDir: string, spec: Partial<CosignRuleSpec>): Promise<LoadedCosignRule> {
   const problems: string[] = [];
   const loaded = await loadCosignRule(
     {
