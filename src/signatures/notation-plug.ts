@@ -1,14 +1,15 @@
 /**
  * Where the Notation verifier plugs in (issue 15's other half: src/signatures/notation/, exporting
- * `verifyNotation` and `loadNotationMaterial`). Until that module is part of the build this is
- * undefined, and material.ts refuses every policy with a `notation:` rule at load ("not supported
- * in this build"): fail closed, never loaded and then ignored.
+ * `verifyNotation` and `loadNotationMaterial`). Were it undefined, material.ts would refuse every
+ * policy with a `notation:` rule at load ("not supported in this build"): fail closed, never
+ * loaded and then ignored.
  *
- * To wire it: set `notationPlug` to an adapter over those two functions. Discovery hands it the
+ * `notationPlug` is the adapter over those two functions (notation/plug.ts). Discovery hands it the
  * referrers of artifact type NOTATION_SIGNATURE (discover.ts), already fetched by digest and
  * checked; the verifier judges them against its own trust policy and trust store.
  */
 import type { DiscoveredSignatures } from "./discover.js";
+import { notationVerifierPlug } from "./notation/plug.js";
 
 export interface NotationRuleInput {
   /** what loadMaterial returned for this rule */
@@ -31,4 +32,5 @@ export interface NotationPlug {
   verify(input: NotationRuleInput): Promise<{ satisfied: boolean; detail: string }>;
 }
 
-export const notationPlug: NotationPlug | undefined = undefined;
+// The Notation verifier (src/signatures/notation/plug.ts): notation rules load and are judged.
+export const notationPlug: NotationPlug | undefined = notationVerifierPlug;

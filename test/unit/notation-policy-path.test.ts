@@ -2,22 +2,15 @@
  * A `notation:` rule from a policy file to a verdict: loadPolicyDir reads the trust policy and
  * trust store through the plug, SignatureVerifier discovers the signatures in the fixture layout
  * (as from distribution 2.8: the sha256-<hex> index) and the Notation verifier judges them.
- * The plug point is set here with a module mock; the build leaves it unset (notation rules are
- * refused at load) until the proxy judges `signatures:` at pull time.
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 
-vi.mock("../../src/signatures/notation-plug.js", async () => {
-  const { notationVerifierPlug } = await import("../../src/signatures/notation/plug.js");
-  return { notationPlug: notationVerifierPlug };
-});
-
-const { formatProblem, loadPolicyDir } = await import("../../src/policy/index.js");
-const { SignatureVerifier } = await import("../../src/signatures/verifier.js");
-const { layoutFetcher, OciLayout } = await import("../helpers/oci-layout.js");
-const { tempDir } = await import("../helpers/process.js");
+import { formatProblem, loadPolicyDir } from "../../src/policy/index.js";
+import { SignatureVerifier } from "../../src/signatures/verifier.js";
+import { layoutFetcher, OciLayout } from "../helpers/oci-layout.js";
+import { tempDir } from "../helpers/process.js";
 
 const FIXTURES = resolve("test/fixtures/signatures/notation");
 const SUBJECT = "sha256:b8479de3f88fb259a0a9ea82a5b2a052a1ef3c4ebbcfc61482d5ae4c831f8af9";

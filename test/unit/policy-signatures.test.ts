@@ -156,13 +156,20 @@ describe("policy signatures: syntax", () => {
     expect(r.problems.every((p) => !p.message.includes("key"))).toBe(true);
   });
 
-  it("a notation rule is refused at load until this build has the Notation verifier", async () => {
+  it("a notation rule loads with its trust policy and trust store; bad Notation material is a policy problem", async () => {
     const r = await load(
       `${head}signatures:\n  rules:\n    - notation:\n        trustPolicy: ${NOTATION}/trustpolicies/trustpolicy.json\n        trustStore: ${NOTATION}/truststore\n`,
     );
-    expect(r.set).toBeUndefined();
-    expect(r.text).toMatch(
-      /acme\.yaml:6: signatures\.rules\[1\]: notation signature rules are not supported in this build/,
+    expect(r.text).toBe("");
+    const rule = r.set?.policies.find((p) => p.name === "acme")?.signatures?.rules[0];
+    expect(rule?.kind).toBe("notation");
+    expect(rule?.fingerprint).toMatch(/^[0-9a-f]{64}$/);
+    const bad = await load(
+      `${head}signatures:\n  rules:\n    - notation:\n        trustPolicy: ${NOTATION}/trustpolicies/trustpolicy.json\n        trustStore: ${NOTATION}/certs\n`,
+    );
+    expect(bad.set).toBeUndefined();
+    expect(bad.text).toMatch(
+      /acme\.yaml:6: signatures\.rules\[1\]\.notation: .*the trust store ca:e2e named by the trust policy does not exist/,
     );
   });
 });
