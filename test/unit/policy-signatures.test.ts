@@ -163,7 +163,7 @@ describe("policy signatures: syntax", () => {
     expect(r.text).toBe("");
     const rule = r.set?.policies.find((p) => p.name === "acme")?.signatures?.rules[0];
     expect(rule?.kind).toBe("notation");
-    expect(rule?.fingerprint).toMatch(/^[0-9a-f]{64}$/);
+    expect((rule as { fingerprint?: string } | undefined)?.fingerprint).toMatch(/^[0-9a-f]{64}$/);
     const bad = await load(
       `${head}signatures:\n  rules:\n    - notation:\n        trustPolicy: ${NOTATION}/trustpolicies/trustpolicy.json\n        trustStore: ${NOTATION}/certs\n`,
     );
