@@ -222,6 +222,23 @@ describe("issue 15: cosign signatures enforced at pull time (real registry, TUF 
     expect(pull.stderr).toContain("403 Forbidden");
   });
 
+  it("warm answers: a verified tag is answered again warm, carrying the signature verdict; a refused one never is", async () => {
+    const get = (repo: string) =>
+      fetch(`${trustgate.url}/v2/${repo}/manifests/latest`, {
+        headers: { accept: "application/vnd.docker.distribution.manifest.v2+json" },
+      });
+    const mark = await logMark(trustgate);
+    for (let i = 0; i < 3; i++) {
+      expect((await get("legacy/valid")).status).toBe(200);
+      expect((await get("legacy/wrongkey")).status).toBe(403);
+    }
+    const lines = (await trustgate.logs()).slice(mark);
+    const warm = lines.filter((l) => l.warm === true);
+    expect(warm.length).toBeGreaterThanOrEqual(1);
+    expect(warm.every((l) => l.path === "/v2/legacy/valid/manifests/latest")).toBe(true);
+    expect(String(warm[0]?.signatures)).toContain("cosign signature by key");
+  });
+
   it("pull by digest: the signature requirement holds there too", async () => {
     const ok = await skopeoInspect(`${trustgate.host}/legacy/valid@${LEGACY_SUBJECT}`, { raw: true });
     expect(ok.code, ok.stderr).toBe(0);
