@@ -22,7 +22,7 @@ import {
   writeHostsDir,
 } from "../helpers/containerd.js";
 import { OciLayout } from "../helpers/oci-layout.js";
-import { tempDir } from "../helpers/process.js";
+import { runCommand, tempDir } from "../helpers/process.js";
 import { type RegistryPeer, startRegistry } from "../helpers/registry.js";
 import {
   pushCase,
@@ -237,6 +237,44 @@ describe("issue 15: cosign signatures enforced at pull time (real registry, TUF 
     expect(warm.length).toBeGreaterThanOrEqual(1);
     expect(warm.every((l) => l.path === "/v2/legacy/valid/manifests/latest")).toBe(true);
     expect(String(warm[0]?.signatures)).toContain("cosign signature by key");
+  });
+
+  it("resolve and policy explain (dist/cli.js) judge signatures the same way", async () => {
+    const cli = (...args: string[]) =>
+      runCommand(process.execPath, ["dist/cli.js", ...args], { timeoutMs: 30_000 });
+    const ok = await cli(
+      "resolve",
+      "docker.io/legacy/valid:latest",
+      "--config",
+      trustgate.configFile,
+      "--json",
+    );
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ decision: "allow", digest: LEGACY_SUBJECT });
+    expect(JSON.parse(ok.stdout).signatures).toContain("cosign signature by key");
+    const refused = await cli(
+      "resolve",
+      "docker.io/legacy/wrongkey:latest",
+      "--config",
+      trustgate.configFile,
+      "--json",
+    );
+    expect(refused.code).toBe(1);
+    expect(JSON.parse(refused.stdout).reason).toContain("signatures rule 1 (cosign) line 9");
+    const explained = await cli(
+      "policy",
+      "explain",
+      "docker.io/reg/bundle:tag",
+      "--config",
+      trustgate.configFile,
+    );
+    expect(explained.code, explained.stderr).toBe(0);
+    expect(explained.stdout).toContain(
+      "tagTrust:    registry: the tag's digest is taken from the registry, unverified",
+    );
+    expect(explained.stdout).toContain(
+      "rule 1 (cosign): identities cody@soyland.com (issuer https://github.com/login/oauth)",
+    );
   });
 
   it("pull by digest: the signature requirement holds there too", async () => {
