@@ -3,7 +3,8 @@
  * decide for this reference, without pulling anything from the registry (the trust server is
  * asked, through the same sources, state dir and policies the proxy uses).
  *
- * Prints `{"image","decision","digest","role","policy","reason"}` with --json, else one line.
+ * Prints `{"image","decision","digest","role","policy","reason"}` (and `signatures` when the policy
+ * requires signatures) with --json, else one line.
  * Exit 0 allow, 1 deny, 2 usage or configuration error.
  */
 import { buildRuntime } from "../app.js";
@@ -23,6 +24,8 @@ export interface ResolveResult {
   role: string | null;
   policy: string;
   reason: string;
+  /** the policy's signature requirement, when it has one: which rule and key/identity verified, or why none did */
+  signatures?: string;
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -73,6 +76,7 @@ export async function run(argv: string[]): Promise<number> {
         role: d.role ?? null,
         policy: d.policy,
         reason: d.reason,
+        ...(d.signatures !== undefined ? { signatures: d.signatures } : {}),
       };
     } finally {
       await runtime.close();

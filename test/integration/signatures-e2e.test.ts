@@ -22,7 +22,7 @@ import {
   writeHostsDir,
 } from "../helpers/containerd.js";
 import { OciLayout } from "../helpers/oci-layout.js";
-import { tempDir } from "../helpers/process.js";
+import { runCommand, tempDir } from "../helpers/process.js";
 import { type RegistryPeer, startRegistry } from "../helpers/registry.js";
 import {
   pushCase,
@@ -220,6 +220,61 @@ describe("issue 15: cosign signatures enforced at pull time (real registry, TUF 
     const pull = await ctrPull(containerd, "docker.io/bundle/wrongid:tag", { hostsDir });
     expect(pull.code).not.toBe(0);
     expect(pull.stderr).toContain("403 Forbidden");
+  });
+
+  it("warm answers: a verified tag is answered again warm, carrying the signature verdict; a refused one never is", async () => {
+    const get = (repo: string) =>
+      fetch(`${trustgate.url}/v2/${repo}/manifests/latest`, {
+        headers: { accept: "application/vnd.docker.distribution.manifest.v2+json" },
+      });
+    const mark = await logMark(trustgate);
+    for (let i = 0; i < 3; i++) {
+      expect((await get("legacy/valid")).status).toBe(200);
+      expect((await get("legacy/wrongkey")).status).toBe(403);
+    }
+    const lines = (await trustgate.logs()).slice(mark);
+    const warm = lines.filter((l) => l.warm === true);
+    expect(warm.length).toBeGreaterThanOrEqual(1);
+    expect(warm.every((l) => l.path === "/v2/legacy/valid/manifests/latest")).toBe(true);
+    expect(String(warm[0]?.signatures)).toContain("cosign signature by key");
+  });
+
+  it("resolve and policy explain (dist/cli.js) judge signatures the same way", async () => {
+    const cli = (...args: string[]) =>
+      runCommand(process.execPath, ["dist/cli.js", ...args], { timeoutMs: 30_000 });
+    const ok = await cli(
+      "resolve",
+      "docker.io/legacy/valid:latest",
+      "--config",
+      trustgate.configFile,
+      "--json",
+    );
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ decision: "allow", digest: LEGACY_SUBJECT });
+    expect(JSON.parse(ok.stdout).signatures).toContain("cosign signature by key");
+    const refused = await cli(
+      "resolve",
+      "docker.io/legacy/wrongkey:latest",
+      "--config",
+      trustgate.configFile,
+      "--json",
+    );
+    expect(refused.code).toBe(1);
+    expect(JSON.parse(refused.stdout).reason).toContain("signatures rule 1 (cosign) line 9");
+    const explained = await cli(
+      "policy",
+      "explain",
+      "docker.io/reg/bundle:tag",
+      "--config",
+      trustgate.configFile,
+    );
+    expect(explained.code, explained.stderr).toBe(0);
+    expect(explained.stdout).toContain(
+      "tagTrust:    registry: the tag's digest is taken from the registry, unverified",
+    );
+    expect(explained.stdout).toContain(
+      "rule 1 (cosign): identities cody@soyland.com (issuer https://github.com/login/oauth)",
+    );
   });
 
   it("pull by digest: the signature requirement holds there too", async () => {
