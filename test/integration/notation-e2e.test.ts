@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ContainerdPeer, ctrPull, startContainerd, writeHostsDir } from "../helpers/containerd.js";
 import { OciLayout } from "../helpers/oci-layout.js";
-import { tempDir } from "../helpers/process.js";
+import { runCommand, tempDir } from "../helpers/process.js";
 import { type RegistryPeer, startRegistry } from "../helpers/registry.js";
 import { pushCase, SIGNATURE_FIXTURES } from "../helpers/signature-registry.js";
 import { skopeoCopyToOciDir, skopeoInspect } from "../helpers/skopeo.js";
@@ -146,5 +146,48 @@ ${fromRegistry ? "tagTrust: registry\n" : "trust:\n  source: tuf\n"}signatures:
     expect(ok.code, ok.stderr).toBe(0);
     const audit = await auditFor(trustgate, "docker.io/reg/valid", { tag: "v1" }, mark);
     expect(audit).toMatchObject({ decision: "allow", digest: SUBJECT, role: "registry" });
+  });
+
+  it("resolve and policy explain (dist/cli.js) judge the notation rule like a pull", async () => {
+    const cli = (...args: string[]) =>
+      runCommand(process.execPath, ["dist/cli.js", ...args], { timeoutMs: 30_000 });
+    const ok = await cli("resolve", "docker.io/n/valid:v1", "--config", trustgate.configFile, "--json");
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ decision: "allow", digest: SUBJECT });
+    expect(JSON.parse(ok.stdout).signatures).toContain('signed by "CN=e2e,O=Notary,L=Seattle,ST=WA,C=US"');
+    const refused = await cli(
+      "resolve",
+      "docker.io/n/wrongid:v1",
+      "--config",
+      trustgate.configFile,
+      "--json",
+    );
+    expect(refused.code).toBe(1);
+    expect(JSON.parse(refused.stdout).reason).toContain("signatures rule 1 (notation)");
+    const explained = await cli(
+      "policy",
+      "explain",
+      "docker.io/n/valid:v1",
+      "--config",
+      trustgate.configFile,
+    );
+    expect(explained.code, explained.stderr).toBe(0);
+    expect(explained.stdout).toContain("rule 1 (notation): trust policy");
+  });
+
+  it("warm answers: a verified tag is answered again warm with its verdict; a refused one never is", async () => {
+    const get = (repo: string) =>
+      fetch(`${trustgate.url}/v2/${repo}/manifests/v1`, {
+        headers: { accept: "application/vnd.oci.image.manifest.v1+json" },
+      });
+    const mark = await logMark(trustgate);
+    for (let i = 0; i < 3; i++) {
+      expect((await get("n/valid")).status).toBe(200);
+      expect((await get("n/wrongcert")).status).toBe(403);
+    }
+    const warm = (await trustgate.logs()).slice(mark).filter((l) => l.warm === true);
+    expect(warm.length).toBeGreaterThanOrEqual(1);
+    expect(warm.every((l) => l.path === "/v2/n/valid/manifests/v1")).toBe(true);
+    expect(String(warm[0]?.signatures)).toContain("signatures rule 1 (notation)");
   });
 });
