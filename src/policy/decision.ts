@@ -50,6 +50,8 @@ export function applySignatureVerdict(
   if (verdict === undefined || decision.decision === "deny" || decision.exception !== undefined)
     return decision;
   if (verdict.satisfied) return { ...decision, signatures: verdict.summary };
+  // audit already reporting would-deny (tag trust): the verdict is added, the reason stays
+  if (decision.wouldDeny === true) return { ...decision, signatures: verdict.summary };
   if (policy.mode === "audit")
     return {
       ...decision,

@@ -94,32 +94,38 @@ export class SignatureVerifier {
   async #judge(policyName: string, req: SignatureRequirement, target: VerifyTarget): Promise<TimedVerdict> {
     const image = `${target.registry}/${target.repository}`;
     const fetcher = this.opts.fetcherFor(target.registry);
-    const needs = {
-      legacy: req.rules.some((r) => r.kind === "cosign"),
-      artifactTypes: [
-        ...(req.rules.some((r) => r.kind === "cosign") ? [SIGSTORE_BUNDLE_V03] : []),
-        ...(req.rules.some((r) => r.kind === "notation") ? [NOTATION_SIGNATURE] : []),
-      ],
-    };
+    // Each place is looked at only when a rule needs it, once per digest: a cold pull whose
+    // cosign .sig satisfies the rule costs that one lookup (and its payloads), no referrers query.
     const discovered = new Map<string, Promise<DiscoveredSignatures | Error>>();
-    const discover = (digest: string) => {
-      let d = discovered.get(digest);
+    const discover: Discover = (digest, where) => {
+      const key = `${digest} ${where}`;
+      let d = discovered.get(key);
       if (!d) {
-        d = discoverSignatures(fetcher, target.repository, digest, needs).catch((e: unknown) =>
+        const opts =
+          where === "legacy"
+            ? { legacy: true, artifactTypes: [] }
+            : {
+                legacy: false,
+                artifactTypes: [
+                  ...(req.rules.some((r) => r.kind === "cosign") ? [SIGSTORE_BUNDLE_V03] : []),
+                  ...(req.rules.some((r) => r.kind === "notation") ? [NOTATION_SIGNATURE] : []),
+                ],
+              };
+        d = discoverSignatures(fetcher, target.repository, digest, opts).catch((e: unknown) =>
           e instanceof Error ? e : new Error(String(e)),
         );
-        discovered.set(digest, d);
+        discovered.set(key, d);
       }
       return d;
     };
     const rules: RuleVerdict[] = [];
     for (const rule of req.rules) {
-      const own = await judgeRule(rule, image, target.digest, await discover(target.digest));
+      const own = await judgeRule(rule, image, target.digest, discover);
       if (own.satisfied || target.index === undefined) {
         rules.push(own);
         continue;
       }
-      const viaIndex = await judgeRule(rule, image, target.index, await discover(target.index));
+      const viaIndex = await judgeRule(rule, image, target.index, discover);
       rules.push(
         viaIndex.satisfied
           ? { ...viaIndex, detail: `${viaIndex.detail} on the index ${target.index} that lists it` }
@@ -136,23 +142,26 @@ export class SignatureVerifier {
   }
 }
 
+type Discover = (digest: string, where: "legacy" | "referrers") => Promise<DiscoveredSignatures | Error>;
+
 async function judgeRule(
   rule: LoadedSignatureRule,
   image: string,
   digest: string,
-  found: DiscoveredSignatures | Error,
+  discover: Discover,
 ): Promise<RuleVerdict> {
   const label = `${ruleLabel(rule)} line ${rule.line}`;
-  if (found instanceof Error)
-    return {
-      rule: label,
-      satisfied: false,
-      detail: `the signatures of ${digest} could not be read (${found.message})`,
-    };
+  const unreadable = (e: Error): RuleVerdict => ({
+    rule: label,
+    satisfied: false,
+    detail: `the signatures of ${digest} could not be read (${e.message})`,
+  });
   try {
     if (rule.kind === "notation") {
       if (!notationPlug)
         return { rule: label, satisfied: false, detail: "notation is not supported in this build" };
+      const found = await discover(digest, "referrers");
+      if (found instanceof Error) return unreadable(found);
       const v = await notationPlug.verify({ material: rule.material, image, digest, signatures: found });
       return {
         rule: label,
@@ -161,17 +170,16 @@ async function judgeRule(
         ...(v.satisfied ? { on: digest } : {}),
       };
     }
-    const legacy = await verifyCosignLegacy(rule, image, found);
+    const sig = await discover(digest, "legacy");
+    const legacy = sig instanceof Error ? unreadable(sig) : await verifyCosignLegacy(rule, image, sig);
     if (legacy.satisfied) return { rule: label, satisfied: true, detail: legacy.detail, on: digest };
-    const bundles = await verifySigstoreBundles(rule, found);
+    const referrers = await discover(digest, "referrers");
+    const bundles =
+      referrers instanceof Error ? unreadable(referrers) : await verifySigstoreBundles(rule, referrers);
     if (bundles.satisfied) return { rule: label, satisfied: true, detail: bundles.detail, on: digest };
     return { rule: label, satisfied: false, detail: `${legacy.detail}; ${bundles.detail}` };
   } catch (e) {
     // a blob that cannot be fetched or does not match its digest: not verified
-    return {
-      rule: label,
-      satisfied: false,
-      detail: `the signatures of ${digest} could not be read (${(e as Error).message})`,
-    };
+    return unreadable(e as Error);
   }
 }

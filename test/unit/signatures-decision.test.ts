@@ -121,3 +121,43 @@ describe("signatures in the decision", () => {
     expect(e.summary).toContain("signature rule(s)");
   });
 });
+
+describe("signatures and digestPulls / audit", () => {
+  it("digestPulls: any waives tag trust, not the signatures; audit reports would-deny once", async () => {
+    const unsignedSource: TrustSource = { ...source, signedByDigest: async () => [] };
+    const build = (set: PolicySet) =>
+      new TrustDecider({
+        policies: { current: set },
+        defaultPolicy: "refuse",
+        sources: TrustSources.fromMap(new Map([[REGISTRY, unsignedSource]])),
+        signatures: new SignatureVerifier({
+          fetcherFor: () => layoutFetcher(new OciLayout(CASE)),
+          now: () => NOW,
+        }),
+      });
+    const any = await build(await policies("enforce", "cosign2.pub", "digestPulls: any\n")).decideDigest(
+      REGISTRY,
+      REPO,
+      SUBJECT,
+      undefined,
+    );
+    expect(any.decision.decision).toBe("deny");
+    expect(any.decision.reason).toContain("signatures rule 1 (cosign)");
+    const anyOk = await build(await policies("enforce", "cosign.pub", "digestPulls: any\n")).decideDigest(
+      REGISTRY,
+      REPO,
+      SUBJECT,
+      undefined,
+    );
+    expect(anyOk.decision.decision).toBe("allow");
+    const audit = await build(await policies("audit", "cosign2.pub")).decideDigest(
+      REGISTRY,
+      REPO,
+      SUBJECT,
+      undefined,
+    );
+    expect(audit.decision).toMatchObject({ decision: "allow", wouldDeny: true });
+    expect(audit.decision.reason.match(/would deny/g)).toHaveLength(1);
+    expect(audit.decision.signatures).toContain("signatures not verified");
+  });
+});

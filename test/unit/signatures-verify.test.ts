@@ -203,6 +203,11 @@ describe("verdict cache", () => {
     const rotated = await rule(caseDir, { keys: [fileRef(caseDir, "material/cosign2.pub")] });
     const target = { registry: "192.168.64.2:5000", repository: "cosign-signed-single-sample", digest };
     expect((await verifier.verify(policyWith(good), target))?.satisfied).toBe(true);
+    // cold: one lookup (the .sig tag) and its payload; no referrers query when the .sig satisfies the rule
+    expect(fetcher.requests).toEqual([
+      `manifest sha256-${digest.slice(7)}.sig`,
+      "blob sha256:cf482371b51a7633b3f02e29b87fc3f4a18b3f127af61cb114af5f2c04fcdd75",
+    ]);
     const n = fetcher.requests.length;
     expect((await verifier.verify(policyWith(good), target))?.satisfied).toBe(true);
     expect(fetcher.requests.length).toBe(n);
