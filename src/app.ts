@@ -17,6 +17,8 @@ import { ManifestStore } from "./proxy/manifests.js";
 import { PassThroughTagLister, SignedTagLister } from "./proxy/tags.js";
 import { WarmAnswers } from "./proxy/warm.js";
 import type { AppDeps } from "./server.js";
+import { RegistrySignatureFetcher } from "./signatures/registry-fetcher.js";
+import { SignatureVerifier } from "./signatures/verifier.js";
 import { TrustSources } from "./trust/sources.js";
 import { TokenCache } from "./upstream/auth.js";
 import { RegistryClient } from "./upstream/client.js";
@@ -68,10 +70,24 @@ export async function buildRuntime(
     );
   }
   const store = new ManifestStore({ clients, cacheBytes: config.manifestCacheBytes });
+  const signatures = new SignatureVerifier({
+    fetcherFor(registry) {
+      const client = clients.get(registry);
+      if (!client) throw new Error(`no client for registry ${registry}`);
+      return new RegistrySignatureFetcher(client);
+    },
+    ...(options.now ? { now: () => (options.now as () => Date)().getTime() } : {}),
+  });
   const decider = new TrustDecider({
     policies: options.policies,
     defaultPolicy: config.defaultPolicy,
     sources,
+    signatures,
+    // tagTrust: registry: the bytes the tag names, hashed here (never the upstream's header)
+    async registryTag(registry, repository, tag) {
+      const answer = await store.byTag(registry, repository, tag, undefined);
+      return { digest: answer.digest, size: answer.bytes.length };
+    },
   });
   // Audit lines are flat (AuditLine: fixed keys, primitive values): no redaction needed (log.ts).
   const audit = fixedFieldsLogger(logger).child({ audit: true });

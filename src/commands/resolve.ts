@@ -3,7 +3,8 @@
  * decide for this reference, without pulling anything from the registry (the trust server is
  * asked, through the same sources, state dir and policies the proxy uses).
  *
- * Prints `{"image","decision","digest","role","policy","reason"}` with --json, else one line.
+ * Prints `{"image","decision","digest","role","policy","reason"}` (and `signatures` when the policy
+ * requires signatures) with --json, else one line.
  * Exit 0 allow, 1 deny, 2 usage or configuration error.
  */
 import { buildRuntime } from "../app.js";
@@ -25,6 +26,8 @@ export interface ResolveResult {
   /** the trust source that decided, or the sources asked when none verified */
   source: string | null;
   reason: string;
+  /** the policy's signature requirement, when it has one: which rule and key/identity verified, or why none did */
+  signatures?: string;
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -78,6 +81,7 @@ export async function run(argv: string[]): Promise<number> {
         // the trust source that decided (with trust.sources: the first that verified), or those asked
         source: decided.source ?? null,
         reason: d.reason,
+        ...(d.signatures !== undefined ? { signatures: d.signatures } : {}),
       };
     } finally {
       await runtime.close();

@@ -47,6 +47,8 @@ const defaultPolicies = new Map<PolicyMode, Policy>(
       }),
       digestPulls: mode === "off" ? "any" : "signed",
       exceptions: Object.freeze([]),
+      tagTrust: "verified",
+      signatures: undefined,
     } satisfies Policy),
   ]),
 );

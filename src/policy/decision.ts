@@ -5,6 +5,8 @@
  * *whether that is enough*, by one judgement for every path (judge.ts). Nothing here does I/O; the
  * proxy logs the returned decision as one audit line.
  */
+
+import type { SignatureVerdict } from "../signatures/types.js";
 import { TrustError } from "../trust/errors.js";
 import type { SignedTarget, TagSignatures, TrustQuery } from "../trust/types.js";
 import { type AppliedPolicy, DEFAULT_POLICY_NAME } from "./applied.js";
@@ -30,6 +32,63 @@ export interface PolicyDecision {
   /** set when an exception allowed an unsigned pull: the exception's reason */
   readonly exception?: string;
   readonly reason: string;
+  /** the policy's signature requirement, when it has one: which rule and key/identity verified, or why none did */
+  readonly signatures?: string;
+}
+
+/**
+ * The policy's signature requirement (`signatures:`) judged on top of a decision about the same
+ * digest (its tag trust). Only an allow with a digest is judged: a refusal stays one, an exception
+ * says the image may be unsigned, `off` checks nothing. Not satisfied: enforce refuses with the
+ * verdict (it names the rule), audit allows the same digest and reports would-deny.
+ */
+export function applySignatureVerdict(
+  policy: Policy,
+  decision: PolicyDecision,
+  verdict: SignatureVerdict | undefined,
+): PolicyDecision {
+  if (verdict === undefined || decision.decision === "deny" || decision.exception !== undefined)
+    return decision;
+  if (verdict.satisfied) return { ...decision, signatures: verdict.summary };
+  // audit already reporting would-deny (tag trust): the verdict is added, the reason stays
+  if (decision.wouldDeny === true) return { ...decision, signatures: verdict.summary };
+  if (policy.mode === "audit")
+    return {
+      ...decision,
+      wouldDeny: true,
+      signatures: verdict.summary,
+      reason: `audit: would deny: ${decision.reason}, but ${verdict.summary}`,
+    };
+  return {
+    decision: "deny",
+    policy: policy.name,
+    mode: policy.mode,
+    signatures: verdict.summary,
+    reason: `${decision.reason}, but ${verdict.summary}`,
+  };
+}
+
+/**
+ * `tagTrust: registry`: the tag's digest as the upstream registry has it, allowed only when its
+ * signatures satisfy the policy (no trust source vouches for the tag: README says what that gives up).
+ */
+export function decideRegistryTag(
+  policy: Policy,
+  name: string,
+  target: { readonly digest: string; readonly size: number },
+  verdict: SignatureVerdict,
+): PolicyDecision {
+  const base: PolicyDecision = {
+    decision: "allow",
+    ...(policy.mode === "audit" ? { wouldDeny: false } : {}),
+    digest: target.digest,
+    size: target.size,
+    role: "registry",
+    policy: policy.name,
+    mode: policy.mode,
+    reason: `${name} is ${target.digest} in the registry (tagTrust: registry, no tag trust)`,
+  };
+  return applySignatureVerdict(policy, base, verdict);
 }
 
 /** `canonical image` + tag, e.g. { image: "docker.io/acme/app", tag: "latest" } */

@@ -32,6 +32,10 @@ export interface Explanation {
     readonly source: string;
     readonly digestPulls: DigestPulls;
   } | null;
+  /** `signatures:`: how the rules combine and what each demands; null without a requirement */
+  readonly signatures: { readonly require: string; readonly rules: readonly string[] } | null;
+  /** "verified" (tags from the trust source) or "registry", with what the latter gives up */
+  readonly tagTrust: string;
   /** the exception that would let this image (and tag) through unsigned, if any */
   readonly exception: string | undefined;
   readonly summary: string;
@@ -57,6 +61,8 @@ export function explain(
       why: applied.why,
       mode: "refuse",
       demands: null,
+      signatures: null,
+      tagTrust: "verified",
       exception: undefined,
       summary: `every pull of ${ref.image} is refused (defaultPolicy: refuse)`,
     };
@@ -77,10 +83,37 @@ export function explain(
   const rolesText = policy.trust.requireAll
     ? `signed by every one of ${policy.trust.roles.join(", ")}, with the same digest`
     : `signed in ${policy.trust.roles.join(" or ")} (the first role that signs the tag counts)`;
+  const signatures = policy.signatures
+    ? {
+        require: policy.signatures.require,
+        rules: policy.signatures.rules.map((r) =>
+          r.kind === "notation"
+            ? `rule ${r.index} (notation): trust policy ${r.trustPolicy.written}, trust store ${r.trustStore.written}`
+            : `rule ${r.index} (cosign): ${[
+                r.keys.length > 0 ? `keys ${r.keys.map((k) => k.written).join(", ")}` : "",
+                r.identities.length > 0
+                  ? `identities ${r.identities.map((i) => `${i.subject ?? `/${i.subjectPattern}/`} (issuer ${i.issuer})`).join(", ")} against ${r.trustedRoot?.written}`
+                  : "",
+                r.requireTlog ? "transparency-log entry required" : "",
+                r.dockerReferences.length > 0 ? `also signed as ${r.dockerReferences.join(", ")}` : "",
+              ]
+                .filter((x) => x !== "")
+                .join("; ")}`,
+        ),
+      }
+    : null;
+  const tagTrust =
+    policy.tagTrust === "registry"
+      ? "registry: the tag's digest is taken from the registry, unverified; only the signatures are checked. " +
+        "This gives up freshness and rollback protection: whoever can push may move the tag to any other signed digest, an old signed image included"
+      : "verified: the tag's digest comes from verified TUF/Notary trust data";
+  const signedText = signatures
+    ? ` and the digest carries signatures satisfying ${signatures.require === "all" ? "every" : "one"} of ${signatures.rules.length} signature rule(s)`
+    : "";
   const summary =
     policy.mode === "off"
       ? "pulls are allowed without a trust check (mode: off)"
-      : `${policy.mode === "enforce" ? "tags are refused unless" : "tags are allowed, and logged as would-deny, unless"} ${rolesText}` +
+      : `${policy.mode === "enforce" ? "tags are refused unless" : "tags are allowed, and logged as would-deny, unless"} ${policy.tagTrust === "registry" ? "(tag taken from the registry, unverified)" : rolesText}${signedText}` +
         (exception
           ? `; unsigned pulls of this ${ref.tag ? "tag" : "image"} are allowed by exception: ${exception.reason}`
           : "");
@@ -99,6 +132,8 @@ export function explain(
       source,
       digestPulls: policy.digestPulls,
     },
+    signatures,
+    tagTrust,
     exception: exception?.reason,
     summary,
   };
@@ -134,6 +169,11 @@ export function renderExplanation(e: Explanation): string {
       `roles:       ${d.roles.join(", ")}${d.requireAll ? " (all required, same digest)" : " (first that signs counts)"}`,
     );
     lines.push(`digestPulls: ${d.digestPulls}`);
+    lines.push(`tagTrust:    ${e.tagTrust}`);
+  }
+  if (e.signatures) {
+    lines.push(`signatures:  require ${e.signatures.require}`);
+    for (const r of e.signatures.rules) lines.push(`             ${r}`);
   }
   if (e.exception) lines.push(`exception:   ${e.exception}`);
   lines.push(`=> ${e.summary}`);

@@ -10,8 +10,10 @@ export {
   SHIPPED_DEFAULT_POLICY,
 } from "./applied.js";
 export {
+  applySignatureVerdict,
   type DigestSignatures,
   decideDigestPull,
+  decideRegistryTag,
   decideTag,
   findException,
   needsTrust,

@@ -5,6 +5,8 @@
  */
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { loadSignatureMaterial } from "../signatures/material.js";
+import type { SignatureRequirementSpec } from "../signatures/types.js";
 import { parsePolicyFile } from "./parse-file.js";
 import { PolicySet } from "./policy-set.js";
 import type { Policy, PolicyProblem } from "./types.js";
@@ -61,7 +63,16 @@ export async function loadPolicyDir(dir: string): Promise<LoadResult> {
     }
     const parsed = parsePolicyFile(file, text);
     problems.push(...parsed.problems);
-    if (parsed.policy) policies.push(parsed.policy);
+    if (!parsed.policy) continue;
+    if (parsed.policy.signatures === undefined) {
+      policies.push(parsed.policy);
+      continue;
+    }
+    // The files `signatures:` names are read with the policy, all or nothing like the policy.
+    const loaded = await loadSignatureMaterial(file, parsed.policy.signatures as SignatureRequirementSpec);
+    problems.push(...loaded.problems);
+    if (loaded.requirement)
+      policies.push(Object.freeze({ ...parsed.policy, signatures: loaded.requirement }));
   }
   if (problems.length > 0) return { set: undefined, problems, files };
   const built = PolicySet.build(policies);

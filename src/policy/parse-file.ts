@@ -5,8 +5,16 @@
  * plain objects first, so every message can point at the line of the offending key or value.
  * Unknown keys are errors (a typo such as `rootkeys:` must never silently mean trust on first use).
  */
-import { basename } from "node:path";
+import { basename, dirname, resolve } from "node:path";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, type YAMLMap } from "yaml";
+import {
+  type CosignIdentity,
+  type PolicyFileRef,
+  SIGNATURE_COMBINATIONS,
+  type SignatureCombination,
+  type SignatureRequirementSpec,
+  type SignatureRuleSpec,
+} from "../signatures/types.js";
 import { type ImagePattern, overlapWitness, PatternSyntaxError, parseImagePattern } from "./pattern.js";
 import { compileTagGlob, isValidTagGlob } from "./tag-glob.js";
 import {
@@ -18,11 +26,29 @@ import {
   type PolicyException,
   type PolicyMode,
   type PolicyProblem,
+  TAG_TRUSTS,
+  type TagTrust,
   TRUST_SOURCE_KINDS,
   type TrustSourceKind,
 } from "./types.js";
 
-const TOP_KEYS = ["name", "match", "mode", "trust", "digestPulls", "exceptions"] as const;
+const TOP_KEYS = [
+  "name",
+  "match",
+  "mode",
+  "trust",
+  "digestPulls",
+  "exceptions",
+  "tagTrust",
+  "signatures",
+] as const;
+const SIGNATURES_KEYS = ["require", "rules"] as const;
+const RULE_KINDS = ["cosign", "notation"] as const;
+const COSIGN_KEYS = ["keys", "identities", "trustedRoot", "requireTlog", "dockerReferences"] as const;
+const IDENTITY_KEYS = ["issuer", "subject", "subjectPattern"] as const;
+const NOTATION_KEYS = ["trustPolicy", "trustStore"] as const;
+/** A repository name as a legacy cosign payload gives it: host[:port]/path, lower case. */
+const DOCKER_REFERENCE = /^[a-z0-9.-]+(?::[0-9]+)?(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+$/;
 const TRUST_KEYS = ["rootKeys", "roles", "requireAll", "source", "sources", "notaryUntil"] as const;
 const EXCEPTION_KEYS = ["repository", "tag", "reason"] as const;
 const KEY_ID = /^[0-9a-f]{64}$/;
@@ -272,6 +298,27 @@ export function parsePolicyFile(file: string, text: string): ParsedPolicyFile {
     }
   }
 
+  let tagTrust: TagTrust = "verified";
+  const tagTrustEntry = top.get("tagTrust");
+  if (tagTrustEntry)
+    tagTrust = oneOf(tagTrustEntry.node, tagTrustEntry.line, "tagTrust", TAG_TRUSTS) ?? "verified";
+
+  let signatures: SignatureRequirementSpec | undefined;
+  const sigEntry = top.get("signatures");
+  if (sigEntry) signatures = parseSignatures(sigEntry.node, sigEntry.line);
+  if (tagTrust === "registry" && !signatures && tagTrustEntry) {
+    problem(
+      tagTrustEntry.line,
+      "tagTrust: registry takes a tag's digest from the registry unverified; it is allowed only with signatures: rules the digest must satisfy",
+    );
+  }
+  if (tagTrust === "registry" && trustEntry) {
+    problem(
+      trustEntry.line,
+      "trust: has no effect with tagTrust: registry (no trust source is asked); remove one of them",
+    );
+  }
+
   // Stable sort: in file order, as a person reads them.
   problems.sort((a, b) => a.line - b.line);
   if (problems.length > 0 || mode === undefined) return { policy: undefined, problems };
@@ -291,6 +338,8 @@ export function parsePolicyFile(file: string, text: string): ParsedPolicyFile {
     }),
     digestPulls,
     exceptions: Object.freeze(exceptions),
+    tagTrust,
+    signatures,
   });
   return { policy, problems };
 
@@ -337,6 +386,228 @@ export function parsePolicyFile(file: string, text: string): ParsedPolicyFile {
         );
     }
     return { sources: listed, notaryUntil: until };
+  }
+
+  function fileRef(node: Node | null, line: number, what: string): PolicyFileRef | undefined {
+    const written = str(node, line, what);
+    if (written === undefined) return undefined;
+    return Object.freeze({ written, path: resolve(dirname(file), written), line: node ? at(node) : line });
+  }
+
+  function bool(node: Node | null, line: number, what: string): boolean | undefined {
+    if (isScalar(node) && typeof node.value === "boolean") return node.value;
+    problem(node ? at(node) : line, `${what} must be true or false`);
+    return undefined;
+  }
+
+  /** `signatures: {require: all|any, rules: [{cosign: {...}} | {notation: {...}}]}` */
+  function parseSignatures(node: Node | null, line: number): SignatureRequirementSpec | undefined {
+    if (!isMap(node)) {
+      problem(node ? at(node) : line, "signatures must be a mapping {require: all | any, rules: [...]}");
+      return undefined;
+    }
+    const sig = entries(node, SIGNATURES_KEYS, "signatures.");
+    let require: SignatureCombination = "all";
+    const requireEntry = sig.get("require");
+    if (requireEntry)
+      require =
+        oneOf(requireEntry.node, requireEntry.line, "signatures.require", SIGNATURE_COMBINATIONS) ?? "all";
+    const rulesEntry = sig.get("rules");
+    if (!rulesEntry) {
+      problem(at(node), "signatures needs rules: a list of cosign: or notation: rules");
+      return undefined;
+    }
+    if (!isSeq(rulesEntry.node) || rulesEntry.node.items.length === 0) {
+      problem(
+        rulesEntry.node ? at(rulesEntry.node) : rulesEntry.line,
+        "signatures.rules must be a non-empty list",
+      );
+      return undefined;
+    }
+    const rules: SignatureRuleSpec[] = [];
+    for (const item of rulesEntry.node.items as Array<Node | null>) {
+      const index = rules.length + 1;
+      const itemLine = item ? at(item) : rulesEntry.line;
+      if (!isMap(item) || item.items.length !== 1) {
+        problem(itemLine, `signatures.rules[${index}] must be a mapping with one key: cosign or notation`);
+        rules.push(placeholder(index, itemLine));
+        continue;
+      }
+      const kinds = entries(item, RULE_KINDS, "signatures.rules[].");
+      const cosign = kinds.get("cosign");
+      const notation = kinds.get("notation");
+      const rule = cosign
+        ? parseCosign(cosign.node, cosign.line, index)
+        : notation
+          ? parseNotation(notation.node, notation.line, index)
+          : undefined;
+      rules.push(rule ?? placeholder(index, itemLine));
+    }
+    return Object.freeze({ loaded: false as const, require, rules: Object.freeze(rules), line });
+  }
+
+  /** Keeps rule numbers stable when one is invalid (the policy does not load anyway). */
+  function placeholder(index: number, line: number): SignatureRuleSpec {
+    return {
+      kind: "cosign",
+      index,
+      line,
+      keys: [],
+      identities: [],
+      trustedRoot: undefined,
+      requireTlog: false,
+      dockerReferences: [],
+    };
+  }
+
+  function parseCosign(node: Node | null, line: number, index: number): SignatureRuleSpec | undefined {
+    const where = `signatures.rules[${index}].cosign`;
+    if (!isMap(node)) {
+      problem(
+        node ? at(node) : line,
+        `${where} must be a mapping (keys, identities, trustedRoot, requireTlog, dockerReferences)`,
+      );
+      return undefined;
+    }
+    const c = entries(node, COSIGN_KEYS, `${where}.`);
+    const keys: PolicyFileRef[] = [];
+    const keysEntry = c.get("keys");
+    if (keysEntry) {
+      for (const { value, line: l } of strList(keysEntry.node, keysEntry.line, `${where}.keys`)) {
+        const ref = Object.freeze({ written: value, path: resolve(dirname(file), value), line: l });
+        if (keys.some((k) => k.path === ref.path)) problem(l, `${where}.keys: ${value} is listed twice`);
+        else keys.push(ref);
+      }
+    }
+    const identities: CosignIdentity[] = [];
+    const idEntry = c.get("identities");
+    if (idEntry) {
+      if (!isSeq(idEntry.node) || idEntry.node.items.length === 0) {
+        problem(
+          idEntry.node ? at(idEntry.node) : idEntry.line,
+          `${where}.identities must be a non-empty list`,
+        );
+      } else {
+        for (const item of idEntry.node.items as Array<Node | null>) {
+          const l = item ? at(item) : idEntry.line;
+          if (!isMap(item)) {
+            problem(
+              l,
+              `each entry of ${where}.identities must be a mapping {issuer, subject | subjectPattern}`,
+            );
+            continue;
+          }
+          const id = entries(item, IDENTITY_KEYS, `${where}.identities[].`);
+          const issuerEntry = id.get("issuer");
+          const issuer = issuerEntry
+            ? str(issuerEntry.node, issuerEntry.line, `${where}.identities[].issuer`)
+            : void problem(
+                l,
+                `${where}.identities[]: issuer is required (the OIDC issuer in the certificate)`,
+              );
+          const subjectEntry = id.get("subject");
+          const patternEntry = id.get("subjectPattern");
+          const subject = subjectEntry
+            ? str(subjectEntry.node, subjectEntry.line, `${where}.identities[].subject`)
+            : undefined;
+          let subjectPattern: string | undefined;
+          if (patternEntry) {
+            subjectPattern = str(
+              patternEntry.node,
+              patternEntry.line,
+              `${where}.identities[].subjectPattern`,
+            );
+            if (subjectPattern !== undefined) {
+              try {
+                new RegExp(`^(?:${subjectPattern})$`, "u");
+              } catch (e) {
+                problem(
+                  at(patternEntry.node),
+                  `${where}.identities[].subjectPattern is not a regular expression: ${(e as Error).message}`,
+                );
+                subjectPattern = undefined;
+              }
+            }
+          }
+          if (subjectEntry && patternEntry)
+            problem(l, `${where}.identities[]: give subject or subjectPattern, not both`);
+          else if (!subjectEntry && !patternEntry)
+            problem(
+              l,
+              `${where}.identities[]: subject or subjectPattern is required (the certificate's SAN)`,
+            );
+          if (issuer !== undefined && (subject !== undefined || subjectPattern !== undefined))
+            identities.push(Object.freeze({ issuer, subject, subjectPattern, line: l }));
+        }
+      }
+    }
+    const rootEntry = c.get("trustedRoot");
+    const trustedRoot = rootEntry
+      ? fileRef(rootEntry.node, rootEntry.line, `${where}.trustedRoot`)
+      : undefined;
+    const tlogEntry = c.get("requireTlog");
+    const requireTlog = tlogEntry
+      ? (bool(tlogEntry.node, tlogEntry.line, `${where}.requireTlog`) ?? false)
+      : false;
+    const dockerReferences: string[] = [];
+    const refsEntry = c.get("dockerReferences");
+    if (refsEntry) {
+      for (const { value, line: l } of strList(refsEntry.node, refsEntry.line, `${where}.dockerReferences`)) {
+        if (!DOCKER_REFERENCE.test(value))
+          problem(
+            l,
+            `${where}.dockerReferences: "${value}" is not a repository name (host[:port]/path, no tag or digest)`,
+          );
+        else dockerReferences.push(value);
+      }
+    }
+    if (!keysEntry && !idEntry)
+      problem(line, `${where} needs keys: (public key files) or identities: (keyless signers), or both`);
+    if (idEntry && !rootEntry)
+      problem(
+        idEntry.line,
+        `${where}.identities need trustedRoot: (a Sigstore trusted_root.json) to check the certificates against`,
+      );
+    if (tlogEntry && requireTlog && !rootEntry)
+      problem(
+        tlogEntry.line,
+        `${where}.requireTlog needs trustedRoot: (it holds the transparency log's keys)`,
+      );
+    return Object.freeze({
+      kind: "cosign" as const,
+      index,
+      line,
+      keys: Object.freeze(keys),
+      identities: Object.freeze(identities),
+      trustedRoot,
+      requireTlog,
+      dockerReferences: Object.freeze(dockerReferences),
+    });
+  }
+
+  function parseNotation(node: Node | null, line: number, index: number): SignatureRuleSpec | undefined {
+    const where = `signatures.rules[${index}].notation`;
+    if (!isMap(node)) {
+      problem(node ? at(node) : line, `${where} must be a mapping (trustPolicy, trustStore)`);
+      return undefined;
+    }
+    const n = entries(node, NOTATION_KEYS, `${where}.`);
+    const policyEntry = n.get("trustPolicy");
+    const storeEntry = n.get("trustStore");
+    if (!policyEntry) problem(line, `${where}: trustPolicy is required (Notation's trustpolicy.json)`);
+    if (!storeEntry)
+      problem(
+        line,
+        `${where}: trustStore is required (a directory laid out as Notation's, x509/ca/<name>/*.pem)`,
+      );
+    const trustPolicy = policyEntry
+      ? fileRef(policyEntry.node, policyEntry.line, `${where}.trustPolicy`)
+      : undefined;
+    const trustStore = storeEntry
+      ? fileRef(storeEntry.node, storeEntry.line, `${where}.trustStore`)
+      : undefined;
+    if (!trustPolicy || !trustStore) return undefined;
+    return Object.freeze({ kind: "notation" as const, index, line, trustPolicy, trustStore });
   }
 
   function patternAt(value: string, line: number, what: string): ImagePattern | undefined {

@@ -4,6 +4,7 @@
  * starts while it is current.
  */
 import { ConfigError } from "../errors.js";
+import type { SignatureRequirement, SignatureRequirementSpec } from "../signatures/types.js";
 import type { ImagePattern } from "./pattern.js";
 
 /** enforce: refuse what is not signed; audit: allow, but report what enforce would refuse; off: no trust check. */
@@ -16,6 +17,15 @@ export const DIGEST_PULLS: readonly DigestPulls[] = ["signed", "any"];
 
 export type TrustSourceKind = "notary" | "tuf";
 export const TRUST_SOURCE_KINDS: readonly TrustSourceKind[] = ["notary", "tuf"];
+
+/**
+ * verified: a tag's digest comes from the trust source (TUF/Notary); registry: from the upstream
+ * registry's tag, for organisations that sign only with cosign/Notation (allowed only with
+ * `signatures:`). A registry tag has no freshness: it can be moved to another signed digest,
+ * an old signed image included (README "Requiring cosign or Notation signatures").
+ */
+export type TagTrust = "verified" | "registry";
+export const TAG_TRUSTS: readonly TagTrust[] = ["verified", "registry"];
 
 /** Docker's order: a signature in targets/releases counts first, then one in targets (docker/cli trust.go). */
 export const DEFAULT_ROLES: readonly string[] = Object.freeze(["targets/releases", "targets"]);
@@ -62,6 +72,12 @@ export interface Policy {
   readonly trust: TrustRequirement;
   readonly digestPulls: DigestPulls;
   readonly exceptions: readonly PolicyException[];
+  readonly tagTrust: TagTrust;
+  /**
+   * Signatures the digest must also carry: loaded (material read, loadPolicyDir) or, straight
+   * from parsePolicyFile, only parsed; a parsed-only requirement is never satisfied (fail closed).
+   */
+  readonly signatures: SignatureRequirement | SignatureRequirementSpec | undefined;
 }
 
 /** One validation problem, always with a place a person can open in an editor. */

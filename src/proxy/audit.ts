@@ -28,6 +28,8 @@ export interface AuditLine {
   exception?: string;
   /** the TrustError code when trust could not be established (a bounded value: metrics.ts) */
   trustFailure?: string;
+  /** the signature requirement's verdict: which rule and key/identity verified, or why none did */
+  signatures?: string;
   reason: string;
 }
 
@@ -49,6 +51,7 @@ export function auditLine(decided: Decided, d: PolicyDecision, ref: Partial<Audi
     ...(d.wouldDeny !== undefined ? { wouldDeny: d.wouldDeny } : {}),
     ...(d.exception !== undefined ? { exception: d.exception } : {}),
     ...(decided.trustFailure !== undefined ? { trustFailure: decided.trustFailure } : {}),
+    ...(d.signatures !== undefined ? { signatures: d.signatures } : {}),
     reason: d.reason,
   };
 }

@@ -17,9 +17,11 @@ import {
 import {
   type AppliedPolicy,
   applyPolicy,
+  applySignatureVerdict,
   type DefaultPolicySetting,
   type DigestSignatures,
   decideDigestPull,
+  decideRegistryTag,
   judgeSignatures,
   needsTrust,
   type Policy,
@@ -27,6 +29,7 @@ import {
   type PolicySet,
   trustQueryFor,
 } from "../policy/index.js";
+import type { SignatureVerifier, TimedVerdict } from "../signatures/verifier.js";
 import { TrustError } from "../trust/errors.js";
 import type { SourceCandidate, TrustSources } from "../trust/sources.js";
 import type { SignedTarget, TagSignatures, TrustQuery, TrustSource } from "../trust/types.js";
@@ -39,6 +42,14 @@ export interface DecisionDeps {
   sources: TrustSources;
   /** the clock `trust.notaryUntil` is read by (tests pin it) */
   now?: () => Date;
+  /** judges `signatures:` requirements; absent: a policy with one refuses every pull (fail closed) */
+  signatures?: SignatureVerifier;
+  /** `tagTrust: registry`: the tag's digest and length as the upstream registry has them */
+  registryTag?: (
+    registry: string,
+    repository: string,
+    tag: string,
+  ) => Promise<{ digest: string; size: number }>;
 }
 
 /** A decision plus what the audit line needs beyond the policy engine's answer. */
@@ -98,6 +109,8 @@ export class TrustDecider {
     const image = `${registry}/${repository}`;
     const policies = this.deps.policies.current;
     const applied = this.applied(image, policies);
+    if (needsTrust(applied) && applied.kind === "policy" && applied.policy.tagTrust === "registry")
+      return this.decideRegistryTag(applied.policy, registry, repository, tag);
     const ref = { image, tag };
     const answers: SourceAnswer<TagSignatures>[] = [];
     if (needsTrust(applied) && applied.kind === "policy") {
@@ -108,10 +121,19 @@ export class TrustDecider {
         if (typeof answer.trust !== "string" && tagVerifies(applied, ref, answer.trust)) break;
       }
     }
-    const { decision, decidedBy } = decideTagAcross(applied, ref, answers);
-    const decider = decidedBy === undefined ? undefined : answers[decidedBy];
+    const across = decideTagAcross(applied, ref, answers);
+    let decision = across.decision;
+    const decider = across.decidedBy === undefined ? undefined : answers[across.decidedBy];
+    let verdict: TimedVerdict | undefined;
+    if (applied.kind === "policy" && decision.decision === "allow" && decision.digest !== undefined) {
+      verdict = await this.verifySignatures(applied.policy, registry, repository, decision.digest, undefined);
+      decision = applySignatureVerdict(applied.policy, decision, verdict);
+    }
     const live = this.deps.policies;
-    const reuse = applied.kind === "policy" ? reuseUntil(applied.policy, answers) : undefined;
+    // A warm answer depends on the signature verdict too: it is reused no longer than the verdict.
+    const trustReuse = applied.kind === "policy" ? reuseUntil(applied.policy, answers) : undefined;
+    const reuse =
+      trustReuse === undefined ? undefined : Math.min(trustReuse, verdict?.until ?? Number.POSITIVE_INFINITY);
     const failure = answers.find((a) => a.trust instanceof TrustError)?.trust as TrustError | undefined;
     return {
       decision,
@@ -159,6 +181,41 @@ export class TrustDecider {
       if (!(err instanceof TrustError)) throw err;
       return { kind: s.kind, trust: err };
     }
+  }
+
+  /**
+   * `tagTrust: registry`: no trust source; the registry's digest for the tag, allowed only when
+   * its signatures satisfy the policy. Never reused as a warm answer: the registry's tag can move.
+   */
+  private async decideRegistryTag(
+    policy: Policy,
+    registry: string,
+    repository: string,
+    tag: string,
+  ): Promise<TagDecided> {
+    const image = `${registry}/${repository}`;
+    const name = `${image}:${tag}`;
+    if (!this.deps.registryTag) throw new Error("tagTrust: registry needs the registry's tag lookup");
+    const target = await this.deps.registryTag(registry, repository, tag);
+    const verdict = await this.verifySignatures(policy, registry, repository, target.digest, undefined);
+    return {
+      decision: decideRegistryTag(policy, name, target, verdict ?? missingRequirement(policy)),
+      image,
+      source: "registry (tagTrust: registry)",
+    };
+  }
+
+  /** The policy's signature requirement for a digest; undefined when it has none. */
+  private async verifySignatures(
+    policy: Policy,
+    registry: string,
+    repository: string,
+    digest: string,
+    index: string | undefined,
+  ): Promise<TimedVerdict | undefined> {
+    if (policy.signatures === undefined || policy.mode === "off") return undefined;
+    if (!this.deps.signatures) return { ...missingRequirement(policy), until: 0 };
+    return this.deps.signatures.verify(policy, { registry, repository, digest, index });
   }
 
   /**
@@ -246,6 +303,8 @@ export class TrustDecider {
       };
     }
     const policy = applied.policy;
+    if (policy.tagTrust === "registry")
+      return this.decideRegistryDigest(policy, registry, repository, digest, reachable);
     const answers: SourceAnswer<DigestSignatures>[] = [];
     const now = this.now();
     for (const candidate of this.deps.sources.sourcesFor(policy, registry, repository)) {
@@ -278,8 +337,13 @@ export class TrustDecider {
       answers.push(answer);
       if (typeof answer.trust !== "string" && digestVerifies(applied, ref, answer.trust)) break;
     }
-    const { decision, decidedBy } = decideDigestAcross(applied, ref, answers);
-    const decider = decidedBy === undefined ? undefined : answers[decidedBy];
+    const across = decideDigestAcross(applied, ref, answers);
+    let decision = across.decision;
+    const decider = across.decidedBy === undefined ? undefined : answers[across.decidedBy];
+    if (decision.decision === "allow" && decision.exception === undefined) {
+      const verdict = await this.verifySignatures(policy, registry, repository, digest, decision.index);
+      decision = applySignatureVerdict(policy, decision, verdict);
+    }
     const failure = answers.find((a) => a.trust instanceof TrustError)?.trust as TrustError | undefined;
     const signedVia =
       decision.index !== undefined ? "index" : decision.digest !== undefined ? "target" : undefined;
@@ -291,6 +355,57 @@ export class TrustDecider {
       signedVia,
       size: signedVia ? decision.size : undefined,
       root: signedVia === "index" ? decision.index : signedVia === "target" ? digest : undefined,
+    };
+  }
+
+  /**
+   * A pull by digest under `tagTrust: registry`: the digest's own signatures, or those of an
+   * index it was served through (index children), must satisfy the policy.
+   */
+  private async decideRegistryDigest(
+    policy: Policy,
+    registry: string,
+    repository: string,
+    digest: string,
+    reachable: IndexChildren | undefined,
+  ): Promise<DigestDecided> {
+    const image = `${registry}/${repository}`;
+    const name = `${image}@${digest}`;
+    let verdict = await this.verifySignatures(policy, registry, repository, digest, undefined);
+    let root: { digest: string; size: number | undefined } = { digest, size: undefined };
+    if (verdict && !verdict.satisfied) {
+      for (const [index, size] of reachable?.lookup(registry, repository, digest)?.roots ?? []) {
+        const viaIndex = await this.verifySignatures(policy, registry, repository, digest, index);
+        if (viaIndex?.satisfied) {
+          verdict = viaIndex;
+          root = { digest: index, size };
+          break;
+        }
+      }
+    }
+    const decision = applySignatureVerdict(
+      policy,
+      {
+        decision: "allow",
+        ...(policy.mode === "audit" ? { wouldDeny: false } : {}),
+        digest,
+        ...(root.size !== undefined ? { size: root.size } : {}),
+        role: "registry",
+        ...(root.digest !== digest ? { index: root.digest } : {}),
+        policy: policy.name,
+        mode: policy.mode,
+        reason: `${name} (tagTrust: registry, no tag trust)`,
+      },
+      verdict ?? missingRequirement(policy),
+    );
+    const allowed = decision.decision === "allow" && !decision.wouldDeny;
+    return {
+      decision,
+      image,
+      source: "registry (tagTrust: registry)",
+      signedVia: allowed ? (root.digest !== digest ? "index" : "target") : undefined,
+      size: allowed ? root.size : undefined,
+      root: allowed ? root.digest : undefined,
     };
   }
 
@@ -333,6 +448,16 @@ export class TrustDecider {
 }
 
 /** The source text for the audit line: where the answer came from, or the kind and why not. */
+/** tagTrust: registry is refused at parse without signatures:; should one get here, it is refused. */
+function missingRequirement(policy: Policy): TimedVerdict {
+  return {
+    satisfied: false,
+    rules: [],
+    summary: `policy ${policy.name}: signatures cannot be checked`,
+    until: 0,
+  };
+}
+
 function describe(answer: SourceAnswer<TagSignatures>): string {
   const t = answer.trust;
   if (typeof t === "string") return `${answer.kind} (no longer counts)`;

@@ -177,11 +177,13 @@ function denied(
     short ??
     (decision.mode === "refuse"
       ? "no policy covers it"
-      : trustFailure
-        ? `trust not established (${trustFailure})`
-        : detail.tag
-          ? "not signed"
-          : "digest not signed");
+      : decision.signatures !== undefined
+        ? "signature rule not met"
+        : trustFailure
+          ? `trust not established (${trustFailure})`
+          : detail.tag
+            ? "not signed"
+            : "digest not signed");
   return new OciError(OciCode.DENIED, {
     message: reason,
     detail: { ...detail, policy: decision.policy },

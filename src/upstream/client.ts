@@ -232,6 +232,69 @@ export class RegistryClient {
   }
 
   /**
+   * OCI 1.1 `GET /v2/<name>/referrers/<digest>` (distribution-spec "Listing Referrers"): the
+   * image index of the digest's referrers, or undefined when the registry answers 404 (it has
+   * no referrers API; the caller then reads the referrers tag). Bounded like a manifest.
+   */
+  async fetchReferrers(repository: string, digest: string): Promise<Buffer | undefined> {
+    const signal = this.#deadline();
+    const res = await this.send("GET", this.apiUrl(repository, `referrers/${digest}`), {
+      repository,
+      resource: "manifest",
+      headers: { accept: "application/vnd.oci.image.index.v1+json" },
+      followRedirects: true,
+      signal,
+    });
+    if (res.statusCode === 404) {
+      drain(res.body);
+      return undefined;
+    }
+    await this.#expectStatus(res, "manifest", [200]);
+    return this.#readBody(
+      res.body,
+      MANIFEST_MAX_BYTES,
+      "manifest",
+      () =>
+        new UpstreamError(
+          "UPSTREAM_INVALID",
+          this.name,
+          "manifest",
+          `registry ${this.name} sent a referrers list larger than ${MANIFEST_MAX_BYTES} bytes for ${repository}@${digest}`,
+        ),
+      signal,
+    );
+  }
+
+  /**
+   * A small blob read whole (a signature payload or bundle), within the total deadline and at
+   * most `maxBytes`; the caller checks it against its digest.
+   */
+  async fetchSmallBlob(repository: string, digest: string, maxBytes: number): Promise<Buffer> {
+    const signal = this.#deadline();
+    const res = await this.send("GET", this.apiUrl(repository, `blobs/${digest}`), {
+      repository,
+      resource: "blob",
+      headers: {},
+      followRedirects: true,
+      signal,
+    });
+    await this.#expectStatus(res, "blob", [200]);
+    const tooLarge = () =>
+      new UpstreamError(
+        "UPSTREAM_INVALID",
+        this.name,
+        "blob",
+        `registry ${this.name} sent a blob larger than ${maxBytes} bytes for ${repository}@${digest}`,
+      );
+    const declared = Number(header(res.headers, "content-length"));
+    if (Number.isFinite(declared) && declared > maxBytes) {
+      res.body.destroy();
+      throw tooLarge();
+    }
+    return this.#readBody(res.body, maxBytes, "blob", tooLarge, signal);
+  }
+
+  /**
    * Open a blob (GET streams, HEAD has no body). The caller owns `body`. A client Range header is
    * forwarded; 200 is success, and 206 only when a Range was sent: a slice cannot be checked
    * against the blob's digest, so an unasked-for 206 would pass unverified bytes (REVIEW U1).
