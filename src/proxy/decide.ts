@@ -140,7 +140,7 @@ export class TrustDecider {
       image,
       source: decider ? describe(decider) : answers.length > 0 ? answers.map(describe).join(", ") : undefined,
       ...(!decider && failure ? { trustFailure: failure.code } : {}),
-      ...(reuse !== undefined
+      ...(reuse !== undefined && decision.digest !== undefined
         ? { reuse: { until: reuse, stillValid: () => live.current === policies } }
         : {}),
     };

@@ -9,10 +9,32 @@
  * the signature) and by `skipped` (the trust policy says not to verify this repository); `detail`
  * carries the reason either way, so the audit line says what was only logged or skipped.
  */
+
+import type { DiscoveredSignatures } from "../discover.js";
 import { NOTATION_SIGNATURE } from "../discover.js";
-import type { NotationPlug, NotationRuleInput } from "../notation-plug.js";
 import { loadNotationMaterial, type NotationMaterial } from "./material.js";
 import { type NotationEnvelope, verifyNotation } from "./verify.js";
+
+export interface NotationRuleInput {
+  /** what loadMaterial returned for this rule */
+  readonly material: unknown;
+  /** canonical image, e.g. docker.io/acme/app (Notation registryScopes match on it) */
+  readonly image: string;
+  /** the digest being served: the envelope's targetArtifact must name it */
+  readonly digest: string;
+  /** the digest's referrers, of artifact type application/vnd.cncf.notary.signature */
+  readonly signatures: DiscoveredSignatures;
+}
+
+export interface NotationPlug {
+  /** read and validate trustpolicy.json and the trust store; the fingerprint covers their content */
+  loadMaterial(
+    trustPolicyFile: string,
+    trustStoreDir: string,
+  ): Promise<{ material: unknown; fingerprint: string }>;
+  /** satisfied, with who signed; or not, with why no signature verified */
+  verify(input: NotationRuleInput): Promise<{ satisfied: boolean; detail: string }>;
+}
 
 export const notationVerifierPlug: NotationPlug = {
   async loadMaterial(trustPolicyFile, trustStoreDir) {
