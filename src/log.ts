@@ -5,10 +5,12 @@
  * `serve` writes through an asynchronous destination: a synchronous write per line cost the
  * manifest hot path about a third of its throughput (bench: 12k vs 20k req/s by digest). Lines
  * written while a write is in flight are batched into the next one. Buffered lines are flushed
- * when `serve` stops (flushLogger) and, through pino's exit hook, on any process exit, an
- * uncaught exception included; only SIGKILL can lose the last lines.
+ * when `serve` stops (flushLogger) and, by the destination's exit hook, on any process exit, an
+ * uncaught exception included; only SIGKILL can lose the last lines. The destination is our own
+ * (src/log-destination.ts): sonic-boom's exit flush splices lines (see there).
  */
 import { type DestinationStream, type Logger, pino } from "pino";
+import { WorkerLogDestination } from "./log-destination.js";
 
 export type { Logger } from "pino";
 
@@ -32,17 +34,15 @@ export const REDACT_PATHS = [
 ];
 
 /**
- * The most one write(2) of log lines carries. sonic-boom's default, 16 KiB, cannot keep up with a
- * busy proxy: one write per event-loop turn, ~600 bytes a line, 30k lines/s; the backlog grew in
+ * The most one batch of log lines carries (characters; lines are ASCII JSON). 16 KiB (sonic-boom's
+ * default) cannot keep up with a busy proxy: one write per event-loop turn, ~600 bytes a line, 30k lines/s; the backlog grew in
  * memory for as long as the load lasted (bench, warm by tag, 10 s: peak RSS 326 MiB).
  */
 const MAX_WRITE_BYTES = 1024 * 1024;
 
 /** Standard output, written asynchronously (see above). */
 export function asyncStdout(): DestinationStream {
-  // minLength 0: a line is written as soon as no write is in flight, so a quiet proxy logs at
-  // once and a busy one batches by itself.
-  return pino.destination({ dest: 1, sync: false, minLength: 0, maxWrite: MAX_WRITE_BYTES });
+  return new WorkerLogDestination(1, MAX_WRITE_BYTES);
 }
 
 let isoMs = Number.NaN;

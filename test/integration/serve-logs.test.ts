@@ -61,31 +61,56 @@ describe("serve: logs are flushed on SIGTERM", () => {
   });
 });
 
-// A crash (uncaught exception) must not lose buffered lines either: pino's exit hook flushes the
-// asynchronous destination synchronously. Stdout is a pipe read slowly here, so writes back up.
-describe("asynchronous log destination: flushed on a fatal error", () => {
-  it("writes every line logged before an uncaught exception", async () => {
-    const LOG = resolve(import.meta.dirname, "../../dist/log.js");
+// A crash (uncaught exception) must not lose or splice buffered lines either: the exit hook of the
+// asynchronous destination (src/log-destination.ts) waits for the write in flight, then writes the
+// rest. Stdout is a pipe read only after 300 ms here, so the pipe fills and writes block (or, on a
+// non-blocking descriptor, fail with EAGAIN) while a batch is in flight.
+describe("asynchronous log destination: flushed whole on a fatal error", () => {
+  const LOG = resolve(import.meta.dirname, "../../dist/log.js");
+
+  async function crashAndRead(options: {
+    crashAfterMs: number | "immediate";
+    nonBlocking: boolean;
+    pad: number;
+  }) {
+    const crash = 'log.info({ i: 5000 }, "line"); throw new Error("fatal");';
     const script = [
+      // Opening process.stdout on a pipe makes libuv set O_NONBLOCK on the shared file description,
+      // as any code that touches process.stdout (or a stderr dup'ed from it) does.
+      options.nonBlocking ? "process.stdout;" : "",
       `import { asyncStdout, createLogger } from ${JSON.stringify(LOG)};`,
       'const log = createLogger("info", asyncStdout());',
-      'for (let i = 0; i < 5000; i++) log.info({ i }, "line");',
-      'setImmediate(() => { log.info({ i: 5000 }, "line"); throw new Error("fatal"); });',
+      `const pad = "x".repeat(${options.pad});`,
+      'for (let i = 0; i < 5000; i++) log.info({ i, pad }, "line");',
+      options.crashAfterMs === "immediate"
+        ? `setImmediate(() => { ${crash} });`
+        : `setTimeout(() => { ${crash} }, ${options.crashAfterMs});`,
     ].join("\n");
     const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
       stdio: ["ignore", "pipe", "ignore"],
     });
     const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-    // Start reading only after a while, so the pipe fills and the process must wait to write.
     await new Promise((r) => setTimeout(r, 300));
     let out = "";
     for await (const chunk of child.stdout as AsyncIterable<Buffer>) out += chunk.toString("utf8");
     expect(await exited).toBe(1);
-    const indices = out
+    return out
       .trim()
       .split("\n")
       .map((l) => (JSON.parse(l) as { i: number }).i);
-    expect(indices).toHaveLength(5001);
-    expect(indices.at(-1)).toBe(5000);
+  }
+
+  const every = Array.from({ length: 5001 }, (_, i) => i);
+
+  // Without the fix: Node 22 spliced line 5000 into the middle of the batch in flight (the write
+  // thread still blocked in write(2)); Node 20 did not, by timing alone (that batch was still queued).
+  it("writes every line logged before an uncaught exception", async () => {
+    expect(await crashAndRead({ crashAfterMs: "immediate", nonBlocking: false, pad: 0 })).toEqual(every);
+  });
+
+  // Without the fix: Node 20 lost the rest of the batch in flight (EAGAIN, a retry timer that never
+  // fires at exit) and spliced the next line onto its half-written last one.
+  it("keeps every line on a non-blocking stdout (EAGAIN while a batch is in flight)", async () => {
+    expect(await crashAndRead({ crashAfterMs: 50, nonBlocking: true, pad: 500 })).toEqual(every);
   });
 });

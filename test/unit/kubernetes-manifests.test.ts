@@ -9,7 +9,7 @@ import { spawnSync } from "node:child_process";
 import { mkdir, mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DaemonSet, Deployment } from "kubernetes-models/apps/v1";
+import { DaemonSet, Deployment, StatefulSet } from "kubernetes-models/apps/v1";
 import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2";
 import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1";
@@ -38,6 +38,7 @@ const MODELS: Record<string, new (o: never) => { validate(): void }> = {
   "v1/Service": Service,
   "apps/v1/Deployment": Deployment,
   "apps/v1/DaemonSet": DaemonSet,
+  "apps/v1/StatefulSet": StatefulSet,
   "autoscaling/v2/HorizontalPodAutoscaler": HorizontalPodAutoscaler,
   "networking.k8s.io/v1/NetworkPolicy": NetworkPolicy,
   "policy/v1/PodDisruptionBudget": PodDisruptionBudget,
@@ -109,11 +110,14 @@ function port(hostPort: string): number {
 }
 
 /** The pod wiring: probes on admin.listen, container port = listen, every mount has a volume. */
-async function checkWorkload(objects: K8sObject[], kind: "Deployment" | "DaemonSet") {
+async function checkWorkload(objects: K8sObject[], kind: "Deployment" | "DaemonSet" | "StatefulSet") {
   const workloads = objects.filter((o) => o.kind === kind);
   expect(workloads).toHaveLength(1);
-  const pod = (workloads[0] as K8sObject).spec.template.spec;
-  const volumes = new Set(pod.volumes.map((v: { name: string }) => v.name));
+  const workload = workloads[0] as K8sObject;
+  const pod = workload.spec.template.spec;
+  // A StatefulSet's claim templates are volumes of its pods too.
+  const claims = (workload.spec.volumeClaimTemplates ?? []).map((c: K8sObject) => c.metadata.name);
+  const volumes = new Set([...pod.volumes.map((v: { name: string }) => v.name), ...claims]);
   const configVolume = pod.volumes.find((v: { name: string }) => v.name === "config").configMap.name;
   const configMap = objects.find((o) => o.kind === "ConfigMap" && o.metadata.name === configVolume);
   const configText = configMap?.data?.["config.yaml"];
@@ -150,7 +154,30 @@ async function checkWorkload(objects: K8sObject[], kind: "Deployment" | "DaemonS
   // passwordEnv's variable comes from the Secret, never a literal value.
   const token = main.env.find((e: { name: string }) => e.name === "DOCKERHUB_TOKEN");
   expect(token.valueFrom.secretKeyRef).toMatchObject({ name: "trustgate-upstream", key: "DOCKERHUB_TOKEN" });
-  return { pod, config, configText: configText as string, dir };
+  return {
+    workload,
+    pod,
+    config,
+    configText: configText as string,
+    dir,
+    stateVolume: stateMount.name as string,
+  };
+}
+
+/**
+ * Where the pod's stateDir lives: "emptyDir" (gone with the pod), "hostPath" (the node's disk) or
+ * "claim" (a StatefulSet's PersistentVolumeClaim). Rollback floors survive only the last two.
+ */
+function stateStorage(workload: K8sObject, volumeName: string): "emptyDir" | "hostPath" | "claim" | "other" {
+  const claim = (workload.spec.volumeClaimTemplates ?? []).find(
+    (c: K8sObject) => c.metadata.name === volumeName,
+  );
+  const volume = workload.spec.template.spec.volumes.find((v: { name: string }) => v.name === volumeName);
+  if (claim && volume) throw new Error(`${volumeName} is both a volume and a claim template`);
+  if (claim) return "claim";
+  if (volume?.emptyDir) return "emptyDir";
+  if (volume?.hostPath) return "hostPath";
+  return "other";
 }
 
 describe("deploy/kubernetes", () => {
@@ -165,9 +192,10 @@ describe("deploy/kubernetes", () => {
       "PodDisruptionBudget",
       "Service",
     ]);
-    const { pod, config } = await checkWorkload(objects, "Deployment");
+    const { pod, config, workload, stateVolume } = await checkWorkload(objects, "Deployment");
     const deployment = objects.find((o) => o.kind === "Deployment") as K8sObject;
     expect(deployment.spec.replicas).toBe(3);
+    expect(stateStorage(workload, stateVolume)).toBe("emptyDir"); // README: overlays/statefulset persists
     expect(pod.affinity.podAntiAffinity).toBeDefined();
     expect(config.listen.host).toBe("0.0.0.0");
     // Generated names carry the content hash, and the pod refers to those names.
@@ -220,8 +248,23 @@ describe("deploy/kubernetes", () => {
     const objects = render(`${ROOT}/overlays/node-local`);
     validateAll(objects);
     expect(objects.map((o) => o.kind).sort()).toEqual(["ConfigMap", "ConfigMap", "DaemonSet"]);
-    const { pod, config, dir } = await checkWorkload(objects, "DaemonSet");
+    const { pod, config, dir, workload, stateVolume } = await checkWorkload(objects, "DaemonSet");
     expect(pod.hostNetwork).toBe(true);
+    // The trust state outlives the pod: the node's /var/lib/trustgate, created if missing and
+    // handed to the non-root user (fsGroup does not apply to hostPath) before trustgate starts.
+    expect(stateStorage(workload, stateVolume)).toBe("hostPath");
+    const stateHostPath = pod.volumes.find((v: { name: string }) => v.name === stateVolume).hostPath;
+    expect(stateHostPath).toEqual({ path: "/var/lib/trustgate", type: "DirectoryOrCreate" });
+    const owner = pod.initContainers.find((c: { name: string }) => c.name === "state-owner");
+    expect(pod.initContainers.indexOf(owner)).toBe(0);
+    expect(owner.command).toEqual([
+      "chown",
+      `${pod.securityContext.runAsUser}:${pod.securityContext.runAsGroup}`,
+      config.stateDir,
+    ]);
+    expect(owner.volumeMounts).toEqual([{ name: stateVolume, mountPath: config.stateDir }]);
+    expect(owner.securityContext.capabilities).toEqual({ drop: ["ALL"], add: ["CHOWN"] });
+    expect(owner.securityContext.allowPrivilegeEscalation).toBe(false);
     expect(pod.priorityClassName).toBe("system-node-critical");
     expect(config.listen.host).toBe("127.0.0.1");
     expect(config.admin?.listen.host).toBe("127.0.0.1");
@@ -256,5 +299,52 @@ describe("deploy/kubernetes", () => {
     }
     const toml = await readFile(join(certs, "docker.io", "hosts.toml"), "utf8");
     expect(toml).toMatch(/^server = "http:\/\/127\.0\.0\.1:5000"$/m);
+  });
+
+  it("statefulset: the base's pods with one PersistentVolumeClaim per replica for stateDir", async () => {
+    const objects = render(`${ROOT}/overlays/statefulset`);
+    validateAll(objects);
+    expect(objects.map((o) => o.kind).sort()).toEqual([
+      "ConfigMap",
+      "ConfigMap",
+      "NetworkPolicy",
+      "PodDisruptionBudget",
+      "Service",
+      "Service",
+      "StatefulSet",
+    ]);
+    const { pod, workload, stateVolume, config } = await checkWorkload(objects, "StatefulSet");
+    expect(workload.spec.replicas).toBe(3);
+    expect(stateStorage(workload, stateVolume)).toBe("claim");
+    const claim = workload.spec.volumeClaimTemplates.find((c: K8sObject) => c.metadata.name === stateVolume);
+    expect(claim.spec.accessModes).toEqual(["ReadWriteOnce"]);
+    expect(claim.spec.resources.requests.storage).toBe("1Gi");
+    // The claim is mounted at stateDir and the non-root user can write it: the kubelet gives the
+    // volume to fsGroup, the group the process runs as.
+    expect(pod.securityContext.runAsNonRoot).toBe(true);
+    expect(pod.securityContext.fsGroup).toBe(pod.securityContext.runAsGroup);
+    const main = pod.containers.find((c: { name: string }) => c.name === "trustgate");
+    expect(main.volumeMounts.find((m: { name: string }) => m.name === stateVolume).mountPath).toBe(
+      config.stateDir,
+    );
+    // The governing Service names the StatefulSet's pods; all Services and the budget select them.
+    const headless = objects.find(
+      (o) => o.kind === "Service" && o.metadata.name === workload.spec.serviceName,
+    );
+    expect(headless?.spec.clusterIP).toBe("None");
+    for (const o of objects.filter((x) =>
+      ["Service", "PodDisruptionBudget", "NetworkPolicy"].includes(x.kind),
+    )) {
+      const sel = o.spec.selector?.matchLabels ?? o.spec.selector ?? o.spec.podSelector.matchLabels;
+      expect(workload.spec.template.metadata.labels, `${o.kind} ${o.metadata.name}`).toMatchObject(sel);
+    }
+    // The same pods as the base Deployment but for the state volume, so the two cannot drift.
+    const base = render(`${ROOT}/base`).find((o) => o.kind === "Deployment") as K8sObject;
+    const withoutState = (t: { spec: { volumes: { name: string }[] } }) => ({
+      ...t,
+      spec: { ...t.spec, volumes: t.spec.volumes.filter((v) => v.name !== stateVolume) },
+    });
+    expect(workload.spec.template).toEqual(withoutState(base.spec.template));
+    expect(workload.spec.selector).toEqual(base.spec.selector);
   });
 });
