@@ -14,6 +14,8 @@ export interface Peer {
   pid: number;
   /** combined stdout+stderr of the peer, kept in a file for post-mortems */
   logFile: string;
+  /** false once the process has exited (a peer that could not bind its port exits at once) */
+  running(): boolean;
   stop(): Promise<void>;
 }
 
@@ -94,6 +96,7 @@ export function startPeer(
     name,
     pid,
     logFile: opts.logFile,
+    running: () => child.exitCode === null && child.signalCode === null,
     async stop() {
       if (stopped) return;
       stopped = true;
