@@ -296,10 +296,10 @@ export class TrustDecider {
     for (const digest of budget) {
       if ((await verifier.verify(policy, { registry, repository, digest }))?.satisfied) satisfied.add(digest);
     }
-    const over = uncached.slice(TAGS_LIST_MAX_SIGNATURE_VERIFICATIONS);
-    if (over.length > 0) {
-      const omitted = [...accepted].filter(
-        ([, ds]) => ![...ds].some((d) => satisfied.has(d)) && [...ds].some((d) => over.includes(d)),
+    const over = new Set(uncached.slice(TAGS_LIST_MAX_SIGNATURE_VERIFICATIONS));
+    if (over.size > 0) {
+      const omitted = [...accepted.values()].filter(
+        (ds) => ![...ds].some((d) => satisfied.has(d)) && [...ds].some((d) => over.has(d)),
       ).length;
       onUnverified?.(omitted);
     }
