@@ -41,7 +41,7 @@ export interface SignatureBenchSettings {
   logLevel: string;
 }
 
-const WARM = ["sig-warm-ratio", "cosign rule: warm by tag, with vs without (req/s ratio)"] as const;
+const WARM = ["sig-warm-ratio", "cosign rule: warm by tag, with vs without"] as const;
 const COLD = ["sig-cold-lookups", "cosign rule: cold by tag, upstream signature lookups"] as const;
 const BUNDLE = [
   "sig-cold-bundle",
