@@ -63,7 +63,7 @@ export interface DiscoveredSignatures {
   readonly referrers: readonly FetchedArtifact[];
   /** how referrers were listed */
   readonly referrersVia: "api" | "tag" | "none";
-  /** the registry answered the referrers API with 404/405 (it has none): remember it (ReferrersApiMemory) */
+  /** the registry's referrers API was asked and answered 404/405 (it has none): remember it (ReferrersApiMemory) */
   readonly referrersApiAbsent: boolean;
   /** a blob named by one of these artifacts, by digest, checked, at most maxBlobBytes */
   blob(descriptor: Descriptor): Promise<Buffer>;
@@ -217,9 +217,11 @@ async function listReferrers(
     if (api !== "unsupported") return { descriptors: indexDescriptors(api), via: "api", apiAbsent: false };
   }
   // distribution-spec v1.1 "Referrers Tag Schema": <alg>-<ref>, truncated to 128 characters.
+  // apiAbsent only when the API itself said so now: a belief is not renewed by being used (its TTL holds)
+  const apiAbsent = !apiKnownAbsent;
   const tagged = await fetcher.manifest(repository, `sha256-${hex}`);
-  if (tagged === undefined) return { descriptors: [], via: "none", apiAbsent: true };
-  return { descriptors: indexDescriptors(tagged), via: "tag", apiAbsent: true };
+  if (tagged === undefined) return { descriptors: [], via: "none", apiAbsent };
+  return { descriptors: indexDescriptors(tagged), via: "tag", apiAbsent };
 }
 
 function indexDescriptors(bytes: Buffer): Descriptor[] {
