@@ -4,7 +4,7 @@
  * `notary-server` and `notary` on PATH. Everything listens on 127.0.0.1 on free ports, lives in a
  * temp dir, and is stopped by PID at the end, on an error and on Ctrl-C.
  *
- *   npm run bench -- [--quick] [--full] [--only manifests,blobs,scale,metrics] [--connections N] [--threads N]
+ *   npm run bench -- [--quick] [--full] [--only manifests,blobs,scale,metrics,signatures] [--connections N] [--threads N]
  *                    [--log-level L] [--cpu-prof DIR]
  *
  * --quick: short runs, a 64 MiB blob, 100 GUNs (< 60 s). --full: a 1 GiB blob (the RSS target).
@@ -28,6 +28,7 @@ import { own, ownDir, ownWithDir, stopAll, stopOnSignals } from "./lifecycle.js"
 import { measureMetricsCost } from "./metrics-overhead.js";
 import { startCountingRelay } from "./relay.js";
 import { formatTable, type Row, writeResults } from "./report.js";
+import { signatureScenarios } from "./signatures.js";
 import { measureGunCache, timeTargetsIndex } from "./trust-scale.js";
 import { REPO_ROOT, startTrustgate, type TrustgateProcess, trustgateConfig } from "./trustgate.js";
 import { MANIFEST_ACCEPT, prepareWrk, runWrk } from "./wrk.js";
@@ -40,7 +41,7 @@ const { values: flags } = parseArgs({
     threads: { type: "string", default: "1" },
     "log-level": { type: "string", default: "info" },
     "cpu-prof": { type: "string" },
-    only: { type: "string", default: "manifests,blobs,scale,metrics" },
+    only: { type: "string", default: "manifests,blobs,scale,metrics,signatures" },
   },
   strict: true,
 });
@@ -65,9 +66,9 @@ const settings = {
 
 const groups = new Set((flags.only as string).split(",").map((g) => g.trim()));
 for (const g of groups) {
-  if (!["manifests", "blobs", "scale", "metrics"].includes(g)) {
+  if (!["manifests", "blobs", "scale", "metrics", "signatures"].includes(g)) {
     process.stderr.write(
-      `bench: --only: unknown group ${JSON.stringify(g)} (manifests, blobs, scale, metrics)\n`,
+      `bench: --only: unknown group ${JSON.stringify(g)} (manifests, blobs, scale, metrics, signatures)\n`,
     );
     process.exit(2);
   }
@@ -158,9 +159,10 @@ async function main(): Promise<number> {
   stopOnSignals();
   const work = ownDir(await tempDir("bench"));
   note(`work dir ${work}; ${flags.quick ? "quick" : flags.full ? "full" : "normal"} mode`);
-  // The manifest and blob groups need wrk, dist/ and the registries; scale and metrics do not.
+  // The manifest, blob and signature groups need wrk, dist/ and the registries; scale and metrics do not.
   let image: Image | undefined;
-  if (groups.has("manifests") || groups.has("blobs")) image = await peerScenarios(work);
+  if (groups.has("manifests") || groups.has("blobs") || groups.has("signatures"))
+    image = await peerScenarios(work);
 
   // ---- (e) trust at scale
   if (groups.has("scale")) await scaleScenarios();
@@ -212,6 +214,21 @@ async function peerScenarios(work: string): Promise<Image> {
 
   // ---- blobs: (4) direct, (5) pull-through, (c) trustgate
   if (groups.has("blobs")) await blobScenarios(work, direct, pull, buildProblem);
+
+  // ---- a cosign signatures: rule, warm and cold (issue 15)
+  if (groups.has("signatures")) {
+    const signatureSettings = {
+      registryName: REGISTRY_NAME,
+      repo: REPO,
+      pairs: settings.metricsPairs,
+      warmupSeconds: settings.warmupSeconds,
+      measureSeconds: settings.measureSeconds,
+      connections: settings.connections,
+      threads: settings.threads,
+      logLevel: settings.logLevel,
+    };
+    rows.push(...(await signatureScenarios(direct, signatureSettings, note, buildProblem)));
+  }
 
   return image;
 }

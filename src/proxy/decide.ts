@@ -35,6 +35,13 @@ import type { SourceCandidate, TrustSources } from "../trust/sources.js";
 import type { SignedTarget, TagSignatures, TrustQuery, TrustSource } from "../trust/types.js";
 import type { IndexChildren } from "./index-children.js";
 
+/**
+ * Signature verifications (digests without a fresh cached verdict) one tags/list may start:
+ * each costs a lookup or two upstream and some crypto, so a repository of thousands of tags
+ * cannot turn one listing into thousands of requests. Above it, tags are left out (fail closed).
+ */
+export const TAGS_LIST_MAX_SIGNATURE_VERIFICATIONS = 32;
+
 export interface DecisionDeps {
   /** the live policy set (a PolicyStore, or a fixed set) */
   policies: { readonly current: PolicySet };
@@ -220,10 +227,22 @@ export class TrustDecider {
 
   /**
    * The tags of the repository that the policy accepts (tags/list), judged one by one by the same
-   * rule as a pull of each tag (judgeSignatures), or why trust failed.
+   * rule as a pull of each tag (judgeSignatures) and, when the policy has `signatures:`, only
+   * those whose trusted digest also satisfies them (as decideTag), or why trust failed.
+   *
+   * Cost is bounded: verdicts come from the verifier's cache when fresh, and at most
+   * TAGS_LIST_MAX_SIGNATURE_VERIFICATIONS digests not in it are verified per listing. A tag whose
+   * digest is over that budget is left out (fail closed: never listed unverified) and counted in
+   * `onUnverified`; its verdict is cached once a pull or a later listing verifies it.
    */
-  async acceptedTags(registry: string, repository: string, policy: Policy): Promise<string[] | TrustError> {
-    const accepted = new Set<string>();
+  async acceptedTags(
+    registry: string,
+    repository: string,
+    policy: Policy,
+    onUnverified?: (omitted: number) => void,
+  ): Promise<string[] | TrustError> {
+    /** tag -> the trusted digests of it that some source accepted */
+    const accepted = new Map<string, Set<string>>();
     let failure: TrustError | undefined;
     let answered = false;
     const now = this.now();
@@ -237,12 +256,54 @@ export class TrustDecider {
       if (tags instanceof TrustError) failure ??= tags;
       else {
         answered = true;
-        for (const t of tags) accepted.add(t);
+        for (const t of tags) {
+          const digests = accepted.get(t.name) ?? new Set<string>();
+          digests.add(t.digest);
+          accepted.set(t.name, digests);
+        }
       }
     }
     // a tag counts when any source the policy counts accepts it; no source answered: why
     if (!answered && failure) return failure;
-    return [...accepted].sort();
+    const names = [...accepted.keys()].sort();
+    if (policy.signatures === undefined || policy.mode === "off") return names;
+    const satisfied = await this.signedDigests(policy, registry, repository, accepted, onUnverified);
+    return names.filter((name) => [...(accepted.get(name) ?? [])].some((d) => satisfied.has(d)));
+  }
+
+  /**
+   * Of the tags' digests, those whose signatures satisfy the policy: cached verdicts first (free),
+   * then at most TAGS_LIST_MAX_SIGNATURE_VERIFICATIONS new verifications, in tag order.
+   */
+  private async signedDigests(
+    policy: Policy,
+    registry: string,
+    repository: string,
+    accepted: ReadonlyMap<string, ReadonlySet<string>>,
+    onUnverified: ((omitted: number) => void) | undefined,
+  ): Promise<Set<string>> {
+    const satisfied = new Set<string>();
+    const verifier = this.deps.signatures;
+    if (!verifier) return satisfied; // no verifier wired: nothing satisfies (fail closed)
+    const digests = [...new Set([...accepted.keys()].sort().flatMap((n) => [...(accepted.get(n) ?? [])]))];
+    const uncached: string[] = [];
+    for (const digest of digests) {
+      const cached = verifier.cached(policy, { registry, repository, digest });
+      if (cached === undefined) uncached.push(digest);
+      else if (cached.satisfied) satisfied.add(digest);
+    }
+    const budget = uncached.slice(0, TAGS_LIST_MAX_SIGNATURE_VERIFICATIONS);
+    for (const digest of budget) {
+      if ((await verifier.verify(policy, { registry, repository, digest }))?.satisfied) satisfied.add(digest);
+    }
+    const over = new Set(uncached.slice(TAGS_LIST_MAX_SIGNATURE_VERIFICATIONS));
+    if (over.size > 0) {
+      const omitted = [...accepted.values()].filter(
+        (ds) => ![...ds].some((d) => satisfied.has(d)) && [...ds].some((d) => over.has(d)),
+      ).length;
+      onUnverified?.(omitted);
+    }
+    return satisfied;
   }
 
   private async acceptedTagsOf(
@@ -250,7 +311,7 @@ export class TrustDecider {
     registry: string,
     repository: string,
     policy: Policy,
-  ): Promise<string[] | TrustError> {
+  ): Promise<Array<{ name: string; digest: string }> | TrustError> {
     const image = `${registry}/${repository}`;
     try {
       const query = trustQueryFor(policy, registry, repository);
@@ -265,13 +326,13 @@ export class TrustDecider {
             ofDigest.set(t.digest, await this.signaturesOf(source, policy, query, t.digest));
         }
       }
-      const accepted = new Set<string>();
+      const accepted: Array<{ name: string; digest: string }> = [];
       for (const t of listed) {
         const signatures = ofDigest.get(t.digest)?.filter((s) => s.name === t.name) ?? [t];
         if (judgeSignatures(policy, { name: `${image}:${t.name}`, byDigest: false }, signatures).accepted)
-          accepted.add(t.name);
+          accepted.push({ name: t.name, digest: t.digest });
       }
-      return [...accepted].sort();
+      return accepted;
     } catch (err) {
       if (err instanceof TrustError) return err;
       throw err;

@@ -9,7 +9,7 @@ import type { Logger } from "../log.js";
 import { OciCode, OciError } from "../oci/errors.js";
 import type { RegistryClient } from "../upstream/client.js";
 import type { AppEnv } from "./context.js";
-import type { TrustDecider } from "./decide.js";
+import { TAGS_LIST_MAX_SIGNATURE_VERIFICATIONS, type TrustDecider } from "./decide.js";
 import { sendBytes } from "./respond.js";
 import type { Target } from "./route.js";
 
@@ -37,8 +37,9 @@ export class PassThroughTagLister implements TagLister {
 
 /**
  * tags/list of an enforced repository answers only the tags its policy accepts, each judged by
- * the rule a pull of that tag meets (TrustDecider.acceptedTags: requireAll included), from
- * verified trust data, with no upstream request; audit and off pass the upstream's list through;
+ * the rule a pull of that tag meets (TrustDecider.acceptedTags: requireAll and `signatures:`
+ * included), from verified trust data (and, for signature rules, cached or at most
+ * TAGS_LIST_MAX_SIGNATURE_VERIFICATIONS new verifications); audit and off pass the upstream's list through;
  * a refusal is 403. `n` and `last` paginate as the distribution spec says (lexical order, tags
  * after `last`).
  */
@@ -59,7 +60,16 @@ export class SignedTagLister implements TagLister {
       });
     }
     if (applied.policy.mode !== "enforce") return this.passThrough.list(req);
-    const accepted = await this.decider.acceptedTags(req.registry, req.repository, applied.policy);
+    const accepted = await this.decider.acceptedTags(
+      req.registry,
+      req.repository,
+      applied.policy,
+      (omitted) =>
+        this.logger.warn(
+          { image, policy: applied.policy.name, omitted, max: TAGS_LIST_MAX_SIGNATURE_VERIFICATIONS },
+          "tags/list: tags left out, their signatures not verified yet (verification budget spent)",
+        ),
+    );
     if (accepted instanceof Error) {
       this.logger.warn({ image, policy: applied.policy.name, reason: accepted.message }, "tags/list refused");
       throw new OciError(OciCode.DENIED, {

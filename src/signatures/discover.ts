@@ -63,6 +63,8 @@ export interface DiscoveredSignatures {
   readonly referrers: readonly FetchedArtifact[];
   /** how referrers were listed */
   readonly referrersVia: "api" | "tag" | "none";
+  /** the registry's referrers API was asked and answered 404/405 (it has none): remember it (ReferrersApiMemory) */
+  readonly referrersApiAbsent: boolean;
   /** a blob named by one of these artifacts, by digest, checked, at most maxBlobBytes */
   blob(descriptor: Descriptor): Promise<Buffer>;
 }
@@ -71,7 +73,7 @@ export interface DiscoveredSignatures {
 export interface SignatureFetcher {
   /** a manifest by tag or digest; undefined when the registry answers 404 */
   manifest(repository: string, reference: string): Promise<Buffer | undefined>;
-  /** the referrers API's answer; "unsupported" when the registry answers 404 (no API) */
+  /** the referrers API's answer; "unsupported" when the registry answers 404 or 405 (no API) */
   referrers(repository: string, digest: string): Promise<Buffer | "unsupported">;
   /** a blob by digest, failing past `maxBytes` */
   blob(repository: string, digest: string, maxBytes: number): Promise<Buffer>;
@@ -87,6 +89,42 @@ export interface DiscoverOptions {
   legacy: boolean;
   /** referrer artifact types wanted (empty: referrers are not listed) */
   artifactTypes: readonly string[];
+  /**
+   * The registry is known to have no referrers API (ReferrersApiMemory): read the referrers tag
+   * schema directly, one lookup instead of two.
+   */
+  referrersApiAbsent?: boolean;
+}
+
+/** How long "this registry has no referrers API" is believed before the API is asked again. */
+export const REFERRERS_ABSENT_TTL_MS = 10 * 60_000;
+
+/**
+ * Per registry, that its referrers API answered 404 or 405. distribution-spec v1.1 "Listing
+ * Referrers": a registry that supports the API "MUST NOT return a 404 Not Found to a referrers
+ * API request", so a 404 means there is no API (distribution 2.8) and the client uses the
+ * referrers tag schema. Remembered for REFERRERS_ABSENT_TTL_MS only (a registry can be upgraded);
+ * a wrong belief costs at most a refused cold pull until then (fail closed), never an allow.
+ */
+export class ReferrersApiMemory {
+  readonly #absentUntil = new Map<string, number>();
+  constructor(
+    private readonly now: () => number = Date.now,
+    private readonly ttlMs = REFERRERS_ABSENT_TTL_MS,
+  ) {}
+
+  absent(registry: string): boolean {
+    const until = this.#absentUntil.get(registry);
+    if (until === undefined) return false;
+    if (until > this.now()) return true;
+    this.#absentUntil.delete(registry);
+    return false;
+  }
+
+  recordAbsent(registry: string): void {
+    // one entry per configured registry: bounded by the configuration
+    this.#absentUntil.set(registry, this.now() + this.ttlMs);
+  }
 }
 
 export async function discoverSignatures(
@@ -108,7 +146,7 @@ export async function discoverSignatures(
   const [legacy, listed] = await Promise.all([
     opts.legacy ? legacySignatureImage(fetcher, repository, hex) : Promise.resolve(undefined),
     opts.artifactTypes.length > 0
-      ? listReferrers(fetcher, repository, digest, hex)
+      ? listReferrers(fetcher, repository, digest, hex, opts.referrersApiAbsent === true)
       : Promise.resolve(undefined),
   ]);
 
@@ -136,6 +174,7 @@ export async function discoverSignatures(
     legacy,
     referrers,
     referrersVia: listed?.via ?? "none",
+    referrersApiAbsent: listed?.apiAbsent ?? false,
     async blob(descriptor: Descriptor): Promise<Buffer> {
       if (descriptor.size > DISCOVERY_LIMITS.maxBlobBytes)
         throw new DiscoveryError(
@@ -171,13 +210,18 @@ async function listReferrers(
   repository: string,
   digest: string,
   hex: string,
-): Promise<{ descriptors: Descriptor[]; via: "api" | "tag" } | undefined> {
-  const api = await fetcher.referrers(repository, digest);
-  if (api !== "unsupported") return { descriptors: indexDescriptors(api), via: "api" };
+  apiKnownAbsent: boolean,
+): Promise<{ descriptors: Descriptor[]; via: "api" | "tag" | "none"; apiAbsent: boolean }> {
+  if (!apiKnownAbsent) {
+    const api = await fetcher.referrers(repository, digest);
+    if (api !== "unsupported") return { descriptors: indexDescriptors(api), via: "api", apiAbsent: false };
+  }
   // distribution-spec v1.1 "Referrers Tag Schema": <alg>-<ref>, truncated to 128 characters.
+  // apiAbsent only when the API itself said so now: a belief is not renewed by being used (its TTL holds)
+  const apiAbsent = !apiKnownAbsent;
   const tagged = await fetcher.manifest(repository, `sha256-${hex}`);
-  if (tagged === undefined) return undefined;
-  return { descriptors: indexDescriptors(tagged), via: "tag" };
+  if (tagged === undefined) return { descriptors: [], via: "none", apiAbsent };
+  return { descriptors: indexDescriptors(tagged), via: "tag", apiAbsent };
 }
 
 function indexDescriptors(bytes: Buffer): Descriptor[] {

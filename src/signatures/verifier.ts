@@ -11,6 +11,15 @@
  * satisfied one for VERIFIED_TTL_MS (a signature can be deleted upstream), a refusal for
  * REFUSED_TTL_MS (a signature can be added); concurrent misses share one verification.
  * Discovery failures (a broken or hostile registry) are refusals: fail closed.
+ *
+ * Lookups (issue 15: a cold pull costs one referrers or `.sig` lookup): each rule looks only
+ * where a signature it can accept may be (cosignPlaces): a keyless-only rule never asks for the
+ * `.sig` tag (keyless legacy signatures are not verified, cosign-legacy.ts), a Notation rule whose
+ * trust policy skips the image asks for nothing. A key rule accepts both a `.sig` payload and a
+ * key-signed bundle (cosign v3 signs `--key` into a bundle by default), so it looks first where
+ * the repository's last verified signature was (a bounded LRU) and at the other place only when
+ * that does not satisfy it. A registry whose referrers API answered 404/405 is read through the
+ * referrers tag schema directly for a while (discover.ts ReferrersApiMemory).
  */
 import { LRUCache } from "lru-cache";
 import type { Policy } from "../policy/types.js";
@@ -19,12 +28,14 @@ import {
   type DiscoveredSignatures,
   discoverSignatures,
   NOTATION_SIGNATURE,
+  ReferrersApiMemory,
   SIGSTORE_BUNDLE_V03,
   type SignatureFetcher,
 } from "./discover.js";
 import { notationPlug } from "./notation-plug.js";
 import { verifySigstoreBundles } from "./sigstore-bundle.js";
 import {
+  type LoadedCosignRule,
   type LoadedSignatureRule,
   type RuleVerdict,
   ruleLabel,
@@ -59,9 +70,24 @@ export class SignatureVerifier {
   readonly #cache: LRUCache<string, TimedVerdict>;
   readonly #inflight = new Map<string, Promise<TimedVerdict>>();
   readonly #now: () => number;
+  readonly #referrersApi: ReferrersApiMemory;
+  /** per registry/repository: where its last verified cosign signature was ("legacy" | "referrers") */
+  readonly #cosignPlace = new LRUCache<string, Place>({ max: 10_000 });
   constructor(private readonly opts: SignatureVerifierOptions) {
     this.#cache = new LRUCache({ max: opts.maxEntries ?? 10_000 });
     this.#now = opts.now ?? Date.now;
+    this.#referrersApi = new ReferrersApiMemory(this.#now);
+  }
+
+  /**
+   * The cached verdict for the target, if one is fresh; never verifies. tags/list uses it to
+   * spend its verification budget only on digests not judged yet.
+   */
+  cached(policy: Policy, target: VerifyTarget): TimedVerdict | undefined {
+    const req = policy.signatures;
+    if (req === undefined || !req.loaded) return undefined;
+    const cached = this.#cache.get(cacheKey(target, req));
+    return cached && cached.until > this.#now() ? cached : undefined;
   }
 
   /** The policy's requirement judged for the target; undefined when the policy has none. */
@@ -73,9 +99,7 @@ export class SignatureVerifier {
       const summary = `policy ${policy.name}: signature material not loaded`;
       return { satisfied: false, rules: [], summary, until: this.#now() };
     }
-    const key = [target.registry, target.repository, target.digest, target.index ?? "", req.fingerprint].join(
-      "\u0000",
-    );
+    const key = cacheKey(target, req);
     const cached = this.#cache.get(key);
     if (cached && cached.until > this.#now()) return cached;
     let pending = this.#inflight.get(key);
@@ -94,9 +118,14 @@ export class SignatureVerifier {
   async #judge(policyName: string, req: SignatureRequirement, target: VerifyTarget): Promise<TimedVerdict> {
     const image = `${target.registry}/${target.repository}`;
     const fetcher = this.opts.fetcherFor(target.registry);
-    // Each place is looked at only when a rule needs it, once per digest: a cold pull whose
-    // cosign .sig satisfies the rule costs that one lookup (and its payloads), no referrers query.
+    // Each place is looked at only when a rule needs it, once per digest.
     const discovered = new Map<string, Promise<DiscoveredSignatures | Error>>();
+    const artifactTypes = [
+      ...(req.rules.some((r) => r.kind === "cosign" && cosignPlaces(r).includes("referrers"))
+        ? [SIGSTORE_BUNDLE_V03]
+        : []),
+      ...(req.rules.some((r) => r.kind === "notation") ? [NOTATION_SIGNATURE] : []),
+    ];
     const discover: Discover = (digest, where) => {
       const key = `${digest} ${where}`;
       let d = discovered.get(key);
@@ -106,26 +135,35 @@ export class SignatureVerifier {
             ? { legacy: true, artifactTypes: [] }
             : {
                 legacy: false,
-                artifactTypes: [
-                  ...(req.rules.some((r) => r.kind === "cosign") ? [SIGSTORE_BUNDLE_V03] : []),
-                  ...(req.rules.some((r) => r.kind === "notation") ? [NOTATION_SIGNATURE] : []),
-                ],
+                artifactTypes,
+                referrersApiAbsent: this.#referrersApi.absent(target.registry),
               };
-        d = discoverSignatures(fetcher, target.repository, digest, opts).catch((e: unknown) =>
-          e instanceof Error ? e : new Error(String(e)),
+        d = discoverSignatures(fetcher, target.repository, digest, opts).then(
+          (found) => {
+            if (found.referrersApiAbsent) this.#referrersApi.recordAbsent(target.registry);
+            return found;
+          },
+          (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
         );
         discovered.set(key, d);
       }
       return d;
     };
+    const placeKey = `${target.registry}/${target.repository}`;
+    const places: Places = {
+      preferred: () => this.#cosignPlace.get(placeKey),
+      found: (place) => {
+        this.#cosignPlace.set(placeKey, place);
+      },
+    };
     const rules: RuleVerdict[] = [];
     for (const rule of req.rules) {
-      const own = await judgeRule(rule, image, target.digest, discover);
+      const own = await judgeRule(rule, image, target.digest, discover, places);
       if (own.satisfied || target.index === undefined) {
         rules.push(own);
         continue;
       }
-      const viaIndex = await judgeRule(rule, image, target.index, discover);
+      const viaIndex = await judgeRule(rule, image, target.index, discover, places);
       rules.push(
         viaIndex.satisfied
           ? { ...viaIndex, detail: `${viaIndex.detail} on the index ${target.index} that lists it` }
@@ -142,13 +180,38 @@ export class SignatureVerifier {
   }
 }
 
-type Discover = (digest: string, where: "legacy" | "referrers") => Promise<DiscoveredSignatures | Error>;
+type Discover = (digest: string, where: Place) => Promise<DiscoveredSignatures | Error>;
+type Place = "legacy" | "referrers";
+interface Places {
+  preferred(): Place | undefined;
+  found(place: Place): void;
+}
+
+function cacheKey(target: VerifyTarget, req: SignatureRequirement): string {
+  return [target.registry, target.repository, target.digest, target.index ?? "", req.fingerprint].join(
+    "\u0000",
+  );
+}
+
+/**
+ * Where a signature this cosign rule can accept may be: the `.sig` tag holds key-verified
+ * payloads only (cosign-legacy.ts: keyless and requireTlog legacy layers never count), bundles
+ * (referrers) are accepted for a key, or for an identity against a trusted root (sigstore-bundle.ts).
+ */
+export function cosignPlaces(rule: LoadedCosignRule): Place[] {
+  const places: Place[] = [];
+  if (rule.keys.length > 0 && !rule.requireTlog) places.push("legacy");
+  if (rule.keys.length > 0 || (rule.trustedRoot !== undefined && rule.identities.length > 0))
+    places.push("referrers");
+  return places;
+}
 
 async function judgeRule(
   rule: LoadedSignatureRule,
   image: string,
   digest: string,
   discover: Discover,
+  places: Places,
 ): Promise<RuleVerdict> {
   const label = `${ruleLabel(rule)} line ${rule.line}`;
   const unreadable = (e: Error): RuleVerdict => ({
@@ -160,9 +223,13 @@ async function judgeRule(
     if (rule.kind === "notation") {
       if (!notationPlug)
         return { rule: label, satisfied: false, detail: "notation is not supported in this build" };
-      const found = await discover(digest, "referrers");
-      if (found instanceof Error) return unreadable(found);
-      const v = await notationPlug.verify({ material: rule.material, image, digest, signatures: found });
+      // The plug discovers only when the trust policy verifies this image (level skip: nothing).
+      const signatures = async () => {
+        const found = await discover(digest, "referrers");
+        if (found instanceof Error) throw found;
+        return found;
+      };
+      const v = await notationPlug.verify({ material: rule.material, image, digest, signatures });
       return {
         rule: label,
         satisfied: v.satisfied,
@@ -170,14 +237,38 @@ async function judgeRule(
         ...(v.satisfied ? { on: digest } : {}),
       };
     }
-    const sig = await discover(digest, "legacy");
-    const legacy = sig instanceof Error ? unreadable(sig) : await verifyCosignLegacy(rule, image, sig);
-    if (legacy.satisfied) return { rule: label, satisfied: true, detail: legacy.detail, on: digest };
-    const referrers = await discover(digest, "referrers");
-    const bundles =
-      referrers instanceof Error ? unreadable(referrers) : await verifySigstoreBundles(rule, referrers);
-    if (bundles.satisfied) return { rule: label, satisfied: true, detail: bundles.detail, on: digest };
-    return { rule: label, satisfied: false, detail: `${legacy.detail}; ${bundles.detail}` };
+    const possible = cosignPlaces(rule);
+    if (possible.length === 0)
+      return {
+        rule: label,
+        satisfied: false,
+        detail: "the rule can accept no signature (no keys, no identities)",
+      };
+    const first = places.preferred();
+    const order =
+      first && possible.includes(first) ? [first, ...possible.filter((p) => p !== first)] : possible;
+    // say why a place was not looked at, so a refusal names it
+    const why: string[] =
+      rule.keys.length > 0 && rule.requireTlog
+        ? [
+            "the .sig tag is not read: requireTlog, and a legacy signature's Rekor proof is not verified by this build",
+          ]
+        : [];
+    for (const place of order) {
+      const found = await discover(digest, place);
+      const result =
+        found instanceof Error
+          ? unreadable(found)
+          : place === "legacy"
+            ? await verifyCosignLegacy(rule, image, found)
+            : await verifySigstoreBundles(rule, found);
+      if (result.satisfied) {
+        places.found(place);
+        return { rule: label, satisfied: true, detail: result.detail, on: digest };
+      }
+      why.push(result.detail);
+    }
+    return { rule: label, satisfied: false, detail: why.join("; ") };
   } catch (e) {
     // a blob that cannot be fetched or does not match its digest: not verified
     return unreadable(e as Error);

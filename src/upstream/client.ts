@@ -233,7 +233,7 @@ export class RegistryClient {
 
   /**
    * OCI 1.1 `GET /v2/<name>/referrers/<digest>` (distribution-spec "Listing Referrers"): the
-   * image index of the digest's referrers, or undefined when the registry answers 404 (it has
+   * image index of the digest's referrers, or undefined when the registry answers 404 or 405 (it has
    * no referrers API; the caller then reads the referrers tag). Bounded like a manifest.
    */
   async fetchReferrers(repository: string, digest: string): Promise<Buffer | undefined> {
@@ -245,7 +245,9 @@ export class RegistryClient {
       followRedirects: true,
       signal,
     });
-    if (res.statusCode === 404) {
+    // 404: no referrers API (distribution-spec v1.1 forbids a 404 where it exists); 405: a
+    // registry or front proxy that routes /referrers/ but refuses the method. Both: use the tag schema.
+    if (res.statusCode === 404 || res.statusCode === 405) {
       drain(res.body);
       return undefined;
     }

@@ -55,11 +55,14 @@ async function judge(name: string, trustPolicy: string, trustStore = "truststore
     join(material, "trustpolicies", trustPolicy),
     join(material, trustStore),
   );
-  const signatures = await discoverSignatures(new RegistrySignatureFetcher(client), name, SUBJECT, {
-    legacy: false,
-    artifactTypes: [NOTATION_SIGNATURE],
-  });
-  expect(signatures.referrersVia).toBe("tag");
+  const signatures = async () => {
+    const found = await discoverSignatures(new RegistrySignatureFetcher(client), name, SUBJECT, {
+      legacy: false,
+      artifactTypes: [NOTATION_SIGNATURE],
+    });
+    expect(found.referrersVia).toBe("tag");
+    return found;
+  };
   return notationVerifierPlug.verify({
     material: loaded.material,
     image: `${registry.host}/${name}`,

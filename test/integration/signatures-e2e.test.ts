@@ -222,6 +222,19 @@ describe("issue 15: cosign signatures enforced at pull time (real registry, TUF 
     expect(pull.stderr).toContain("403 Forbidden");
   });
 
+  it("tags/list lists only the TUF-signed tags whose digest also satisfies the signature rules", async () => {
+    const tags = async (repo: string) => {
+      const res = await fetch(`${trustgate.url}/v2/${repo}/tags/list`);
+      expect(res.status).toBe(200);
+      return ((await res.json()) as { tags: string[] }).tags;
+    };
+    // both tags are TUF-signed; the bundle names only `tag`'s digest (tag2: "other image, same bundle")
+    expect(await tags("bundle/ok")).toEqual(["tag"]);
+    expect(await tags("bundle/wrongid")).toEqual([]);
+    expect(await tags("legacy/valid")).toEqual(["latest"]);
+    expect(await tags("legacy/wrongkey")).toEqual([]);
+  });
+
   it("warm answers: a verified tag is answered again warm, carrying the signature verdict; a refused one never is", async () => {
     const get = (repo: string) =>
       fetch(`${trustgate.url}/v2/${repo}/manifests/latest`, {

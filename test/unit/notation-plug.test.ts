@@ -27,10 +27,11 @@ async function judge(
   expect(fingerprint).toMatch(/^[0-9a-f]{64}$/);
   const digest = opts.digest ?? SUBJECT;
   const fetcher = layoutFetcher(new OciLayout(caseDir), opts.tamper);
-  const signatures = await discoverSignatures(fetcher, "e2e", digest, {
-    legacy: false,
-    artifactTypes: [NOTATION_SIGNATURE],
-  });
+  const signatures = () =>
+    discoverSignatures(fetcher, "e2e", digest, {
+      legacy: false,
+      artifactTypes: [NOTATION_SIGNATURE],
+    });
   return {
     ...(await notationVerifierPlug.verify({ material, image: "127.0.0.1:5000/e2e", digest, signatures })),
     fetcher,
@@ -62,6 +63,27 @@ describe("Notation plug over discovery", () => {
     const skip = await judge("jws-invalid-signature", "skip_trustpolicy.json");
     expect(skip.satisfied).toBe(true);
     expect(skip.detail).toContain("skip");
+  });
+
+  it("skip fetches nothing: a registry that fails every request does not fail a skipped image", async () => {
+    const caseDir = join(FIXTURES, "jws-invalid-signature");
+    const { material } = await notationVerifierPlug.loadMaterial(
+      join(caseDir, "material", "trustpolicies", "skip_trustpolicy.json"),
+      join(caseDir, "material", "truststore"),
+    );
+    let asked = 0;
+    const broken = async () => {
+      asked++;
+      throw new Error("registry unreachable");
+    };
+    const skip = await notationVerifierPlug.verify({
+      material,
+      image: "127.0.0.1:5000/e2e",
+      digest: SUBJECT,
+      signatures: broken,
+    });
+    expect(skip.satisfied, skip.detail).toBe(true);
+    expect(asked).toBe(0);
   });
 
   it("jws-expired-signature: strict refuses, permissive accepts with the expiry logged", async () => {

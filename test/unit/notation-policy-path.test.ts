@@ -8,6 +8,7 @@ import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 
 import { formatProblem, loadPolicyDir } from "../../src/policy/index.js";
+import type { SignatureFetcher } from "../../src/signatures/discover.js";
 import { SignatureVerifier } from "../../src/signatures/verifier.js";
 import { layoutFetcher, OciLayout } from "../helpers/oci-layout.js";
 import { tempDir } from "../helpers/process.js";
@@ -34,14 +35,17 @@ signatures:
   return loadPolicyDir(join(dir, "policies"));
 }
 
-async function judge(caseName: string, trustPolicy: string, trustStore?: string) {
+async function judge(
+  caseName: string,
+  trustPolicy: string,
+  trustStore?: string,
+  fetcher: SignatureFetcher = layoutFetcher(new OciLayout(join(FIXTURES, caseName))),
+) {
   const loaded = await policySet(caseName, trustPolicy, trustStore);
   expect(loaded.problems.map(formatProblem)).toEqual([]);
   const policy = loaded.set?.policies.find((p: { name: string }) => p.name === "e2e");
   expect(policy).toBeDefined();
-  const verifier = new SignatureVerifier({
-    fetcherFor: () => layoutFetcher(new OciLayout(join(FIXTURES, caseName))),
-  });
+  const verifier = new SignatureVerifier({ fetcherFor: () => fetcher });
   return verifier.verify(policy as never, { registry: "127.0.0.1:5000", repository: "e2e", digest: SUBJECT });
 }
 
@@ -70,6 +74,27 @@ describe("notation rule: policy file -> SignatureVerifier -> Notation verifier",
     expect((fp(a) as { fingerprint: string }).fingerprint).not.toBe(
       (fp(b) as { fingerprint: string }).fingerprint,
     );
+  });
+
+  it("level skip fetches nothing: a registry failing every request does not fail a skipped image", async () => {
+    const asked: string[] = [];
+    const fail = (what: string) => async () => {
+      asked.push(what);
+      throw new Error("registry unreachable");
+    };
+    const broken: SignatureFetcher = {
+      manifest: fail("manifest"),
+      referrers: fail("referrers"),
+      blob: fail("blob"),
+    };
+    const v = await judge("jws-invalid-signature", "skip_trustpolicy.json", undefined, broken);
+    expect(v?.satisfied, v?.summary).toBe(true);
+    expect(v?.summary).toContain("skip");
+    expect(asked).toEqual([]);
+    // the same broken registry does fail a verifying level (fail closed)
+    const strict = await judge("jws-valid", "trustpolicy.json", undefined, broken);
+    expect(strict?.satisfied).toBe(false);
+    expect(strict?.summary).toContain("registry unreachable");
   });
 
   it("a bad trust policy is a policy problem naming the file", async () => {

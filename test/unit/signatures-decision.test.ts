@@ -8,7 +8,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { explain, loadPolicyDir, type PolicySet, parseImageReference } from "../../src/policy/index.js";
-import { TrustDecider } from "../../src/proxy/decide.js";
+import { TAGS_LIST_MAX_SIGNATURE_VERIFICATIONS, TrustDecider } from "../../src/proxy/decide.js";
 import { REFUSED_TTL_MS, SignatureVerifier, VERIFIED_TTL_MS } from "../../src/signatures/verifier.js";
 import { TrustSources } from "../../src/trust/sources.js";
 import type { TagSignatures, TrustSource } from "../../src/trust/types.js";
@@ -159,5 +159,56 @@ describe("signatures and digestPulls / audit", () => {
     expect(audit.decision).toMatchObject({ decision: "allow", wouldDeny: true });
     expect(audit.decision.reason.match(/would deny/g)).toHaveLength(1);
     expect(audit.decision.signatures).toContain("signatures not verified");
+  });
+});
+
+describe("signatures in tags/list (TrustDecider.acceptedTags)", () => {
+  const unsigned = (i: number) => `sha256:${i.toString(16).padStart(64, "0")}`;
+  /** a TUF source signing `latest` -> the cosign-signed SUBJECT, and `n` tags of unsigned digests */
+  function listing(n: number, signedTag = "latest"): TrustSource {
+    const targets = [
+      { name: signedTag, digest: SUBJECT, size: 428, role: "targets" },
+      ...Array.from({ length: n }, (_, i) => ({
+        name: `t${String(i).padStart(3, "0")}`,
+        digest: unsigned(i + 1),
+        size: 428,
+        role: "targets",
+      })),
+    ];
+    return { ...source, listSigned: async () => targets };
+  }
+  function lister(set: PolicySet, src: TrustSource) {
+    const fetcher = layoutFetcher(new OciLayout(CASE));
+    const d = new TrustDecider({
+      policies: { current: set },
+      defaultPolicy: "refuse",
+      sources: TrustSources.fromMap(new Map([[REGISTRY, src]])),
+      signatures: new SignatureVerifier({ fetcherFor: () => fetcher, now: () => NOW }),
+    });
+    const policy = set.policies[0] as never;
+    return { d, policy, fetcher };
+  }
+
+  it("a TUF-signed tag whose digest lacks the required signature is not listed", async () => {
+    const { d, policy } = lister(await policies("enforce", "cosign.pub"), listing(2));
+    expect(await d.acceptedTags(REGISTRY, REPO, policy)).toEqual(["latest"]);
+    // with the wrong key, not even the signed one
+    const wrong = lister(await policies("enforce", "cosign2.pub"), listing(2));
+    expect(await wrong.d.acceptedTags(REGISTRY, REPO, wrong.policy)).toEqual([]);
+  });
+
+  it(`at most ${TAGS_LIST_MAX_SIGNATURE_VERIFICATIONS} new verifications per listing; the rest are left out until verified`, async () => {
+    // "zz" sorts last: beyond the budget on the first listing
+    const n = TAGS_LIST_MAX_SIGNATURE_VERIFICATIONS + 4;
+    const { d, policy, fetcher } = lister(await policies("enforce", "cosign.pub"), listing(n, "zz"));
+    const omitted: number[] = [];
+    expect(await d.acceptedTags(REGISTRY, REPO, policy, (k) => omitted.push(k))).toEqual([]);
+    const sigLookups = () => fetcher.requests.filter((r) => r.endsWith(".sig")).length;
+    expect(sigLookups()).toBe(TAGS_LIST_MAX_SIGNATURE_VERIFICATIONS);
+    expect(omitted).toEqual([5]);
+    // the next listing reuses the cached verdicts and verifies the remaining five: zz is listed
+    expect(await d.acceptedTags(REGISTRY, REPO, policy, (k) => omitted.push(k))).toEqual(["zz"]);
+    expect(sigLookups()).toBe(n + 1);
+    expect(omitted).toEqual([5]);
   });
 });

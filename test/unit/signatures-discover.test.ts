@@ -5,12 +5,17 @@
  */
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
+import type { Policy } from "../../src/policy/types.js";
 import {
   COSIGN_SIGNATURE_ANNOTATION,
   DiscoveryError,
   discoverSignatures,
+  REFERRERS_ABSENT_TTL_MS,
   SIGSTORE_BUNDLE_V03,
 } from "../../src/signatures/discover.js";
+import { loadCosignRule } from "../../src/signatures/material.js";
+import type { CosignRuleSpec, LoadedCosignRule } from "../../src/signatures/types.js";
+import { SignatureVerifier } from "../../src/signatures/verifier.js";
 import { layoutFetcher, OciLayout } from "../helpers/oci-layout.js";
 
 const FIXTURES = resolve("test/fixtures/signatures");
@@ -85,5 +90,103 @@ describe("signature discovery", () => {
     });
     expect(found.referrers).toEqual([]);
     expect(fetcher.requests).toEqual([]);
+  });
+});
+
+/**
+ * The lookup budget (issue 15: a cold pull with a cosign rule costs one referrers or `.sig`
+ * lookup): the verifier looks only where the rule can accept a signature, remembers that a
+ * registry has no referrers API, and starts where the repository's last signature was.
+ * "Lookups" are the discovery queries (a tag or the referrers API), not the by-digest fetches of
+ * the artifacts they name. The fake registry is the layout, without a referrers API (as 2.8).
+ */
+describe("lookup budget of a cold verification", () => {
+  const caseDir = join(FIXTURES, "sigstore-bundle/cosign-v3-oci-attestation");
+  const ref = (rel: string) => ({ written: rel.split("/").pop() as string, path: rel, line: 7 });
+  const identity = {
+    issuer: "https://github.com/login/oauth",
+    subject: "cody@soyland.com",
+    subjectPattern: undefined,
+    line: 8,
+  };
+  async function cosignPolicy(spec: Partial<CosignRuleSpec>): Promise<Policy> {
+    const r = (await loadCosignRule(
+      {
+        kind: "cosign",
+        index: 1,
+        line: 7,
+        keys: [],
+        identities: [],
+        trustedRoot: undefined,
+        requireTlog: false,
+        dockerReferences: [],
+        ...spec,
+      },
+      (_l, m) => {
+        throw new Error(m);
+      },
+    )) as LoadedCosignRule;
+    return {
+      name: "acme",
+      signatures: { loaded: true, require: "all", rules: [r], line: 5, fingerprint: r.fingerprint },
+    } as unknown as Policy;
+  }
+  const lookups = (requests: string[]) =>
+    requests.filter((r) => r.startsWith("referrers ") || /^manifest sha256-/.test(r));
+  const target = (digest: string) => ({ registry: "reg.test", repository: "acme/app", digest });
+
+  it("keyless rule: no .sig lookup; the absent referrers API is asked once, then the tag schema alone", async () => {
+    let now = 1_000_000;
+    const fetcher = layoutFetcher(BUNDLE);
+    const verifier = new SignatureVerifier({ fetcherFor: () => fetcher, now: () => now });
+    const policy = await cosignPolicy({
+      trustedRoot: ref(join(caseDir, "material/trusted_root.json")),
+      identities: [identity],
+    });
+    const first = await verifier.verify(policy, target(BUNDLE_SUBJECT));
+    expect(first?.satisfied, first?.summary).toBe(true);
+    expect(lookups(fetcher.requests)).toEqual([
+      `referrers ${BUNDLE_SUBJECT}`,
+      `manifest sha256-${BUNDLE_SUBJECT.slice(7)}`,
+    ]);
+    // steady state: another cold digest of the same registry costs one lookup
+    fetcher.requests.length = 0;
+    await verifier.verify(policy, target(TAG2));
+    expect(lookups(fetcher.requests)).toEqual([`manifest sha256-${TAG2.slice(7)}`]);
+    // the belief expires REFERRERS_ABSENT_TTL_MS after the API said so, however often it is used
+    // in between: the API is asked again (a registry can be upgraded)
+    now += REFERRERS_ABSENT_TTL_MS / 2;
+    fetcher.requests.length = 0;
+    await verifier.verify(policy, { ...target(TAG2), repository: "acme/third" });
+    expect(lookups(fetcher.requests)).toEqual([`manifest sha256-${TAG2.slice(7)}`]);
+    now += REFERRERS_ABSENT_TTL_MS / 2 + 1;
+    fetcher.requests.length = 0;
+    await verifier.verify(policy, { ...target(BUNDLE_SUBJECT), repository: "acme/other" });
+    expect(lookups(fetcher.requests)).toEqual([
+      `referrers ${BUNDLE_SUBJECT}`,
+      `manifest sha256-${BUNDLE_SUBJECT.slice(7)}`,
+    ]);
+  });
+
+  it("key + keyless rule: after a bundle verified, the next digest starts with the referrers, one lookup", async () => {
+    const fetcher = layoutFetcher(BUNDLE);
+    const verifier = new SignatureVerifier({ fetcherFor: () => fetcher });
+    const policy = await cosignPolicy({
+      keys: [ref(join(FIXTURES, "cosign-legacy/key-valid/material/cosign.pub"))],
+      trustedRoot: ref(join(caseDir, "material/trusted_root.json")),
+      identities: [identity],
+    });
+    expect((await verifier.verify(policy, target(BUNDLE_SUBJECT)))?.satisfied).toBe(true);
+    // first contact: .sig (the rule has a key), the API, the tag schema
+    expect(lookups(fetcher.requests)).toEqual([
+      `manifest sha256-${BUNDLE_SUBJECT.slice(7)}.sig`,
+      `referrers ${BUNDLE_SUBJECT}`,
+      `manifest sha256-${BUNDLE_SUBJECT.slice(7)}`,
+    ]);
+    fetcher.requests.length = 0;
+    // another cold verification of a bundle-signed digest (reached through an index: a new cache key)
+    const repeat = await verifier.verify(policy, { ...target(BUNDLE_SUBJECT), index: TAG2 });
+    expect(repeat?.satisfied, repeat?.summary).toBe(true);
+    expect(lookups(fetcher.requests)).toEqual([`manifest sha256-${BUNDLE_SUBJECT.slice(7)}`]);
   });
 });

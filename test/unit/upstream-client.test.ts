@@ -47,6 +47,18 @@ describe("RegistryClient against hostile answers", () => {
     return err as UpstreamError;
   }
 
+  it("referrers API: 404 and 405 mean no API (the tag schema is used); 500 is the registry's failure", async () => {
+    const path = `/v2/acme/app/referrers/${blobDigest}`;
+    const up = agent.get("https://up.test");
+    up.intercept({ path, method: "GET" }).reply(404, "");
+    up.intercept({ path, method: "GET" }).reply(405, "");
+    up.intercept({ path, method: "GET" }).reply(500, "");
+    const c = client("https://up.test");
+    expect(await c.fetchReferrers("acme/app", blobDigest)).toBeUndefined();
+    expect(await c.fetchReferrers("acme/app", blobDigest)).toBeUndefined();
+    await failure(c.fetchReferrers("acme/app", blobDigest));
+  });
+
   it("U1: a 206 to a request without Range is refused", async () => {
     agent
       .get("https://up.test")

@@ -12,7 +12,7 @@
 
 import type { DiscoveredSignatures } from "../discover.js";
 import { NOTATION_SIGNATURE } from "../discover.js";
-import { loadNotationMaterial, type NotationMaterial } from "./material.js";
+import { loadNotationMaterial, type NotationMaterial, selectTrustPolicy } from "./material.js";
 import { type NotationEnvelope, verifyNotation } from "./verify.js";
 
 export interface NotationRuleInput {
@@ -22,8 +22,13 @@ export interface NotationRuleInput {
   readonly image: string;
   /** the digest being served: the envelope's targetArtifact must name it */
   readonly digest: string;
-  /** the digest's referrers, of artifact type application/vnd.cncf.notary.signature */
-  readonly signatures: DiscoveredSignatures;
+  /**
+   * Discovers the digest's referrers of artifact type application/vnd.cncf.notary.signature;
+   * called only when the applicable trust policy verifies (level `skip`: Notation's "no
+   * verification" fetches nothing, so a registry error cannot fail a skipped image). Throws when
+   * discovery fails.
+   */
+  readonly signatures: () => Promise<DiscoveredSignatures>;
 }
 
 export interface NotationPlug {
@@ -46,7 +51,10 @@ export const notationVerifierPlug: NotationPlug = {
     const material = input.material as NotationMaterial;
     const envelopes: NotationEnvelope[] = [];
     const unusable: string[] = [];
-    for (const artifact of input.signatures.referrers) {
+    // No policy applies (refused) or it is `skip` (skipped): verifyNotation decides without envelopes.
+    const policy = selectTrustPolicy(material, input.image);
+    const found = policy && policy.level !== "skip" ? await input.signatures() : undefined;
+    for (const artifact of found?.referrers ?? []) {
       if (artifact.artifactType !== NOTATION_SIGNATURE || artifact.subject !== input.digest) continue;
       const layer = artifact.layers[0];
       if (!layer || artifact.layers.length !== 1) {
@@ -56,7 +64,10 @@ export const notationVerifierPlug: NotationPlug = {
         continue;
       }
       try {
-        envelopes.push({ mediaType: layer.mediaType, bytes: await input.signatures.blob(layer) });
+        envelopes.push({
+          mediaType: layer.mediaType,
+          bytes: await (found as DiscoveredSignatures).blob(layer),
+        });
       } catch (err) {
         // A blob the registry will not give (or gives wrong) is no signature; the others still count.
         unusable.push(`signature manifest ${artifact.digest}: ${(err as Error).message}`);
