@@ -17,7 +17,7 @@
  *
  * Why: relaying verifies every byte on the request thread; on this 2-core machine that is about
  * 0.6-0.75 GB/s, below a filled pull-through cache, which serves from its own disk without
- * verifying. Served from this cache, Node streams the file at 1 MiB reads (README Performance).
+ * verifying. Served from this cache, Node streams the file at 256 KiB reads (README Performance).
  */
 import { randomUUID } from "node:crypto";
 import { type FileHandle, mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
@@ -35,12 +35,17 @@ export interface BlobCacheOptions {
 /** A cached blob opened for one answer. */
 export interface CachedBlob {
   size: number;
-  /** the file's bytes, read 1 MiB at a time; closes the file when it ends or is destroyed */
+  /** the file's bytes, read 256 KiB at a time; closes the file when it ends or is destroyed */
   stream: Readable;
 }
 
-/** Reads from the cache: large reads keep the per-chunk cost low (bench: 64 KiB 0.6 GB/s, 1 MiB 2.5 GB/s). */
-const READ_CHUNK_BYTES = 1024 * 1024;
+/**
+ * Reads from the cache: 256 KiB. Alternating A/B of a filled cache, 256 MiB, 2 cores under load
+ * (bench/ab-blob.ts): against 1 MiB, 1.61 (min 1.37, max 2.09) vs 1.41 (1.13-1.48) GB/s and
+ * 1.39 (0.88-2.52) vs 1.25 (1.02-1.29); 4 MiB reads fell to 0.76 GB/s and 128 KiB to 0.76 GB/s
+ * (each read is a new buffer: large ones are fresh pages, small ones more reads per byte).
+ */
+const READ_CHUNK_BYTES = 256 * 1024;
 /** A fill further behind the relay than this makes the relay wait: memory stays bounded. */
 const MAX_FILL_BACKLOG_BYTES = 16 * 1024 * 1024;
 const ALGORITHMS = ["sha256", "sha512"] as const;
