@@ -22,7 +22,7 @@
 import { randomUUID } from "node:crypto";
 import { type FileHandle, mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import type { Readable } from "node:stream";
+import type { Readable, Writable } from "node:stream";
 import { LRUCache } from "lru-cache";
 import type { Digest } from "../oci/reference.js";
 import { fsyncDir } from "../trust/state.js";
@@ -32,11 +32,17 @@ export interface BlobCacheOptions {
   maxBytes: number;
 }
 
-/** A cached blob opened for one answer. */
+/** A cached blob opened for one answer: use exactly one of `stream` and `pipeTo`. */
 export interface CachedBlob {
   size: number;
   /** the file's bytes, read 256 KiB at a time; closes the file when it ends or is destroyed */
-  stream: Readable;
+  stream(): Readable;
+  /**
+   * Write the file's bytes to `out` and end it, reading into two buffers reused for the whole
+   * answer (a buffer is read into again only once its write has completed); closes the file.
+   * Rejects when the write fails (the client went away, or `out` was destroyed).
+   */
+  pipeTo(out: Writable): Promise<void>;
 }
 
 /**
@@ -127,7 +133,12 @@ export class BlobCache {
     }
     this.#files.delete(digest.value);
     this.#files.set(digest.value, size);
-    return { size, stream: fh.createReadStream({ highWaterMark: READ_CHUNK_BYTES }) };
+    const handle = fh;
+    return {
+      size,
+      stream: () => handle.createReadStream({ highWaterMark: READ_CHUNK_BYTES }),
+      pipeTo: (out) => pipeFile(handle, size, out),
+    };
   }
 
   /**
@@ -314,6 +325,50 @@ export class BlobFill {
   async #removeTemp(): Promise<void> {
     await this.#handle.then((fh) => fh.close()).catch(() => undefined);
     await rm(this.#file, { force: true });
+  }
+}
+
+/** CachedBlob.pipeTo: read the next chunk while the previous one is being written. */
+async function pipeFile(fh: FileHandle, size: number, out: Writable): Promise<void> {
+  const buffers = [Buffer.allocUnsafeSlow(READ_CHUNK_BYTES), Buffer.allocUnsafeSlow(READ_CHUNK_BYTES)];
+  let writing: Promise<void> | undefined;
+  // A client that goes away mid-answer may leave a write's callback uncalled: the close ends the
+  // loop (as a premature close, like pipeline's), so the file is closed either way.
+  let onClose!: () => void;
+  const closed = new Promise<never>((_, reject) => {
+    onClose = () => {
+      if (!out.writableFinished)
+        reject(Object.assign(new Error("Premature close"), { code: "ERR_STREAM_PREMATURE_CLOSE" }));
+    };
+    out.once("close", onClose);
+  });
+  closed.catch(() => undefined);
+  try {
+    for (let pos = 0, turn = 0; pos < size; turn ^= 1) {
+      const buffer = buffers[turn] as Buffer;
+      const { bytesRead } = await fh.read(buffer, 0, Math.min(READ_CHUNK_BYTES, size - pos), pos);
+      if (bytesRead === 0) throw new Error(`cached file ended at ${pos} of ${size} bytes`);
+      pos += bytesRead;
+      await Promise.race([writing, closed]); // the other buffer's write: done before that buffer is read into again
+      const chunk = buffer.subarray(0, bytesRead);
+      writing = new Promise<void>((resolve, reject) => {
+        out.write(chunk, (err) => (err ? reject(err) : resolve()));
+      });
+    }
+    await Promise.race([writing, closed]);
+    await Promise.race([
+      new Promise<void>((resolve, reject) => {
+        out.end((err?: Error | null) => (err ? reject(err) : resolve()));
+      }),
+      closed,
+    ]);
+  } catch (err) {
+    writing?.catch(() => undefined);
+    out.destroy(err as Error);
+    throw err;
+  } finally {
+    out.off("close", onClose);
+    await fh.close().catch(() => undefined);
   }
 }
 

@@ -46,7 +46,7 @@ describe("BlobCache", () => {
     const hit = await cache.open("r.test", "acme/app", b.digest, never);
     expect(hit?.size).toBe(b.bytes.length);
     if (!hit) throw new Error("not served");
-    expect((await buffer(hit.stream)).equals(b.bytes)).toBe(true);
+    expect((await buffer(hit.stream())).equals(b.bytes)).toBe(true);
     expect(await readdir(join(dir, "tmp"))).toEqual([]);
   });
 
@@ -113,7 +113,7 @@ describe("BlobCache", () => {
     const [a, b, c] = [blob(MiB), blob(MiB), blob(MiB)];
     await store(cache, a);
     await store(cache, b);
-    (await cache.open("r.test", "acme/app", a.digest, never))?.stream.destroy(); // a is now the newest
+    (await cache.open("r.test", "acme/app", a.digest, never))?.stream().destroy(); // a is now the newest
     await store(cache, c);
     expect([a, b, c].map((x) => cache.has(x.digest.value))).toEqual([true, false, true]);
     expect(cache.bytes).toBe(2 * MiB);
@@ -134,6 +134,6 @@ describe("BlobCache", () => {
     });
     expect(asked).toBe(1);
     if (!hit) throw new Error("not served after the restart");
-    expect((await buffer(hit.stream)).equals(b.bytes)).toBe(true);
+    expect((await buffer(hit.stream())).equals(b.bytes)).toBe(true);
   });
 });
