@@ -5,7 +5,7 @@
  * reads alternate A B, B A, ... so both see the same load and go first equally often.
  *
  *   node .build/bench/ab-blob.js --base /path/to/other/checkout [--mode cache|relay|first]
- *                                [--mib 256] [--rounds 7]
+ *                                [--mib 256] [--rounds 7] [--cpu-prof DIR]
  *
  * cache: each trustgate fills its blob cache, is read until steady (two reads within 5%), then
  * measured. relay: no blob cache, every read relayed and verified. first: a fresh trustgate with
@@ -27,6 +27,8 @@ const { values: flags } = parseArgs({
     mode: { type: "string", default: "cache" },
     mib: { type: "string", default: "256" },
     rounds: { type: "string", default: "7" },
+    /** B (this checkout) runs under `node --cpu-prof` and writes its profile here */
+    "cpu-prof": { type: "string" },
   },
   strict: true,
 });
@@ -59,6 +61,8 @@ async function main(): Promise<void> {
       trustgateConfig(dir, { name: "bench.local", upstream: direct.url }, "info", extra),
       {
         cli,
+        nodeArgs:
+          flags["cpu-prof"] && cli === builds.B ? ["--cpu-prof", "--cpu-prof-dir", flags["cpu-prof"]] : [],
       },
     );
   };
