@@ -4,12 +4,12 @@
  * dist/ and one from another checkout's (`--base DIR`, built), in front of one docker-registry;
  * reads alternate A B, B A, ... so both see the same load and go first equally often.
  *
- *   node .build/bench/ab-blob.js --base /path/to/other/checkout [--mode cache|relay|first]
+ *   node .build/bench/ab-blob.js --base /path/to/other/checkout [--mode cache|relay|first|first-nocache]
  *                                [--mib 256] [--rounds 7] [--cpu-prof DIR]
  *
  * cache: each trustgate fills its blob cache, is read until steady (two reads within 5%), then
  * measured. relay: no blob cache, every read relayed and verified. first: a fresh trustgate with
- * a blob cache per read (relayed, verified, kept). Prints speeds and trustgate CPU s/GB,
+ * a blob cache per read (relayed, verified, kept); first-nocache: a fresh trustgate without one. Prints speeds and trustgate CPU s/GB,
  * median (min, max), and the load before and after.
  */
 import { existsSync } from "node:fs";
@@ -39,8 +39,9 @@ async function main(): Promise<void> {
   stopOnSignals();
   if (!flags.base) throw new Error("--base DIR (a built checkout) is required");
   const mode = flags.mode as string;
-  if (!["cache", "relay", "first"].includes(mode))
-    throw new Error(`--mode: cache, relay or first, not ${mode}`);
+  if (!["cache", "relay", "first", "first-nocache"].includes(mode))
+    throw new Error(`--mode: cache, relay, first or first-nocache, not ${mode}`);
+  const fresh = mode.startsWith("first");
   const size = Number(flags.mib) * MiB;
   const rounds = Number(flags.rounds);
   const work = ownDir(await tempDir("bench-ab"));
@@ -77,7 +78,7 @@ async function main(): Promise<void> {
   };
   const load0 = (await runCommand("uptime", [])).stdout.trim();
   const long: Record<string, TrustgateProcess> = {};
-  if (mode !== "first") {
+  if (!fresh) {
     for (const [k, cli] of Object.entries(builds)) {
       const tg = own(`trustgate ${k}`, await start(cli, mode === "cache"));
       long[k] = tg;
@@ -98,11 +99,11 @@ async function main(): Promise<void> {
   for (let r = 0; r < rounds; r++) {
     for (const k of r % 2 === 0 ? ["A", "B"] : ["B", "A"]) {
       let res: { bps: number; cpu: number };
-      if (mode === "first") {
-        const tg = await start(builds[k as "A" | "B"], true);
+      if (fresh) {
+        const tg = await start(builds[k as "A" | "B"], mode === "first");
         try {
           res = await read(tg);
-          await kept(tg);
+          if (mode === "first") await kept(tg);
         } finally {
           await tg.stop();
         }

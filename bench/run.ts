@@ -618,7 +618,8 @@ async function machineLoad(): Promise<string> {
 /** One side of an alternating blob comparison: a read returns bytes/s, and trustgate's CPU s/GB. */
 interface BlobSide {
   name: string;
-  read(): Promise<{ bps: number; cpuPerGB?: number }>;
+  /** `round`: 0, 1, ... (-1 for a warm-up) */
+  read(round: number): Promise<{ bps: number; cpuPerGB?: number }>;
 }
 
 /**
@@ -633,7 +634,7 @@ async function alternate(
   for (let r = 0; r < rounds; r++) {
     for (let k = 0; k < sides.length; k++) {
       const side = sides[(r + k) % sides.length] as BlobSide;
-      const got = await side.read();
+      const got = await side.read(r);
       const rec = out.get(side.name);
       rec?.bps.push(got.bps);
       if (got.cpuPerGB !== undefined) rec?.cpu.push(got.cpuPerGB);
@@ -657,7 +658,9 @@ async function measuredRead(
 async function startBlobTrustgate(upstream: string, withCache: boolean): Promise<TrustgateProcess> {
   const dir = await tempDir("bench-tg-blob");
   const extra = withCache
-    ? [`blobCache: { dir: ${JSON.stringify(join(dir, "blobs"))}, maxBytes: ${4 * settings.blobBytes} }`]
+    ? [
+        `blobCache: { dir: ${JSON.stringify(join(dir, "blobs"))}, maxBytes: ${(settings.blobRounds + 3) * settings.blobBytes} }`,
+      ]
     : [];
   const tg = await startTrustgate(
     dir,
@@ -689,9 +692,10 @@ async function cached(tg: TrustgateProcess, blob: BlobFile): Promise<void> {
 
 /**
  * Blobs (issue 16), two comparisons, each in alternating rounds:
- *  - first pull: a fresh pull-through cache filling itself from the direct registry, against a
- *    fresh trustgate with blobCache relaying (digest verified, copy kept) and a trustgate without
- *    a cache relaying; every read starts from nothing;
+ *  - first pull: each round a blob none of them has seen: the pull-through cache fills itself
+ *    from the direct registry, trustgate with blobCache relays it (digest verified, copy kept),
+ *    trustgate without a cache relays it; the processes are long-lived and warmed up by one such
+ *    blob first, as deployed (a fresh Node process per read would measure its JIT warm-up);
  *  - filled: direct, the filled pull-through cache and trustgate's filled verified cache, each
  *    first read until two successive reads agree within 5% (steady state), then measured.
  */
@@ -712,43 +716,48 @@ async function blobScenarios(
     peakTg = Math.max(peakTg, (await peakRss(pid)) ?? 0);
   };
 
-  // ---- first pull against first fill
-  note(`blob: first pull vs first fill, ${rounds} alternating rounds`);
+  // Long-lived, as deployed: a pull-through cache, a trustgate with blobCache, one without.
+  const pullPeer = await startRegistry({ proxyRemoteUrl: direct.url });
+  const pull = ownWithDir("docker-registry (pull-through, blobs)", pullPeer, pullPeer.dir);
+  let tg: TrustgateProcess | undefined;
+  let relay: TrustgateProcess | undefined;
+  if (!buildProblem) {
+    tg = own("trustgate (blob cache)", await startBlobTrustgate(direct.url, true));
+    relay = own("trustgate (relay)", await startBlobTrustgate(direct.url, false));
+  }
+
+  // ---- first pull against first fill: every round a blob none of them has seen (a fresh cache
+  // for that blob, in a warm process); blob 0 warms the processes up and is not measured.
+  note(`blob: first pull vs first fill, ${rounds} alternating rounds, a new ${size} blob each`);
+  const unseen: BlobFile[] = [];
+  for (let i = 0; i <= rounds; i++) {
+    const b = await writeRandomBlob(join(work, "unseen.bin"), settings.blobBytes);
+    await pushBlobFile(direct.url, REPO, b);
+    unseen.push(b);
+  }
+  await rm(join(work, "unseen.bin"), { force: true });
+  const unseenPath = (r: number) => `/v2/${REPO}/blobs/${(unseen[r + 1] as BlobFile).digest}`;
   const firstSides: BlobSide[] = [
     {
       name: "fill",
-      read: async () => {
-        const peer = await startRegistry({ proxyRemoteUrl: direct.url });
-        try {
-          return { bps: await curlDownload(`${peer.url}${path}`, blob.size) };
-        } finally {
-          await peer.stop();
-          await rm(peer.dir, { recursive: true, force: true });
-        }
-      },
+      read: async (r) => ({ bps: await curlDownload(`${pull.url}${unseenPath(r)}`, blob.size) }),
     },
   ];
-  let relay: TrustgateProcess | undefined;
-  if (!buildProblem) {
-    firstSides.push({
-      name: "tg-first",
-      read: async () => {
-        const tg = await startBlobTrustgate(direct.url, true);
-        try {
-          const got = await measuredRead(`${tg.url}${path}`, blob, tg.pid);
-          await cached(tg, blob); // the copy was kept: this read was a full first pull
-          await notePeak(tg.pid);
+  if (tg && relay) {
+    const [withCache, without] = [tg, relay];
+    firstSides.push(
+      {
+        name: "tg-first",
+        read: async (r) => {
+          const got = await measuredRead(`${withCache.url}${unseenPath(r)}`, blob, withCache.pid);
+          await cached(withCache, unseen[r + 1] as BlobFile); // kept: this read was a whole first pull
           return got;
-        } finally {
-          await tg.stop();
-        }
+        },
       },
-    });
-    relay = own("trustgate (relay)", await startBlobTrustgate(direct.url, false));
-    const relayUrl = `${relay.url}${path}`;
-    const relayPid = relay.pid;
-    firstSides.push({ name: "tg-relay", read: () => measuredRead(relayUrl, blob, relayPid) });
+      { name: "tg-relay", read: (r) => measuredRead(`${without.url}${unseenPath(r)}`, blob, without.pid) },
+    );
   }
+  for (const side of firstSides) await side.read(-1); // blob 0: warm-up
   const first = await alternate(firstSides, rounds);
   if (relay) {
     await notePeak(relay.pid);
@@ -757,8 +766,6 @@ async function blobScenarios(
 
   // ---- filled against filled, steady state
   note("blob: filled caches, read until steady, then alternating rounds");
-  const pullPeer = await startRegistry({ proxyRemoteUrl: direct.url });
-  const pull = ownWithDir("docker-registry (pull-through, blobs)", pullPeer, pullPeer.dir);
   const steady: string[] = [];
   const settle = async (name: string, url: string) => {
     const s = await readUntilSteady(url, blob.size, settings.blobMaxWarmups);
@@ -767,9 +774,7 @@ async function blobScenarios(
     );
   };
   await curlDownload(`${pull.url}${path}`, blob.size); // the fill
-  let tg: TrustgateProcess | undefined;
-  if (!buildProblem) {
-    tg = own("trustgate (blob cache)", await startBlobTrustgate(direct.url, true));
+  if (tg) {
     await curlDownload(`${tg.url}${path}`, blob.size); // the fill: relayed, verified, kept
     await cached(tg, blob);
   }
@@ -827,7 +832,7 @@ async function blobScenarios(
   });
   rows.push({
     id: "blob-pull-fill",
-    scenario: `baseline: blob ${size}, pull-through first fill (fresh cache)`,
+    scenario: `baseline: blob ${size}, pull-through first fill`,
     unit: "bps",
     value: bps(first, "fill").median,
     note: gbps(bps(first, "fill")),
@@ -840,7 +845,7 @@ async function blobScenarios(
     [
       "blob-tg-first",
       "tg-first",
-      `trustgate blob ${size}, first pull: relayed, verified, kept (fresh cache)`,
+      `trustgate blob ${size}, first pull: relayed, verified, kept (a blob new to it)`,
     ],
     ["blob-tg-relay", "tg-relay", `trustgate blob ${size}, relayed, verified, no cache`],
   ] as const) {
