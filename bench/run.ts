@@ -643,7 +643,7 @@ async function alternate(
   return out;
 }
 
-/** A curl read of a trustgate, with the CPU trustgate spent on it, in seconds per GB served. */
+/** A curl read, with the CPU the serving process (`pid`) spent on it, in seconds per GB served. */
 async function measuredRead(
   url: string,
   blob: BlobFile,
@@ -740,7 +740,7 @@ async function blobScenarios(
   const firstSides: BlobSide[] = [
     {
       name: "fill",
-      read: async (r) => ({ bps: await curlDownload(`${pull.url}${unseenPath(r)}`, blob.size) }),
+      read: (r) => measuredRead(`${pull.url}${unseenPath(r)}`, blob, pull.pid),
     },
   ];
   if (tg && relay) {
@@ -782,8 +782,8 @@ async function blobScenarios(
   await settle("pull", `${pull.url}${path}`);
   if (tg) await settle("tg", `${tg.url}${path}`);
   const filledSides: BlobSide[] = [
-    { name: "direct", read: async () => ({ bps: await curlDownload(`${direct.url}${path}`, blob.size) }) },
-    { name: "pull", read: async () => ({ bps: await curlDownload(`${pull.url}${path}`, blob.size) }) },
+    { name: "direct", read: () => measuredRead(`${direct.url}${path}`, blob, direct.pid) },
+    { name: "pull", read: () => measuredRead(`${pull.url}${path}`, blob, pull.pid) },
   ];
   if (tg) {
     const url = `${tg.url}${path}`;
@@ -807,7 +807,7 @@ async function blobScenarios(
   const gbps = (s: Spread) => `GB/s ${spreadText(s, 2, 1e9)}`;
   const cpu = (m: typeof filled, name: string) => {
     const c = m.get(name)?.cpu ?? [];
-    return c.length > 0 ? `; trustgate CPU s/GB ${spreadText(spread(c), 2)}` : "";
+    return c.length > 0 ? `; CPU s/GB of the serving process ${spreadText(spread(c), 2)}` : "";
   };
   const ratioText = (s: Spread, vs: string) => `${spreadText(s, 2)}x ${vs}`;
   const oneGiB = settings.blobBytes >= 1024 * MiB;
@@ -818,7 +818,7 @@ async function blobScenarios(
     scenario: `baseline: blob ${size}, docker-registry direct (steady)`,
     unit: "bps",
     value: bps(filled, "direct").median,
-    note: gbps(bps(filled, "direct")),
+    note: `${gbps(bps(filled, "direct"))}${cpu(filled, "direct")}`,
   });
   const pd = ratio(filled, "pull", "direct");
   rows.push({
@@ -828,14 +828,14 @@ async function blobScenarios(
     value: bps(filled, "pull").median,
     ratios: [{ vs: "direct", value: pd.median }],
     peakRssBytes: await peakRss(pull.pid),
-    note: `${gbps(bps(filled, "pull"))}; ${ratioText(pd, "direct")}`,
+    note: `${gbps(bps(filled, "pull"))}; ${ratioText(pd, "direct")}${cpu(filled, "pull")}`,
   });
   rows.push({
     id: "blob-pull-fill",
     scenario: `baseline: blob ${size}, pull-through first fill`,
     unit: "bps",
     value: bps(first, "fill").median,
-    note: gbps(bps(first, "fill")),
+    note: `${gbps(bps(first, "fill"))}${cpu(first, "fill")}`,
   });
   if (buildProblem) {
     rows.push(skippedRow("blob-tg", `trustgate blob ${size}`, buildProblem));
