@@ -63,7 +63,7 @@ const settings = {
   threads: Number(flags.threads),
   blobBytes: flags.full ? 1024 * MiB : flags.quick ? 64 * MiB : 256 * MiB,
   /** alternating rounds per blob comparison, and the most reads to reach steady state */
-  blobRounds: flags.quick ? 3 : 5,
+  blobRounds: flags.quick || flags.full ? 3 : 5,
   blobMaxWarmups: flags.quick ? 6 : 10,
   indexIterations: flags.quick ? 3 : 7,
   guns: flags.quick ? 100 : 1000,
