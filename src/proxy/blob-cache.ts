@@ -355,6 +355,8 @@ async function pipeFile(fh: FileHandle, size: number, out: Writable): Promise<vo
       writing = new Promise<void>((resolve, reject) => {
         out.write(chunk, (err) => (err ? reject(err) : resolve()));
       });
+      // It may fail while the next read is pending: handled here, rethrown where it is awaited.
+      writing.catch(() => undefined);
     }
     await Promise.race([writing, closed]);
     await Promise.race([
@@ -364,7 +366,6 @@ async function pipeFile(fh: FileHandle, size: number, out: Writable): Promise<vo
       closed,
     ]);
   } catch (err) {
-    writing?.catch(() => undefined);
     out.destroy(err as Error);
     throw err;
   } finally {
