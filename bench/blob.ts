@@ -77,3 +77,48 @@ export async function peakRss(pid: number): Promise<number | undefined> {
     return undefined;
   }
 }
+
+/** CPU seconds (user + system) a process has used so far (/proc/<pid>/stat fields 14 and 15). */
+export async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+/** USER_HZ: 100 on every Linux this runs on (sysconf(_SC_CLK_TCK)). */
+const CLOCK_TICKS = 100;
+
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+  n: number;
+}
+
+export function spread(values: number[]): Spread {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  const median = s.length % 2 === 1 ? (s[mid] ?? 0) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
+  return { median, min: s[0] ?? 0, max: s[s.length - 1] ?? 0, n: s.length };
+}
+
+/**
+ * Read `url` until two successive reads agree within `tolerance` (a filled pull-through cache
+ * speeds up over its first reads after the fill: issue 16), at most `maxReads` times. Returns
+ * every speed read, and whether it settled.
+ */
+export async function readUntilSteady(
+  url: string,
+  size: number,
+  maxReads: number,
+  tolerance = 0.05,
+): Promise<{ speeds: number[]; steady: boolean }> {
+  const speeds: number[] = [];
+  for (let i = 0; i < maxReads; i++) {
+    speeds.push(await curlDownload(url, size));
+    const [a, b] = speeds.slice(-2);
+    if (a !== undefined && b !== undefined && Math.abs(b - a) <= tolerance * Math.max(a, b))
+      return { speeds, steady: true };
+  }
+  return { speeds, steady: false };
+}

@@ -59,7 +59,8 @@ export function trustgateConfig(
 export async function startTrustgate(
   dir: string,
   configYaml: string,
-  opts: { nodeArgs?: string[] } = {},
+  /** cli: another build's dist/cli.js (bench/ab-blob.ts runs two builds side by side) */
+  opts: { nodeArgs?: string[]; cli?: string } = {},
 ): Promise<TrustgateProcess> {
   await mkdir(join(dir, "policies"), { recursive: true });
   const configFile = join(dir, "config.yaml");
@@ -69,7 +70,15 @@ export async function startTrustgate(
   const fd = openSync(logFile, "a");
   const child = spawn(
     process.execPath,
-    [...(opts.nodeArgs ?? []), CLI, "serve", "--config", configFile, "--listen", `127.0.0.1:${port}`],
+    [
+      ...(opts.nodeArgs ?? []),
+      opts.cli ?? CLI,
+      "serve",
+      "--config",
+      configFile,
+      "--listen",
+      `127.0.0.1:${port}`,
+    ],
     { cwd: dir, stdio: ["ignore", fd, fd] },
   );
   closeSync(fd);

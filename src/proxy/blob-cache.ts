@@ -15,14 +15,14 @@
  * Bounded by `maxBytes`: least recently used first. An evicted file still being served stays
  * readable (it is unlinked, and the open handle keeps it) until that answer ends.
  *
- * Why: relaying verifies every byte on the request thread; on this 2-core machine that is about
- * 0.6-0.75 GB/s, below a filled pull-through cache, which serves from its own disk without
- * verifying. Served from this cache, Node streams the file at 1 MiB reads (README Performance).
+ * Why: relaying verifies every byte on the request thread, below a filled pull-through cache,
+ * which serves from its own disk without verifying. A hit is written from two reused 256 KiB
+ * buffers straight into the response (pipeFile; README Performance, bench/README.md "Blobs").
  */
 import { randomUUID } from "node:crypto";
 import { type FileHandle, mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import type { Readable } from "node:stream";
+import type { Readable, Writable } from "node:stream";
 import { LRUCache } from "lru-cache";
 import type { Digest } from "../oci/reference.js";
 import { fsyncDir } from "../trust/state.js";
@@ -32,15 +32,27 @@ export interface BlobCacheOptions {
   maxBytes: number;
 }
 
-/** A cached blob opened for one answer. */
+/** A cached blob opened for one answer: use exactly one of `stream` and `pipeTo`. */
 export interface CachedBlob {
   size: number;
-  /** the file's bytes, read 1 MiB at a time; closes the file when it ends or is destroyed */
-  stream: Readable;
+  /** the file's bytes, read 256 KiB at a time; closes the file when it ends or is destroyed */
+  stream(): Readable;
+  /**
+   * Write the file's bytes to `out` and end it, reading into two buffers reused for the whole
+   * answer (a buffer is read into again only once its write has completed); closes the file.
+   * Rejects when the write fails (the client went away, or `out` was destroyed).
+   */
+  pipeTo(out: Writable): Promise<void>;
 }
 
-/** Reads from the cache: large reads keep the per-chunk cost low (bench: 64 KiB 0.6 GB/s, 1 MiB 2.5 GB/s). */
-const READ_CHUNK_BYTES = 1024 * 1024;
+/**
+ * Reads from the cache: 256 KiB. Alternating A/B of a filled cache, 256 MiB, 2 cores under load
+ * (bench/ab-blob.ts): against 1 MiB, 1.61 (min 1.37, max 2.09) vs 1.41 (1.13-1.48) GB/s and
+ * 1.39 (0.88-2.52) vs 1.25 (1.02-1.29); 4 MiB reads fell to 0.76 GB/s and 128 KiB to 0.76 GB/s
+ * (each read is a new buffer: large ones are fresh pages, small ones more reads per byte).
+ * pipeFile then reuses two buffers of this size: 2.47 (2.24-3.29) vs main's 0.94 (0.73-1.10) GB/s.
+ */
+const READ_CHUNK_BYTES = 256 * 1024;
 /** A fill further behind the relay than this makes the relay wait: memory stays bounded. */
 const MAX_FILL_BACKLOG_BYTES = 16 * 1024 * 1024;
 const ALGORITHMS = ["sha256", "sha512"] as const;
@@ -122,7 +134,12 @@ export class BlobCache {
     }
     this.#files.delete(digest.value);
     this.#files.set(digest.value, size);
-    return { size, stream: fh.createReadStream({ highWaterMark: READ_CHUNK_BYTES }) };
+    const handle = fh;
+    return {
+      size,
+      stream: () => handle.createReadStream({ highWaterMark: READ_CHUNK_BYTES }),
+      pipeTo: (out) => pipeFile(handle, size, out),
+    };
   }
 
   /**
@@ -309,6 +326,51 @@ export class BlobFill {
   async #removeTemp(): Promise<void> {
     await this.#handle.then((fh) => fh.close()).catch(() => undefined);
     await rm(this.#file, { force: true });
+  }
+}
+
+/** CachedBlob.pipeTo: read the next chunk while the previous one is being written. */
+async function pipeFile(fh: FileHandle, size: number, out: Writable): Promise<void> {
+  const buffers = [Buffer.allocUnsafeSlow(READ_CHUNK_BYTES), Buffer.allocUnsafeSlow(READ_CHUNK_BYTES)];
+  let writing: Promise<void> | undefined;
+  // A client that goes away mid-answer may leave a write's callback uncalled: the close ends the
+  // loop (as a premature close, like pipeline's), so the file is closed either way.
+  let onClose!: () => void;
+  const closed = new Promise<never>((_, reject) => {
+    onClose = () => {
+      if (!out.writableFinished)
+        reject(Object.assign(new Error("Premature close"), { code: "ERR_STREAM_PREMATURE_CLOSE" }));
+    };
+    out.once("close", onClose);
+  });
+  closed.catch(() => undefined);
+  try {
+    for (let pos = 0, turn = 0; pos < size; turn ^= 1) {
+      const buffer = buffers[turn] as Buffer;
+      const { bytesRead } = await fh.read(buffer, 0, Math.min(READ_CHUNK_BYTES, size - pos), pos);
+      if (bytesRead === 0) throw new Error(`cached file ended at ${pos} of ${size} bytes`);
+      pos += bytesRead;
+      await Promise.race([writing, closed]); // the other buffer's write: done before that buffer is read into again
+      const chunk = buffer.subarray(0, bytesRead);
+      writing = new Promise<void>((resolve, reject) => {
+        out.write(chunk, (err) => (err ? reject(err) : resolve()));
+      });
+      // It may fail while the next read is pending: handled here, rethrown where it is awaited.
+      writing.catch(() => undefined);
+    }
+    await Promise.race([writing, closed]);
+    await Promise.race([
+      new Promise<void>((resolve, reject) => {
+        out.end((err?: Error | null) => (err ? reject(err) : resolve()));
+      }),
+      closed,
+    ]);
+  } catch (err) {
+    out.destroy(err as Error);
+    throw err;
+  } finally {
+    out.off("close", onClose);
+    await fh.close().catch(() => undefined);
   }
 }
 

@@ -23,7 +23,7 @@ import type { RegistryClient } from "../upstream/client.js";
 import type { BlobCache, BlobFill, CachedBlob } from "./blob-cache.js";
 import { BlobDigestMismatchError, blobHeaders, blobRedirectUrl, DigestVerifier } from "./blobs.js";
 import type { AppEnv } from "./context.js";
-import { rawResponse, requestHeader, sendBytes, sendStream } from "./respond.js";
+import { rawResponse, requestHeader, sendBytes, sendHead, sendStream } from "./respond.js";
 import type { Target } from "./route.js";
 
 /** What a blob relay needs of the app (server.ts AppDeps is one); nothing imports back up. */
@@ -244,16 +244,15 @@ export class BlobRelay {
     const requestLog = c.get("requestLog");
     requestLog.cache = "hit";
     requestLog.bytes = cached.size;
-    const { response, done } = sendStream(
-      c,
-      200,
-      {
-        "content-type": "application/octet-stream",
-        "content-length": String(cached.size),
-        "docker-content-digest": digest.value,
-      },
-      cached.stream,
-    );
+    const headers = {
+      "content-type": "application/octet-stream",
+      "content-length": String(cached.size),
+      "docker-content-digest": digest.value,
+    };
+    const out = rawResponse(c);
+    const { response, done } = out
+      ? { response: sendHead(c, 200, headers), done: cached.pipeTo(out) }
+      : sendStream(c, 200, headers, cached.stream());
     // No upstream connection to free, but the file handle is held as long: the same stall bound.
     this.#watch(c, done, () => {});
     done.catch((err: unknown) => {

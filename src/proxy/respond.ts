@@ -71,6 +71,14 @@ export function sendBytes(
  * fails (then the client connection is destroyed, so it never sees a clean end) or the client
  * goes away.
  */
+/** Only the status line and headers, on the raw response; the caller writes the body to it. */
+export function sendHead(c: Context<AppEnv>, status: number, headers: Record<string, string>): Response {
+  const out = rawResponse(c);
+  if (!out) throw new Error("sendHead needs the raw response");
+  out.writeHead(status, withCommonHeaders(c, headers));
+  return RESPONSE_ALREADY_SENT;
+}
+
 export function sendStream(
   c: Context<AppEnv>,
   status: number,

@@ -6,9 +6,9 @@
  */
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { readdir } from "node:fs/promises";
+import { readdir, readlink } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, connect } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pushBlob, sha256Digest } from "../helpers/image.js";
@@ -63,7 +63,7 @@ describe("verified blob cache (blobCache)", () => {
     config = [
       "defaultPolicy: off",
       "logLevel: info",
-      "blobCache: { dir: ./blobs, maxBytes: 67108864 }",
+      "blobCache: { dir: ./blobs, maxBytes: 134217728 }",
       "registries:",
       "  r.test:",
       `    upstream: http://${relay.host}`,
@@ -108,6 +108,42 @@ describe("verified blob cache (blobCache)", () => {
     expect(JSON.parse(stranger.body.toString()).errors[0].code).toBe("BLOB_UNKNOWN");
   });
 
+  it("a client that goes away mid-answer from the cache: logged as aborted, the file closed, the next answer whole", async () => {
+    // Larger than loopback socket buffers, so the answer is still being written when the client goes.
+    const big = randomBytes(48 * 1024 * 1024);
+    const bigDigest = sha256Digest(big);
+    await pushBlob(registry.url, "acme/app", { digest: bigDigest, bytes: big });
+    const path = `r.test/acme/app/blobs/${bigDigest}`;
+    expect((await get(path)).body.equals(big)).toBe(true);
+    const file = join(proxy.dir, "blobs", "sha256", bigDigest.slice("sha256:".length));
+    await expect.poll(() => existsSync(file), POLL).toBe(true);
+    const reqId = await new Promise<string>((resolve, reject) => {
+      const socket = connect(proxy.port, "127.0.0.1", () => {
+        socket.write(`GET /v2/${path} HTTP/1.1\r\nHost: ${proxy.host}\r\n\r\n`);
+      });
+      socket.once("error", reject);
+      socket.once("data", (chunk: Buffer) => {
+        socket.pause(); // read nothing more: the server's writes back up
+        const id = /x-request-id: (\S+)/i.exec(chunk.toString("latin1"))?.[1] ?? "";
+        setTimeout(() => {
+          socket.destroy();
+          resolve(id);
+        }, 300);
+      });
+    });
+    expect(await lineOf(reqId)).toMatchObject({ cache: "hit", outcome: expect.stringMatching(/aborted$/) });
+    const openFiles = async () =>
+      Promise.all(
+        (await readdir(`/proc/${proxy.pid}/fd`)).map((fd) =>
+          readlink(`/proc/${proxy.pid}/fd/${fd}`).catch(() => ""),
+        ),
+      );
+    await expect.poll(async () => (await openFiles()).includes(file), POLL).toBe(false);
+    const again = await get(path);
+    expect(again.body.equals(big)).toBe(true);
+    expect(await lineOf(again.reqId)).toMatchObject({ cache: "hit", status: 200 });
+  }, 60_000);
+
   it("never keeps bytes that do not match their digest", async () => {
     const res = await fetch(`${proxy.url}/v2/liar.test/acme/app/blobs/${liedDigest}`);
     expect(res.status).toBe(200);
@@ -120,7 +156,9 @@ describe("verified blob cache (blobCache)", () => {
       )
       .toBe(true);
     await expect.poll(async () => readdir(join(proxy.dir, "blobs", "tmp")), POLL).toEqual([]);
-    expect(await readdir(join(proxy.dir, "blobs", "sha256"))).toEqual([hex]);
+    const kept = await readdir(join(proxy.dir, "blobs", "sha256"));
+    expect(kept).toContain(hex);
+    expect(kept).not.toContain(liedDigest.slice("sha256:".length));
   });
 
   it("keeps the cache across a restart", async () => {

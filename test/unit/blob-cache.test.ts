@@ -6,6 +6,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Writable } from "node:stream";
 import { buffer } from "node:stream/consumers";
 import { beforeEach, describe, expect, it } from "vitest";
 import { type Digest, parseDigest } from "../../src/oci/reference.js";
@@ -46,8 +47,53 @@ describe("BlobCache", () => {
     const hit = await cache.open("r.test", "acme/app", b.digest, never);
     expect(hit?.size).toBe(b.bytes.length);
     if (!hit) throw new Error("not served");
-    expect((await buffer(hit.stream)).equals(b.bytes)).toBe(true);
+    expect((await buffer(hit.stream())).equals(b.bytes)).toBe(true);
     expect(await readdir(join(dir, "tmp"))).toEqual([]);
+  });
+
+  it("pipeTo: writes the exact bytes, reusing its buffers only after each write completed", async () => {
+    const cache = await BlobCache.open({ dir, maxBytes: 10 * MiB });
+    const b = blob(3 * MiB + 5);
+    await store(cache, b);
+    const hit = await cache.open("r.test", "acme/app", b.digest, never);
+    const got: Buffer[] = [];
+    // A slow sink that keeps each chunk by reference: a buffer reused too early would show here.
+    const out = new Writable({
+      highWaterMark: 0,
+      write(chunk: Buffer, _enc, cb) {
+        got.push(chunk);
+        setTimeout(() => {
+          got[got.length - 1] = Buffer.from(chunk); // copied only once "written"
+          cb();
+        }, 1);
+      },
+    });
+    await hit?.pipeTo(out);
+    expect(Buffer.concat(got).equals(b.bytes)).toBe(true);
+  });
+
+  it("pipeTo: a write that fails while the next read is pending rejects the answer, never unhandled", async () => {
+    const cache = await BlobCache.open({ dir, maxBytes: 10 * MiB });
+    const b = blob(3 * MiB);
+    await store(cache, b);
+    const hit = await cache.open("r.test", "acme/app", b.digest, never);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (err: unknown) => unhandled.push(err);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      // the write's failure arrives at once, before the file read that follows it completes
+      const out = new Writable({
+        write(_chunk, _enc, cb) {
+          process.nextTick(() => cb(new Error("client gone")));
+        },
+      });
+      out.on("error", () => {});
+      await expect(hit?.pipeTo(out)).rejects.toThrow("client gone");
+      await new Promise((r) => setTimeout(r, 50));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
   });
 
   it("asks the upstream once before serving the blob to another repository, and not at all on refusal", async () => {
@@ -113,7 +159,7 @@ describe("BlobCache", () => {
     const [a, b, c] = [blob(MiB), blob(MiB), blob(MiB)];
     await store(cache, a);
     await store(cache, b);
-    (await cache.open("r.test", "acme/app", a.digest, never))?.stream.destroy(); // a is now the newest
+    (await cache.open("r.test", "acme/app", a.digest, never))?.stream().destroy(); // a is now the newest
     await store(cache, c);
     expect([a, b, c].map((x) => cache.has(x.digest.value))).toEqual([true, false, true]);
     expect(cache.bytes).toBe(2 * MiB);
@@ -134,6 +180,6 @@ describe("BlobCache", () => {
     });
     expect(asked).toBe(1);
     if (!hit) throw new Error("not served after the restart");
-    expect((await buffer(hit.stream)).equals(b.bytes)).toBe(true);
+    expect((await buffer(hit.stream())).equals(b.bytes)).toBe(true);
   });
 });
