@@ -303,8 +303,10 @@ export function cutWhenStalled(out: ServerResponse, stallMs: number, onStall: ()
 /** After a verified relay: the copy goes into the blob cache, or the log says why not. */
 async function keepInCache(logger: Logger, digest: Digest, fill: BlobFill): Promise<void> {
   try {
-    if (!(await fill.commit()))
-      logger.warn({ digest: digest.value, reason: fill.failure }, "blob not kept in the cache");
+    // Logged once the cache answers for it (commit resolves after the index knows the file), so
+    // the line says exactly when later pulls of this digest become hits.
+    if (await fill.commit()) logger.info({ digest: digest.value }, "blob kept in the cache");
+    else logger.warn({ digest: digest.value, reason: fill.failure }, "blob not kept in the cache");
   } catch (err) {
     logger.warn({ digest: digest.value, err: String(err) }, "blob cache write failed");
   }

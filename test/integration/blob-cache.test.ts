@@ -85,7 +85,16 @@ describe("verified blob cache (blobCache)", () => {
     expect(first.status).toBe(200);
     expect(first.body.equals(bytes)).toBe(true);
     expect(await lineOf(first.reqId)).toMatchObject({ cache: "miss", status: 200, bytes: bytes.length });
-    await expect.poll(() => existsSync(cached()), POLL).toBe(true);
+    // The file appears at its name (rename) a moment before the cache's index has it: wait for
+    // the line that says the cache answers for it (a CI run raced the two).
+    await expect
+      .poll(
+        async () =>
+          (await proxy.logs()).some((l) => l.msg === "blob kept in the cache" && l.digest === digest),
+        POLL,
+      )
+      .toBe(true);
+    expect(existsSync(cached())).toBe(true);
     const before = { in: relay.bytesIn, out: relay.bytesOut };
     const second = await get(`r.test/acme/app/blobs/${digest}`);
     expect(second.status).toBe(200);

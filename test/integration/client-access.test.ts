@@ -55,12 +55,22 @@ describe("client access: skopeo and ctr answer the Basic challenge", () => {
     expect(wrong.code).not.toBe(0);
     expect(wrong.stderr).toMatch(/401|unauthorized|authentication required/i);
 
+    // The access line is written when the answer has gone out; skopeo may exit before it is in
+    // the file (a CI run read the log first): wait for it.
+    const requests = async () => (await proxy.logs()).filter((l) => l.msg === "request");
+    await expect
+      .poll(async () =>
+        (await requests()).some(
+          (l) => l.client === "alice" && l.clientAuth === "password" && l.status === 200,
+        ),
+      )
+      .toBe(true);
+    await expect
+      .poll(async () =>
+        (await requests()).some((l) => l.status === 401 && l.clientRefused === "wrong password"),
+      )
+      .toBe(true);
     const lines = await proxy.logs();
-    const requests = lines.filter((l) => l.msg === "request");
-    expect(
-      requests.some((l) => l.client === "alice" && l.clientAuth === "password" && l.status === 200),
-    ).toBe(true);
-    expect(requests.some((l) => l.status === 401 && l.clientRefused === "wrong password")).toBe(true);
     const text = await readFile(join(proxy.dir, "trustgate.log"), "utf8").catch(() => JSON.stringify(lines));
     expect(text).not.toContain("correct horse");
     expect(text).not.toContain(Buffer.from("alice:correct horse").toString("base64"));
