@@ -18,13 +18,25 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
   }
 }
 
-async function replaceFile(path: string, data: Uint8Array | string): Promise<void> {
+/** Modes of a replaced file and of directories made for it: trustgate's own state is private. */
+export interface FileModes {
+  readonly file: number;
+  readonly dir: number;
+}
+const PRIVATE: FileModes = { file: 0o600, dir: 0o700 };
+
+/** temp + fsync + rename + fsync of the directory; errors as the file system gives them. */
+export async function replaceFile(
+  path: string,
+  data: Uint8Array | string,
+  modes: FileModes = PRIVATE,
+): Promise<void> {
   const dir = dirname(path);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await mkdir(dir, { recursive: true, mode: modes.dir });
   const tmp = join(dir, tempName(basename(path)));
   let renamed = false;
   try {
-    const fh = await open(tmp, "wx", 0o600);
+    const fh = await open(tmp, "wx", modes.file);
     try {
       await fh.writeFile(data);
       await fh.sync();
