@@ -5,22 +5,22 @@
  * is served via notary before the date and refused after it (a second proxy whose clock is 30
  * days on, libfaketime); a tag signed in TUF is served via tuf; every audit line names the source.
  */
-import { spawn } from "node:child_process";
-import { once } from "node:events";
-import { copyFile, mkdir, readFile, rm } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { join, normalize } from "node:path";
+
+import { copyFile, mkdir, rm } from "node:fs/promises";
+import type { Server } from "node:http";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { spawnBuiltCli } from "../helpers/built-cli.js";
 import { makeImage, pushImage } from "../helpers/image.js";
 import { type NotaryLab, startNotary } from "../helpers/notary.js";
 import { tempDir } from "../helpers/process.js";
 import { type RegistryPeer, startRegistry } from "../helpers/registry.js";
 import { skopeoInspect } from "../helpers/skopeo.js";
+import { staticServer } from "../helpers/static-server.js";
 import { auditFor, logMark, signTag, writePolicy } from "../helpers/trust-e2e.js";
 import { startTrustgate, type TrustgatePeer } from "../helpers/trustgate.js";
 
-const ENV = { ...process.env, TRUSTGATE_TUF_PASSPHRASE: "cut-over e2e" };
+const ENV = { TRUSTGATE_TUF_PASSPHRASE: "cut-over e2e" };
 const DAY = 86_400_000;
 // Notary counts for 20 more days: the clocked proxy (+30 days) is past it
 const UNTIL = new Date(Date.now() + 20 * DAY).toISOString().slice(0, 10);
@@ -32,33 +32,7 @@ trust:
   notaryUntil: ${UNTIL}
 `;
 
-function tuf(...args: string[]): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["dist/cli.js", "tuf", ...args], { env: ENV });
-    let stderr = "";
-    child.stderr.on("data", (d) => {
-      stderr += String(d);
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stderr }));
-  });
-}
-
-async function staticServer(root: string): Promise<{ server: Server; url: string }> {
-  const server = createServer(async (req, res) => {
-    const path = normalize(decodeURIComponent((req.url ?? "/").split("?")[0] ?? "/"));
-    if (path.includes("..")) return void res.writeHead(400).end();
-    try {
-      const body = await readFile(join(root, path));
-      res.writeHead(200, { "content-type": "application/json", "content-length": body.length }).end(body);
-    } catch {
-      res.writeHead(404).end("not found");
-    }
-  });
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
-}
+const tuf = (...args: string[]) => spawnBuiltCli(ENV, "tuf", ...args);
 
 describe("issue 14: notary and tuf for one registry during the cut-over", () => {
   let registry: RegistryPeer;

@@ -8,15 +8,14 @@
  * tag and a tag signed by another delegation's key are refused on every path; another
  * organisation's key cannot migrate into acme's delegation.
  */
-import { spawn } from "node:child_process";
-import { once } from "node:events";
+
 import { copyFile, mkdir, readFile, rm, stat } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { join, normalize } from "node:path";
+import type { Server } from "node:http";
+import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Agent, fetch as undiciFetch } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { spawnBuiltCli } from "../helpers/built-cli.js";
 import {
   type ContainerdPeer,
   ctrImageDigest,
@@ -29,6 +28,7 @@ import { type NotaryLab, startNotary } from "../helpers/notary.js";
 import { tempDir } from "../helpers/process.js";
 import { type RegistryPeer, startRegistry } from "../helpers/registry.js";
 import { skopeoCopyToOciDir, skopeoInspect } from "../helpers/skopeo.js";
+import { staticServer } from "../helpers/static-server.js";
 import { auditFor, signTag, writePolicy } from "../helpers/trust-e2e.js";
 import { startTrustgate, type TrustgatePeer } from "../helpers/trustgate.js";
 
@@ -36,42 +36,9 @@ const GUN = "docker.io/acme/app";
 // Docker's roles (the default): targets/releases, then targets. For the TUF source the same
 // default means "whatever role the repository's delegations let sign the path".
 const POLICY = `name: acme\nmatch: ["docker.io/acme/**"]\nmode: enforce\n`;
-const ENV = { ...process.env, TRUSTGATE_TUF_PASSPHRASE: "migrate e2e passphrase" };
+const ENV = { TRUSTGATE_TUF_PASSPHRASE: "migrate e2e passphrase" };
 
-function cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["dist/cli.js", ...args], { env: ENV });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => {
-      stdout += String(d);
-    });
-    child.stderr.on("data", (d) => {
-      stderr += String(d);
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-/** Any static web server will do: this one serves files under `root`, nothing else. */
-async function staticServer(root: string): Promise<{ server: Server; url: string; paths: string[] }> {
-  const paths: string[] = [];
-  const server = createServer(async (req, res) => {
-    const path = normalize(decodeURIComponent((req.url ?? "/").split("?")[0] ?? "/"));
-    paths.push(path);
-    if (path.includes("..")) return void res.writeHead(400).end();
-    try {
-      const body = await readFile(join(root, path));
-      res.writeHead(200, { "content-type": "application/json", "content-length": body.length }).end(body);
-    } catch {
-      res.writeHead(404).end("not found");
-    }
-  });
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, paths };
-}
+const cli = (...args: string[]) => spawnBuiltCli(ENV, ...args);
 
 describe("issue 14: mirror a Notary repository, switch the server off, migrate to TUF with parity", () => {
   let registry: RegistryPeer;
@@ -202,7 +169,7 @@ describe("issue 14: mirror a Notary repository, switch the server off, migrate t
         expect(inspect.stderr).toContain(`denied: docker.io/acme/app:${tag} is not signed`);
       }
     }
-    expect(web.paths).toContain(`/v2/${GUN}/_trust/tuf/timestamp.json`);
+    expect(web.requests).toContain(`/v2/${GUN}/_trust/tuf/timestamp.json`);
   });
 
   it("migrate refuses another organisation's key and writes nothing", async () => {

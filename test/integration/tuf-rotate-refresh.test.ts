@@ -5,12 +5,9 @@
  * working past the old timestamp's expiry (the proxy's clock moved by libfaketime while it runs).
  * After the targets key is rotated, a repository re-signed with the OLD targets key is refused.
  */
-import { spawn } from "node:child_process";
-import { once } from "node:events";
+
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { join, normalize } from "node:path";
+import { join } from "node:path";
 import {
   Metadata,
   MetadataKind,
@@ -22,10 +19,12 @@ import {
 } from "@tufjs/models";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadSigningKey } from "../../src/tuf-repo/keys.js";
+import { spawnBuiltCli } from "../helpers/built-cli.js";
 import { makeImage, pushImage } from "../helpers/image.js";
 import { tempDir } from "../helpers/process.js";
 import { type RegistryPeer, startRegistry } from "../helpers/registry.js";
 import { skopeoInspect } from "../helpers/skopeo.js";
+import { staticServer } from "../helpers/static-server.js";
 import { auditFor, logMark, writePolicy } from "../helpers/trust-e2e.js";
 import { libfaketime, startTrustgate, type TrustgatePeer } from "../helpers/trustgate.js";
 
@@ -36,48 +35,15 @@ trust:
   source: tuf
 `;
 const PASSPHRASE = "rotate e2e passphrase";
-const ENV = { ...process.env, TRUSTGATE_TUF_PASSPHRASE: PASSPHRASE };
+const ENV = { TRUSTGATE_TUF_PASSPHRASE: PASSPHRASE };
 
-function tuf(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["dist/cli.js", "tuf", ...args], { env: ENV });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => {
-      stdout += String(d);
-    });
-    child.stderr.on("data", (d) => {
-      stderr += String(d);
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const tuf = (...args: string[]) => spawnBuiltCli(ENV, "tuf", ...args);
 
 async function ok(step: Promise<{ code: number | null; stdout: string; stderr: string }>): Promise<string> {
   const r = await step;
   expect(r.stderr).toBe("");
   expect(r.code).toBe(0);
   return r.stdout;
-}
-
-/** A plain static file server for DIR (any web server will do), logging each path asked. */
-async function staticServer(root: string): Promise<{ server: Server; url: string; requests: string[] }> {
-  const requests: string[] = [];
-  const server = createServer(async (req, res) => {
-    const path = normalize(decodeURIComponent((req.url ?? "/").split("?")[0] ?? "/"));
-    requests.push(path);
-    if (path.includes("..")) return void res.writeHead(400).end();
-    try {
-      const body = await readFile(join(root, path));
-      res.writeHead(200, { "content-type": "application/json", "content-length": body.length }).end(body);
-    } catch {
-      res.writeHead(404).end("not found");
-    }
-  });
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -5,17 +5,17 @@
  * tag signed into the acme delegation and is refused an unsigned tag, and the same tag after
  * `tuf unsign` + `tuf publish`. Another organisation's key cannot sign acme's namespace.
  */
-import { spawn } from "node:child_process";
-import { once } from "node:events";
+
 import { mkdir, readFile, rm } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { join, normalize } from "node:path";
+import type { Server } from "node:http";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { spawnBuiltCli } from "../helpers/built-cli.js";
 import { makeImage, pushImage } from "../helpers/image.js";
 import { tempDir } from "../helpers/process.js";
 import { type RegistryPeer, startRegistry } from "../helpers/registry.js";
 import { skopeoCopyToOciDir, skopeoInspect } from "../helpers/skopeo.js";
+import { staticServer } from "../helpers/static-server.js";
 import { auditFor, logMark, writePolicy } from "../helpers/trust-e2e.js";
 import { startTrustgate, type TrustgatePeer } from "../helpers/trustgate.js";
 
@@ -28,40 +28,9 @@ trust:
   roles: [acme, globex]
 `;
 
-const ENV = { ...process.env, TRUSTGATE_TUF_PASSPHRASE: "e2e passphrase" };
+const ENV = { TRUSTGATE_TUF_PASSPHRASE: "e2e passphrase" };
 
-function tuf(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["dist/cli.js", "tuf", ...args], { env: ENV });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => {
-      stdout += String(d);
-    });
-    child.stderr.on("data", (d) => {
-      stderr += String(d);
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-/** Any static web server will do: this one serves files under `root`, nothing else. */
-async function staticServer(root: string): Promise<{ server: Server; url: string }> {
-  const server = createServer(async (req, res) => {
-    const path = normalize(decodeURIComponent((req.url ?? "/").split("?")[0] ?? "/"));
-    if (path.includes("..")) return void res.writeHead(400).end();
-    try {
-      const body = await readFile(join(root, path));
-      res.writeHead(200, { "content-type": "application/json", "content-length": body.length }).end(body);
-    } catch {
-      res.writeHead(404).end("not found");
-    }
-  });
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
-}
+const tuf = (...args: string[]) => spawnBuiltCli(ENV, "tuf", ...args);
 
 describe("issue 14: a repository made with trustgate tuf, served statically, enforced by trustgate", () => {
   let registry: RegistryPeer;
