@@ -2,6 +2,8 @@
  * `policy explain`: what trustgate would demand of one image, as data (for --json and tests) and as
  * text. Pure: the caller supplies the loaded set and the default.
  */
+
+import { describeIdentity } from "../signatures/identity.js";
 import { formatInstant, policySources } from "./across-sources.js";
 import { type AppliedPolicy, applyPolicy, type DefaultPolicySetting } from "./applied.js";
 import { findException } from "./decision.js";
@@ -92,7 +94,7 @@ export function explain(
             : `rule ${r.index} (cosign): ${[
                 r.keys.length > 0 ? `keys ${r.keys.map((k) => k.written).join(", ")}` : "",
                 r.identities.length > 0
-                  ? `identities ${r.identities.map((i) => `${i.subject ?? `/${i.subjectPattern}/`} (issuer ${i.issuer})`).join(", ")} against ${r.trustedRoot?.written}`
+                  ? `identities ${r.identities.map(describeIdentity).join(", ")} against ${r.trustedRoot?.written}`
                   : "",
                 r.requireTlog ? "transparency-log entry required" : "",
                 r.dockerReferences.length > 0 ? `also signed as ${r.dockerReferences.join(", ")}` : "",

@@ -45,7 +45,7 @@ const TOP_KEYS = [
 const SIGNATURES_KEYS = ["require", "rules"] as const;
 const RULE_KINDS = ["cosign", "notation"] as const;
 const COSIGN_KEYS = ["keys", "identities", "trustedRoot", "requireTlog", "dockerReferences"] as const;
-const IDENTITY_KEYS = ["issuer", "subject", "subjectPattern"] as const;
+const IDENTITY_KEYS = ["issuer", "issuerPattern", "subject", "subjectPattern"] as const;
 const NOTATION_KEYS = ["trustPolicy", "trustStore"] as const;
 /** A repository name as a legacy cosign payload gives it: host[:port]/path, lower case. */
 const DOCKER_REFERENCE = /^[a-z0-9.-]+(?::[0-9]+)?(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+$/;
@@ -479,6 +479,42 @@ export function parsePolicyFile(file: string, text: string): ParsedPolicyFile {
         else keys.push(ref);
       }
     }
+    /** `name` exactly or `patternName` as an anchored pattern: exactly one of the two. */
+    const exactOrPattern = (
+      id: Map<string, { node: Node | null; line: number }>,
+      name: string,
+      patternName: string,
+      l: number,
+      what: string,
+    ): { exact: string | undefined; pattern: string | undefined } | undefined => {
+      const exactEntry = id.get(name);
+      const patternEntry = id.get(patternName);
+      if (exactEntry && patternEntry) {
+        problem(l, `${where}.identities[]: give ${name} or ${patternName}, not both`);
+        return undefined;
+      }
+      if (!exactEntry && !patternEntry) {
+        problem(l, `${where}.identities[]: ${name} or ${patternName} is required (${what})`);
+        return undefined;
+      }
+      if (exactEntry) {
+        const exact = str(exactEntry.node, exactEntry.line, `${where}.identities[].${name}`);
+        return exact === undefined ? undefined : { exact, pattern: undefined };
+      }
+      const entry = patternEntry as { node: Node | null; line: number };
+      const pattern = str(entry.node, entry.line, `${where}.identities[].${patternName}`);
+      if (pattern === undefined) return undefined;
+      try {
+        new RegExp(`^(?:${pattern})$`, "u");
+      } catch (e) {
+        problem(
+          entry.node ? at(entry.node) : entry.line,
+          `${where}.identities[].${patternName} is not a regular expression: ${(e as Error).message}`,
+        );
+        return undefined;
+      }
+      return { exact: undefined, pattern };
+    };
     const identities: CosignIdentity[] = [];
     const idEntry = c.get("identities");
     if (idEntry) {
@@ -493,51 +529,29 @@ export function parsePolicyFile(file: string, text: string): ParsedPolicyFile {
           if (!isMap(item)) {
             problem(
               l,
-              `each entry of ${where}.identities must be a mapping {issuer, subject | subjectPattern}`,
+              `each entry of ${where}.identities must be a mapping {issuer | issuerPattern, subject | subjectPattern}`,
             );
             continue;
           }
           const id = entries(item, IDENTITY_KEYS, `${where}.identities[].`);
-          const issuerEntry = id.get("issuer");
-          const issuer = issuerEntry
-            ? str(issuerEntry.node, issuerEntry.line, `${where}.identities[].issuer`)
-            : void problem(
-                l,
-                `${where}.identities[]: issuer is required (the OIDC issuer in the certificate)`,
-              );
-          const subjectEntry = id.get("subject");
-          const patternEntry = id.get("subjectPattern");
-          const subject = subjectEntry
-            ? str(subjectEntry.node, subjectEntry.line, `${where}.identities[].subject`)
-            : undefined;
-          let subjectPattern: string | undefined;
-          if (patternEntry) {
-            subjectPattern = str(
-              patternEntry.node,
-              patternEntry.line,
-              `${where}.identities[].subjectPattern`,
+          const issuer = exactOrPattern(
+            id,
+            "issuer",
+            "issuerPattern",
+            l,
+            "the OIDC issuer in the certificate",
+          );
+          const subject = exactOrPattern(id, "subject", "subjectPattern", l, "the certificate's SAN");
+          if (issuer && subject)
+            identities.push(
+              Object.freeze({
+                issuer: issuer.exact,
+                issuerPattern: issuer.pattern,
+                subject: subject.exact,
+                subjectPattern: subject.pattern,
+                line: l,
+              }),
             );
-            if (subjectPattern !== undefined) {
-              try {
-                new RegExp(`^(?:${subjectPattern})$`, "u");
-              } catch (e) {
-                problem(
-                  at(patternEntry.node),
-                  `${where}.identities[].subjectPattern is not a regular expression: ${(e as Error).message}`,
-                );
-                subjectPattern = undefined;
-              }
-            }
-          }
-          if (subjectEntry && patternEntry)
-            problem(l, `${where}.identities[]: give subject or subjectPattern, not both`);
-          else if (!subjectEntry && !patternEntry)
-            problem(
-              l,
-              `${where}.identities[]: subject or subjectPattern is required (the certificate's SAN)`,
-            );
-          if (issuer !== undefined && (subject !== undefined || subjectPattern !== undefined))
-            identities.push(Object.freeze({ issuer, subject, subjectPattern, line: l }));
         }
       }
     }

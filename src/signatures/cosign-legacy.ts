@@ -5,7 +5,8 @@
  *
  * A layer counts for digest D of image I when, in this order:
  *  1. its signature verifies over the payload bytes with one of the rule's keys (node:crypto:
- *     ECDSA P-256 / RSA PKCS#1 v1.5 with SHA-256, ed25519 over the message: cosign's defaults);
+ *     ECDSA P-256 / RSA PKCS#1 v1.5 with SHA-256, ed25519 over the message: cosign's defaults),
+ *     or by a certificate of one of its identities (below);
  *  2. the payload's `critical.type` is "cosign container image signature";
  *  3. `critical.image.docker-manifest-digest` is exactly D (else a valid signature of another
  *     manifest would vouch for this one: containers/image policy_eval_sigstore_test.go
@@ -14,16 +15,20 @@
  *     library/ for one-segment names, index.docker.io = docker.io, tag or digest dropped), is I
  *     or one of the rule's `dockerReferences` (mirrors, registry aliases: the name the publisher
  *     signed under when trustgate serves it under another; containers/image matchRepository).
- * Keyless legacy signatures (certificate annotations) and Rekor bundle annotations are not
- * verified here: with `requireTlog` or without a matching key such a layer does not count.
+ * Step 1 for a layer with a Fulcio certificate annotation (keyless) or, under `requireTlog`, for a
+ * key-signed layer: the layer restated as a Sigstore bundle and verified against the rule's
+ * trusted root with its Rekor bundle annotation (cosign-legacy-sigstore.ts); a keyless signer must
+ * then be one of the rule's identities (identity.ts).
  */
 import { verify } from "node:crypto";
 import { isValidRegistryHost } from "../oci/reference.js";
+import { COSIGN_CERTIFICATE_ANNOTATION, verifyLegacySigstore } from "./cosign-legacy-sigstore.js";
 import {
   COSIGN_SIGNATURE_ANNOTATION,
   type DiscoveredSignatures,
   SIMPLE_SIGNING_MEDIA_TYPE,
 } from "./discover.js";
+import { matchingIdentity } from "./identity.js";
 import type { CosignKey, LoadedCosignRule } from "./types.js";
 
 export const SIMPLE_SIGNING_TYPE = "cosign container image signature";
@@ -53,35 +58,27 @@ export async function verifyCosignLegacy(
       why.push(`${at}: no ${COSIGN_SIGNATURE_ANNOTATION} annotation`);
       continue;
     }
-    if (rule.requireTlog) {
-      why.push(`${at}: requireTlog: a legacy signature's Rekor proof is not verified by this build`);
-      continue;
-    }
     const signature = Buffer.from(b64, "base64");
     const payload = await found.blob(layer);
-    const key = rule.material.keys.find((k) => verifies(k, payload, signature));
-    if (!key) {
-      why.push(
-        rule.material.keys.length === 0
-          ? `${at}: keyless legacy signatures are not verified by this build`
-          : `${at}: signature does not verify with ${rule.material.keys.map((k) => k.name).join(", ")}`,
-      );
+    const signer = signerOf(rule, layer.annotations, payload, signature);
+    if (typeof signer === "string") {
+      why.push(`${at}: ${signer}`);
       continue;
     }
     const claim = payloadClaims(payload);
     if (typeof claim === "string") {
-      why.push(`${at} (key ${key.name}): ${claim}`);
+      why.push(`${at} (${signer.short}): ${claim}`);
       continue;
     }
     if (claim.digest !== found.digest) {
-      why.push(`${at} (key ${key.name}): the payload names ${claim.digest}, not ${found.digest}`);
+      why.push(`${at} (${signer.short}): the payload names ${claim.digest}, not ${found.digest}`);
       continue;
     }
     const signedAs = normaliseRepository(claim.reference);
     const allowed = [image, ...rule.dockerReferences.map((r) => normaliseRepository(r))];
     if (signedAs === undefined || !allowed.includes(signedAs)) {
       why.push(
-        `${at} (key ${key.name}): signed for repository ${claim.reference}, not ${image}` +
+        `${at} (${signer.short}): signed for repository ${claim.reference}, not ${image}` +
           (rule.dockerReferences.length > 0
             ? ` or ${rule.dockerReferences.join(", ")}`
             : " (dockerReferences lists aliases)"),
@@ -90,10 +87,89 @@ export async function verifyCosignLegacy(
     }
     return {
       satisfied: true,
-      detail: `cosign signature by key ${key.name} (${key.algorithm}) for ${claim.reference}`,
+      detail: `cosign signature by ${signer.who} for ${claim.reference}`,
     };
   }
   return { satisfied: false, detail: why.join("; ") || `the .sig image of ${found.digest} has no layers` };
+}
+
+/**
+ * Who signed the layer, as the rule accepts signers; else why the layer does not count. The
+ * rule's keys are tried first (a key-signed layer may also carry a certificate, cosign's
+ * `sign --key --certificate`), then the certificate annotation against the rule's identities.
+ */
+function signerOf(
+  rule: LoadedCosignRule,
+  annotations: Readonly<Record<string, string>>,
+  payload: Buffer,
+  signature: Buffer,
+): Signed | string {
+  const keyless = annotations[COSIGN_CERTIFICATE_ANNOTATION] !== undefined;
+  const problems: string[] = [];
+  if (rule.material.keys.length > 0) {
+    const byKey = keySigner(rule, annotations, payload, signature);
+    if (typeof byKey !== "string") return byKey;
+    problems.push(byKey);
+  } else if (!keyless) problems.push("signed with a key, and the rule lists no keys");
+  if (keyless) {
+    const root = rule.material.trustedRoot;
+    if (!root || rule.identities.length === 0)
+      problems.push("signed keyless (a certificate annotation), and the rule lists no identities");
+    else {
+      const v = verifyLegacySigstore({ payload, signature, annotations, trustedRoot: root });
+      const san = typeof v === "string" ? undefined : v.signer.identity?.subjectAlternativeName;
+      const issuer = typeof v === "string" ? undefined : v.signer.identity?.extensions?.issuer;
+      if (typeof v === "string") problems.push(`keyless: ${v}`);
+      else if (!matchingIdentity(rule.identities, san, issuer))
+        problems.push(
+          `signed by ${san ?? "(no SAN)"} (issuer ${issuer ?? "none"}), not an identity the rule lists`,
+        );
+      else
+        return {
+          who: `identity ${san} (issuer ${issuer}), Rekor entry ${v.logIndex}`,
+          short: `identity ${san}`,
+        };
+    }
+  }
+  return problems.join("; ");
+}
+
+interface Signed {
+  /** for the verdict: "key cosign.pub (ecdsa-p256)", "identity a@b (issuer ...), Rekor entry N" */
+  readonly who: string;
+  /** for reasons about the payload: "key cosign.pub", "identity a@b" */
+  readonly short: string;
+}
+
+function keySigner(
+  rule: LoadedCosignRule,
+  annotations: Readonly<Record<string, string>>,
+  payload: Buffer,
+  signature: Buffer,
+): Signed | string {
+  const keys = rule.material.keys;
+  const root = rule.material.trustedRoot;
+  if (!rule.requireTlog) {
+    const key = keys.find((k) => verifies(k, payload, signature));
+    return key
+      ? { who: `key ${key.name} (${key.algorithm})`, short: `key ${key.name}` }
+      : `signature does not verify with ${keys.map((k) => k.name).join(", ")}`;
+  }
+  // requireTlog: the rule's trusted root holds the Rekor keys (parse-file.ts requires it)
+  if (!root) return "requireTlog without a trusted root";
+  const problems: string[] = [];
+  for (const key of keys) {
+    const v = verifyLegacySigstore({ payload, signature, annotations, trustedRoot: root, key: key.key });
+    if (typeof v !== "string")
+      return {
+        who: `key ${key.name} (${key.algorithm}), Rekor entry ${v.logIndex}`,
+        short: `key ${key.name}`,
+      };
+    // a missing or unreadable Rekor bundle is the same for every key
+    if (v.startsWith("requireTlog") || v.startsWith("its Rekor bundle")) return v;
+    problems.push(`with ${key.name}: ${v}`);
+  }
+  return problems.join("; ");
 }
 
 function verifies(key: CosignKey, payload: Buffer, signature: Buffer): boolean {

@@ -142,7 +142,12 @@ export async function loadCosignRule(
     JSON.stringify({
       kind: "cosign",
       keys: keys.map((k) => [k.name, k.fingerprint]),
-      identities: rule.identities.map((i) => [i.issuer, i.subject ?? null, i.subjectPattern ?? null]),
+      identities: rule.identities.map((i) => [
+        i.issuer ?? null,
+        i.issuerPattern ?? null,
+        i.subject ?? null,
+        i.subjectPattern ?? null,
+      ]),
       requireTlog: rule.requireTlog,
       dockerReferences: rule.dockerReferences,
       contentHashes,

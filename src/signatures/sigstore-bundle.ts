@@ -10,10 +10,12 @@
  * be one of the rule's keys or identities (issuer exact; subject exact or by anchored pattern).
  * What the bundle proves is computed first, whether the rule accepts the signer second.
  */
+import type { KeyObject } from "node:crypto";
 import { bundleFromJSON } from "@sigstore/bundle";
 import { TrustedRoot } from "@sigstore/protobuf-specs";
 import { type Signer, type TrustMaterial, toSignedEntity, toTrustMaterial, Verifier } from "@sigstore/verify";
 import { type DiscoveredSignatures, SIGSTORE_BUNDLE_V03 } from "./discover.js";
+import { matchingIdentity } from "./identity.js";
 import type { LoadedCosignRule } from "./types.js";
 
 const IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json";
@@ -60,10 +62,7 @@ export async function verifySigstoreBundles(
           ? [{ trust: rule.material.trustedRoot }]
           : []
         : rule.material.keys.map((k) => ({
-            trust: {
-              ...(rule.material.trustedRoot ?? EMPTY_TRUST),
-              publicKey: () => ({ publicKey: k.key, validFor: () => true }),
-            },
+            trust: trustWithKey(rule.material.trustedRoot, k.key),
             label: k.name,
           }));
       if (attempts.length === 0) {
@@ -98,14 +97,7 @@ export async function verifySigstoreBundles(
           };
         const san = signer.identity?.subjectAlternativeName;
         const issuer = signer.identity?.extensions?.issuer;
-        const match = rule.identities.find(
-          (id) =>
-            id.issuer === issuer &&
-            san !== undefined &&
-            (id.subject !== undefined
-              ? id.subject === san
-              : new RegExp(`^(?:${id.subjectPattern})$`, "u").test(san)),
-        );
+        const match = matchingIdentity(rule.identities, san, issuer);
         if (match)
           return {
             satisfied: true,
@@ -140,7 +132,13 @@ function statementProblem(payloadType: string, payload: Buffer, hex: string): st
     : `the in-toto statement's subjects (${digests.map((d) => `sha256:${String(d)}`).join(", ")}) do not include sha256:${hex}`;
 }
 
-function errorText(e: unknown): string {
+/** The trusted root (or none) with `key` as the one key a key-signed entity may name. */
+export function trustWithKey(root: TrustMaterial | undefined, key: KeyObject): TrustMaterial {
+  return { ...(root ?? EMPTY_TRUST), publicKey: () => ({ publicKey: key, validFor: () => true }) };
+}
+
+/** A @sigstore/verify error as "CODE: message". */
+export function errorText(e: unknown): string {
   const code = (e as { code?: unknown }).code;
   return `${typeof code === "string" ? `${code}: ` : ""}${(e as Error).message}`;
 }

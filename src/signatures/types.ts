@@ -21,9 +21,15 @@ export interface PolicyFileRef {
   readonly line: number;
 }
 
-/** A keyless signer: the certificate's OIDC issuer, and its subject (SAN) exactly or by pattern. */
+/**
+ * A keyless signer: the certificate's OIDC issuer and its subject (SAN), each exactly or by
+ * pattern (cosign's --certificate-oidc-issuer(-regexp), --certificate-identity(-regexp)).
+ * Exactly one of issuer/issuerPattern and one of subject/subjectPattern is set (parse-file.ts).
+ */
 export interface CosignIdentity {
-  readonly issuer: string;
+  readonly issuer: string | undefined;
+  /** anchored (^...$) when compiled: a pattern must match the whole issuer */
+  readonly issuerPattern?: string | undefined;
   readonly subject: string | undefined;
   /** anchored (^...$) when compiled: a pattern must match the whole subject */
   readonly subjectPattern: string | undefined;

@@ -13,12 +13,11 @@
  * Discovery failures (a broken or hostile registry) are refusals: fail closed.
  *
  * Lookups (issue 15: a cold pull costs one referrers or `.sig` lookup): each rule looks only
- * where a signature it can accept may be (cosignPlaces): a keyless-only rule never asks for the
- * `.sig` tag (keyless legacy signatures are not verified, cosign-legacy.ts), a Notation rule whose
- * trust policy skips the image asks for nothing. A key rule accepts both a `.sig` payload and a
- * key-signed bundle (cosign v3 signs `--key` into a bundle by default), so it looks first where
- * the repository's last verified signature was (a bounded LRU) and at the other place only when
- * that does not satisfy it. A registry whose referrers API answered 404/405 is read through the
+ * where a signature it can accept may be (cosignPlaces), a Notation rule whose trust policy skips
+ * the image asks for nothing. A cosign rule accepts both a `.sig` payload and a bundle (cosign v3
+ * signs into a bundle by default; older signatures are `.sig` images), so it looks first where
+ * the repository's last verified signature was (a bounded LRU; at first contact: `.sig` for a
+ * key rule, referrers for a keyless one) and at the other place only when that does not satisfy it. A registry whose referrers API answered 404/405 is read through the
  * referrers tag schema directly for a while (discover.ts ReferrersApiMemory).
  */
 import { LRUCache } from "lru-cache";
@@ -194,16 +193,15 @@ function cacheKey(target: VerifyTarget, req: SignatureRequirement): string {
 }
 
 /**
- * Where a signature this cosign rule can accept may be: the `.sig` tag holds key-verified
- * payloads only (cosign-legacy.ts: keyless and requireTlog legacy layers never count), bundles
- * (referrers) are accepted for a key, or for an identity against a trusted root (sigstore-bundle.ts).
+ * Where a signature this cosign rule can accept may be, most likely first: both places hold
+ * key-signed and keyless signatures (cosign-legacy.ts, sigstore-bundle.ts). cosign v3 writes
+ * bundles (referrers) by default, and keyless signers moved there first; `--key` users still
+ * have years of `.sig` images.
  */
 export function cosignPlaces(rule: LoadedCosignRule): Place[] {
-  const places: Place[] = [];
-  if (rule.keys.length > 0 && !rule.requireTlog) places.push("legacy");
-  if (rule.keys.length > 0 || (rule.trustedRoot !== undefined && rule.identities.length > 0))
-    places.push("referrers");
-  return places;
+  const keyless = rule.trustedRoot !== undefined && rule.identities.length > 0;
+  if (rule.keys.length > 0) return ["legacy", "referrers"];
+  return keyless ? ["referrers", "legacy"] : [];
 }
 
 async function judgeRule(
@@ -247,13 +245,7 @@ async function judgeRule(
     const first = places.preferred();
     const order =
       first && possible.includes(first) ? [first, ...possible.filter((p) => p !== first)] : possible;
-    // say why a place was not looked at, so a refusal names it
-    const why: string[] =
-      rule.keys.length > 0 && rule.requireTlog
-        ? [
-            "the .sig tag is not read: requireTlog, and a legacy signature's Rekor proof is not verified by this build",
-          ]
-        : [];
+    const why: string[] = [];
     for (const place of order) {
       const found = await discover(digest, place);
       const result =

@@ -68,6 +68,24 @@ describe("policy signatures: syntax", () => {
       "subjectPattern is not a regular expression",
     ],
     [
+      "identity without issuer",
+      `signatures:\n  rules:\n    - cosign:\n        trustedRoot: ${ROOT}\n        identities:\n          - {subject: a@b}\n`,
+      9,
+      "issuer or issuerPattern is required",
+    ],
+    [
+      "identity with issuer and issuerPattern",
+      `signatures:\n  rules:\n    - cosign:\n        trustedRoot: ${ROOT}\n        identities:\n          - {issuer: https://x, issuerPattern: "https://.*", subject: a}\n`,
+      9,
+      "give issuer or issuerPattern, not both",
+    ],
+    [
+      "bad issuer pattern",
+      `signatures:\n  rules:\n    - cosign:\n        trustedRoot: ${ROOT}\n        identities:\n          - {issuerPattern: "[", subject: a}\n`,
+      9,
+      "issuerPattern is not a regular expression",
+    ],
+    [
       "bad require",
       `signatures:\n  require: both\n  rules:\n    - cosign: {keys: [${KEY}]}\n`,
       5,

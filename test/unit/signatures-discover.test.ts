@@ -135,7 +135,7 @@ describe("lookup budget of a cold verification", () => {
     requests.filter((r) => r.startsWith("referrers ") || /^manifest sha256-/.test(r));
   const target = (digest: string) => ({ registry: "reg.test", repository: "acme/app", digest });
 
-  it("keyless rule: no .sig lookup; the absent referrers API is asked once, then the tag schema alone", async () => {
+  it("keyless rule: referrers first; the absent referrers API is asked once, then the tag schema alone", async () => {
     let now = 1_000_000;
     const fetcher = layoutFetcher(BUNDLE);
     const verifier = new SignatureVerifier({ fetcherFor: () => fetcher, now: () => now });
@@ -149,16 +149,18 @@ describe("lookup budget of a cold verification", () => {
       `referrers ${BUNDLE_SUBJECT}`,
       `manifest sha256-${BUNDLE_SUBJECT.slice(7)}`,
     ]);
-    // steady state: another cold digest of the same registry costs one lookup
+    // steady state: another cold digest of the same registry costs one lookup where the bundle
+    // is; TAG2 carries none that names it, so the .sig tag (keyless legacy) is asked as well
+    const tag2Lookups = [`manifest sha256-${TAG2.slice(7)}`, `manifest sha256-${TAG2.slice(7)}.sig`];
     fetcher.requests.length = 0;
     await verifier.verify(policy, target(TAG2));
-    expect(lookups(fetcher.requests)).toEqual([`manifest sha256-${TAG2.slice(7)}`]);
+    expect(lookups(fetcher.requests)).toEqual(tag2Lookups);
     // the belief expires REFERRERS_ABSENT_TTL_MS after the API said so, however often it is used
     // in between: the API is asked again (a registry can be upgraded)
     now += REFERRERS_ABSENT_TTL_MS / 2;
     fetcher.requests.length = 0;
     await verifier.verify(policy, { ...target(TAG2), repository: "acme/third" });
-    expect(lookups(fetcher.requests)).toEqual([`manifest sha256-${TAG2.slice(7)}`]);
+    expect(lookups(fetcher.requests)).toEqual(tag2Lookups);
     now += REFERRERS_ABSENT_TTL_MS / 2 + 1;
     fetcher.requests.length = 0;
     await verifier.verify(policy, { ...target(BUNDLE_SUBJECT), repository: "acme/other" });
