@@ -14,7 +14,7 @@ import { TrustDecider } from "./proxy/decide.js";
 import { TrustEnforcingResolver } from "./proxy/enforce.js";
 import { IndexChildren } from "./proxy/index-children.js";
 import { ManifestStore } from "./proxy/manifests.js";
-import { PassThroughTagLister, SignedTagLister } from "./proxy/tags.js";
+import { PassThroughTagLister, SignedTagLister, tagNames } from "./proxy/tags.js";
 import { WarmAnswers } from "./proxy/warm.js";
 import type { AppDeps } from "./server.js";
 import { RegistrySignatureFetcher } from "./signatures/registry-fetcher.js";
@@ -87,6 +87,11 @@ export async function buildRuntime(
     async registryTag(registry, repository, tag) {
       const answer = await store.byTag(registry, repository, tag, undefined);
       return { digest: answer.digest, size: answer.bytes.length };
+    },
+    async registryTags(registry, repository) {
+      const client = clients.get(registry);
+      if (!client) throw new Error(`no client for registry ${registry}`);
+      return tagNames(registry, (await client.listTags(repository, new URLSearchParams())).bytes);
     },
   });
   // Audit lines are flat (AuditLine: fixed keys, primitive values): no redaction needed (log.ts).

@@ -57,6 +57,8 @@ export interface DecisionDeps {
     repository: string,
     tag: string,
   ) => Promise<{ digest: string; size: number }>;
+  /** `tagTrust: registry` tags/list: the tag names the upstream registry lists */
+  registryTags?: (registry: string, repository: string) => Promise<string[]>;
 }
 
 /** A decision plus what the audit line needs beyond the policy engine's answer. */
@@ -241,6 +243,8 @@ export class TrustDecider {
     policy: Policy,
     onUnverified?: (omitted: number) => void,
   ): Promise<string[] | TrustError> {
+    if (policy.tagTrust === "registry")
+      return this.acceptedRegistryTags(registry, repository, policy, onUnverified);
     /** tag -> the trusted digests of it that some source accepted */
     const accepted = new Map<string, Set<string>>();
     let failure: TrustError | undefined;
@@ -269,6 +273,37 @@ export class TrustDecider {
     if (policy.signatures === undefined || policy.mode === "off") return names;
     const satisfied = await this.signedDigests(policy, registry, repository, accepted, onUnverified);
     return names.filter((name) => [...(accepted.get(name) ?? [])].some((d) => satisfied.has(d)));
+  }
+
+  /**
+   * tags/list under `tagTrust: registry`: the registry's tags whose digest (as the registry has it
+   * now, as decideRegistryTag takes it) satisfies the signature requirement. Each tag costs a
+   * manifest lookup upstream, so at most TAGS_LIST_MAX_SIGNATURE_VERIFICATIONS tags, in lexical
+   * order, are looked up per listing; the rest, and tags whose lookup fails, are left out (fail
+   * closed) and counted in `onUnverified`.
+   */
+  private async acceptedRegistryTags(
+    registry: string,
+    repository: string,
+    policy: Policy,
+    onUnverified: ((omitted: number) => void) | undefined,
+  ): Promise<string[]> {
+    const { registryTags, registryTag } = this.deps;
+    if (!registryTags || !registryTag || policy.signatures === undefined || policy.mode === "off") return [];
+    const names = [...new Set(await registryTags(registry, repository))].sort();
+    const looked = names.slice(0, TAGS_LIST_MAX_SIGNATURE_VERIFICATIONS);
+    let omitted = names.length - looked.length;
+    const accepted = new Map<string, Set<string>>();
+    for (const name of looked) {
+      try {
+        accepted.set(name, new Set([(await registryTag(registry, repository, name)).digest]));
+      } catch {
+        omitted++; // deleted since the listing, or the registry failed: not listed (fail closed)
+      }
+    }
+    const satisfied = await this.signedDigests(policy, registry, repository, accepted, onUnverified);
+    if (omitted > 0) onUnverified?.(omitted);
+    return [...accepted.keys()].filter((n) => [...(accepted.get(n) ?? [])].some((d) => satisfied.has(d)));
   }
 
   /**

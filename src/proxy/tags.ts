@@ -8,6 +8,7 @@ import type { Context } from "hono";
 import type { Logger } from "../log.js";
 import { OciCode, OciError } from "../oci/errors.js";
 import type { RegistryClient } from "../upstream/client.js";
+import { UpstreamError } from "../upstream/errors.js";
 import type { AppEnv } from "./context.js";
 import { TAGS_LIST_MAX_SIGNATURE_VERIFICATIONS, type TrustDecider } from "./decide.js";
 import { sendBytes } from "./respond.js";
@@ -24,6 +25,33 @@ export interface TagLister {
   list(req: TagListRequest): Promise<{ bytes: Buffer; contentType: string }>;
 }
 
+/**
+ * The tag names of a distribution-spec tags/list answer (`{"name": ..., "tags": [...]}`; `tags`
+ * may be null for a repository without tags). Anything else is the registry's fault.
+ */
+export function tagNames(registry: string, bytes: Buffer): string[] {
+  let doc: { tags?: unknown };
+  try {
+    doc = JSON.parse(bytes.toString("utf8")) as typeof doc;
+  } catch {
+    throw new UpstreamError(
+      "UPSTREAM_INVALID",
+      registry,
+      "tags",
+      `registry ${registry} sent a tag list that is not JSON`,
+    );
+  }
+  if (doc.tags === null || doc.tags === undefined) return [];
+  if (!Array.isArray(doc.tags) || !doc.tags.every((t) => typeof t === "string"))
+    throw new UpstreamError(
+      "UPSTREAM_INVALID",
+      registry,
+      "tags",
+      `registry ${registry} sent a tag list without a list of names`,
+    );
+  return doc.tags as string[];
+}
+
 export class PassThroughTagLister implements TagLister {
   constructor(private readonly clients: ReadonlyMap<string, RegistryClient>) {}
 
@@ -38,7 +66,8 @@ export class PassThroughTagLister implements TagLister {
 /**
  * tags/list of an enforced repository answers only the tags its policy accepts, each judged by
  * the rule a pull of that tag meets (TrustDecider.acceptedTags: requireAll and `signatures:`
- * included), from verified trust data (and, for signature rules, cached or at most
+ * included), from verified trust data or, under `tagTrust: registry`, the registry's own tags
+ * and digests (and, for signature rules, cached or at most
  * TAGS_LIST_MAX_SIGNATURE_VERIFICATIONS new verifications); audit and off pass the upstream's list through;
  * a refusal is 403. `n` and `last` paginate as the distribution spec says (lexical order, tags
  * after `last`).

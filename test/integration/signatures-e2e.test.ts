@@ -307,5 +307,10 @@ describe("issue 15: cosign signatures enforced at pull time (real registry, TUF 
     const unsigned = await skopeoInspect(`${trustgate.host}/reg/bundle:tag2`, { raw: true });
     expect(unsigned.code).not.toBe(0);
     expect(unsigned.stderr).toContain("signatures not verified");
+    // tags/list: the registry's tags whose registry digest carries the bundle (not tag2, nor the
+    // referrers tag sha256-<hex>, which names an index no signature covers)
+    const res = await fetch(`${trustgate.url}/v2/reg/bundle/tags/list`);
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { tags: string[] }).tags).toEqual(["tag"]);
   });
 });

@@ -212,3 +212,60 @@ describe("signatures in tags/list (TrustDecider.acceptedTags)", () => {
     expect(omitted).toEqual([5]);
   });
 });
+
+describe("tags/list under tagTrust: registry (TrustDecider.acceptedTags)", () => {
+  const unsigned = (i: number) => `sha256:${i.toString(16).padStart(64, "0")}`;
+  function registryLister(set: PolicySet, tags: Record<string, string | Error>) {
+    const lookedUp: string[] = [];
+    const d = new TrustDecider({
+      policies: { current: set },
+      defaultPolicy: "refuse",
+      sources: TrustSources.fromMap(new Map()),
+      signatures: new SignatureVerifier({
+        fetcherFor: () => layoutFetcher(new OciLayout(CASE)),
+        now: () => NOW,
+      }),
+      async registryTags() {
+        return Object.keys(tags);
+      },
+      async registryTag(_r, _repo, tag) {
+        lookedUp.push(tag);
+        const digest = tags[tag];
+        if (digest instanceof Error || digest === undefined) throw digest ?? new Error("no such tag");
+        return { digest, size: 428 };
+      },
+    });
+    return { d, policy: set.policies[0] as never, lookedUp };
+  }
+
+  it("lists the registry's tags whose registry digest carries the required signature; a failed lookup is left out", async () => {
+    const set = await policies("enforce", "cosign.pub", "tagTrust: registry\n");
+    const { d, policy } = registryLister(set, {
+      v2: unsigned(1),
+      latest: SUBJECT,
+      gone: new Error("MANIFEST_UNKNOWN"),
+    });
+    const omitted: number[] = [];
+    expect(await d.acceptedTags(REGISTRY, REPO, policy, (k) => omitted.push(k))).toEqual(["latest"]);
+    expect(omitted).toEqual([1]);
+    // the wrong key: nothing
+    const wrong = registryLister(await policies("enforce", "cosign2.pub", "tagTrust: registry\n"), {
+      latest: SUBJECT,
+    });
+    expect(await wrong.d.acceptedTags(REGISTRY, REPO, wrong.policy)).toEqual([]);
+  });
+
+  it(`looks up at most ${TAGS_LIST_MAX_SIGNATURE_VERIFICATIONS} tags per listing, in lexical order; the rest are left out and counted`, async () => {
+    const set = await policies("enforce", "cosign.pub", "tagTrust: registry\n");
+    const tags: Record<string, string> = { latest: SUBJECT };
+    for (let i = 0; i < TAGS_LIST_MAX_SIGNATURE_VERIFICATIONS + 3; i++)
+      tags[`a${String(i).padStart(3, "0")}`] = unsigned(i + 1);
+    const { d, policy, lookedUp } = registryLister(set, tags);
+    const omitted: number[] = [];
+    // "latest" sorts after every a###: beyond the budget
+    expect(await d.acceptedTags(REGISTRY, REPO, policy, (k) => omitted.push(k))).toEqual([]);
+    expect(lookedUp).toHaveLength(TAGS_LIST_MAX_SIGNATURE_VERIFICATIONS);
+    expect(lookedUp).not.toContain("latest");
+    expect(omitted).toEqual([4]);
+  });
+});
