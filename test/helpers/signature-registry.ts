@@ -5,11 +5,15 @@
  * their layouts (distribution 2.8 refuses them: their blobs are not in the source, fixtures
  * README) and relays every other request to the registry unchanged.
  */
+import { rm, writeFile } from "node:fs/promises";
 import { createServer, request, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join, resolve } from "node:path";
+import { type ContainerdPeer, startContainerd, writeHostsDir } from "./containerd.js";
 import type { OciLayout } from "./oci-layout.js";
 import { runCommand, tempDir } from "./process.js";
+import { startTrustgate, type TrustgatePeer } from "./trustgate.js";
+import type { TestTufRepository } from "./tuf-repo.js";
 
 export const SIGNATURE_FIXTURES = resolve("test/fixtures/signatures");
 
@@ -78,4 +82,50 @@ export async function startStaticFront(
     host: `127.0.0.1:${port}`,
     close: () => new Promise((r) => server.close(() => r())),
   };
+}
+
+/** What both signature e2e suites pull through: trustgate over TUF tag trust, and containerd. */
+export interface SignedPullPeers {
+  trustgate: TrustgatePeer;
+  containerd: ContainerdPeer;
+  /** containerd's hosts.toml directory naming trustgate as docker.io's mirror */
+  hostsDir: string;
+}
+
+/**
+ * Publish the TUF repository (its targets added by the caller), then start trustgate for
+ * docker.io over `upstreamUrl` pinned to the repository's first root, with the policy directory
+ * `policies`, and containerd with trustgate as mirror. Files go under `scratch`.
+ */
+export async function startSignedPullPeers(opts: {
+  scratch: string;
+  upstreamUrl: string;
+  tuf: TestTufRepository;
+  policies: string;
+}): Promise<SignedPullPeers> {
+  opts.tuf.publish();
+  const trustedRoot = join(opts.scratch, "root.json");
+  await writeFile(trustedRoot, opts.tuf.initialRoot);
+  const trustgate = await startTrustgate({
+    registries: {
+      "docker.io": { upstream: opts.upstreamUrl, tuf: { metadataUrl: opts.tuf.metadataUrl, trustedRoot } },
+    },
+    extraConfig: { policies: opts.policies },
+  });
+  const hostsDir = await writeHostsDir(trustgate.url, { dir: join(opts.scratch, "hosts") });
+  const containerd = await startContainerd();
+  return { trustgate, containerd, hostsDir };
+}
+
+/** Stop what started (in reverse order of need) and, unless TRUSTGATE_KEEP_TEST_DIRS, remove the dirs. */
+export async function stopSignedPullPeers(
+  peers: Partial<SignedPullPeers>,
+  others: ReadonlyArray<{ stop?(): Promise<void>; close?(): Promise<void> } | undefined>,
+  dirs: ReadonlyArray<string | undefined>,
+): Promise<void> {
+  await peers.containerd?.stop();
+  await peers.trustgate?.stop();
+  for (const peer of others) await (peer?.stop?.() ?? peer?.close?.());
+  if (process.env.TRUSTGATE_KEEP_TEST_DIRS) return;
+  for (const dir of [...dirs, peers.trustgate?.dir]) if (dir) await rm(dir, { recursive: true, force: true });
 }

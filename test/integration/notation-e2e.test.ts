@@ -6,17 +6,22 @@
  * (dist/cli.js serve) with skopeo and ctr. Each case is judged with the fixture's own Notation
  * trust policy and trust store, with the outcome its expected.json states.
  */
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type ContainerdPeer, ctrPull, startContainerd, writeHostsDir } from "../helpers/containerd.js";
+import { type ContainerdPeer, ctrPull } from "../helpers/containerd.js";
 import { OciLayout } from "../helpers/oci-layout.js";
 import { runCommand, tempDir } from "../helpers/process.js";
 import { type RegistryPeer, startRegistry } from "../helpers/registry.js";
-import { pushCase, SIGNATURE_FIXTURES } from "../helpers/signature-registry.js";
+import {
+  pushCase,
+  SIGNATURE_FIXTURES,
+  startSignedPullPeers,
+  stopSignedPullPeers,
+} from "../helpers/signature-registry.js";
 import { skopeoCopyToOciDir, skopeoInspect } from "../helpers/skopeo.js";
 import { auditFor, logMark, writePolicy } from "../helpers/trust-e2e.js";
-import { startTrustgate, type TrustgatePeer } from "../helpers/trustgate.js";
+import type { TrustgatePeer } from "../helpers/trustgate.js";
 import { TestTufRepository } from "../helpers/tuf-repo.js";
 
 const SUBJECT = "sha256:b8479de3f88fb259a0a9ea82a5b2a052a1ef3c4ebbcfc61482d5ae4c831f8af9";
@@ -68,27 +73,16 @@ ${fromRegistry ? "tagTrust: registry\n" : "trust:\n  source: tuf\n"}signatures:
 `,
       );
     }
-    tuf.publish();
-    const trustedRoot = join(scratch, "root.json");
-    await writeFile(trustedRoot, tuf.initialRoot);
-    trustgate = await startTrustgate({
-      registries: {
-        "docker.io": { upstream: registry.url, tuf: { metadataUrl: tuf.metadataUrl, trustedRoot } },
-      },
-      extraConfig: { policies },
-    });
-    hostsDir = await writeHostsDir(trustgate.url, { dir: join(scratch, "hosts") });
-    containerd = await startContainerd();
+    ({ trustgate, containerd, hostsDir } = await startSignedPullPeers({
+      scratch,
+      upstreamUrl: registry.url,
+      tuf,
+      policies,
+    }));
   }, 180_000);
 
   afterAll(async () => {
-    await containerd?.stop();
-    await trustgate?.stop();
-    await registry?.stop();
-    await tuf?.close();
-    if (!process.env.TRUSTGATE_KEEP_TEST_DIRS)
-      for (const dir of [scratch, trustgate?.dir, registry?.dir])
-        if (dir) await rm(dir, { recursive: true, force: true });
+    await stopSignedPullPeers({ trustgate, containerd }, [registry, tuf], [scratch, registry?.dir]);
   });
 
   it.each([

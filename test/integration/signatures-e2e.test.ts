@@ -11,16 +11,10 @@
  * source): a static front serves those subject manifests from the layouts (signature-registry.ts),
  * so with them skopeo inspects the manifest (`--raw`) rather than copying blobs.
  */
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  type ContainerdPeer,
-  ctrContentGet,
-  ctrPull,
-  startContainerd,
-  writeHostsDir,
-} from "../helpers/containerd.js";
+import { type ContainerdPeer, ctrContentGet, ctrPull } from "../helpers/containerd.js";
 import { OciLayout } from "../helpers/oci-layout.js";
 import { runCommand, tempDir } from "../helpers/process.js";
 import { type RegistryPeer, startRegistry } from "../helpers/registry.js";
@@ -28,11 +22,13 @@ import {
   pushCase,
   SIGNATURE_FIXTURES,
   type StaticFront,
+  startSignedPullPeers,
   startStaticFront,
+  stopSignedPullPeers,
 } from "../helpers/signature-registry.js";
 import { skopeoInspect } from "../helpers/skopeo.js";
 import { auditFor, logMark, writePolicy } from "../helpers/trust-e2e.js";
-import { startTrustgate, type TrustgatePeer } from "../helpers/trustgate.js";
+import type { TrustgatePeer } from "../helpers/trustgate.js";
 import { TestTufRepository } from "../helpers/tuf-repo.js";
 
 const LEGACY_SUBJECT = "sha256:634a8f35b5f16dcf4aaa0822adc0b1964bb786fca12f6831de8ddc45e5986a00";
@@ -108,10 +104,6 @@ describe("issue 15: cosign signatures enforced at pull time (real registry, TUF 
         if (m) tuf.addTarget("targets", `docker.io/${repo}:${tag}`, m.bytes);
       }
     }
-    tuf.publish();
-    const trustedRoot = join(scratch, "root.json");
-    await writeFile(trustedRoot, tuf.initialRoot);
-
     const policies = join(scratch, "policies");
     await mkdir(policies);
     await writePolicy(policies, "valid.yaml", legacyPolicy("valid", "legacy/valid", KEY, true));
@@ -131,25 +123,16 @@ describe("issue 15: cosign signatures enforced at pull time (real registry, TUF 
       "registry.yaml",
       bundlePolicy("registry", "reg/bundle", "cody@soyland.com", true),
     );
-    trustgate = await startTrustgate({
-      registries: {
-        "docker.io": { upstream: front.url, tuf: { metadataUrl: tuf.metadataUrl, trustedRoot } },
-      },
-      extraConfig: { policies },
-    });
-    hostsDir = await writeHostsDir(trustgate.url, { dir: join(scratch, "hosts") });
-    containerd = await startContainerd();
+    ({ trustgate, containerd, hostsDir } = await startSignedPullPeers({
+      scratch,
+      upstreamUrl: front.url,
+      tuf,
+      policies,
+    }));
   }, 120_000);
 
   afterAll(async () => {
-    await containerd?.stop();
-    await trustgate?.stop();
-    await front?.close();
-    await registry?.stop();
-    await tuf?.close();
-    if (!process.env.TRUSTGATE_KEEP_TEST_DIRS)
-      for (const dir of [scratch, trustgate?.dir, registry?.dir])
-        if (dir) await rm(dir, { recursive: true, force: true });
+    await stopSignedPullPeers({ trustgate, containerd }, [front, registry, tuf], [scratch, registry?.dir]);
   });
 
   it.each([
