@@ -9,16 +9,28 @@
  * whatever the level. The artifact is verified when at least one signature is (notation verify:
  * "succeeds if verification succeeds for at least one of the signatures").
  *
- * Offline by design (no network at pull time), two checks are narrower than Notation's:
- * - Revocation: a certificate without OCSP or CRL pointers is "considered valid (not revoked)"
- *   by the spec ("Certificate Revocation Evaluation"). For one with pointers trustgate cannot learn
- *   the status, which the spec calls "revocation unavailable": a failure, enforced under `strict`,
- *   logged under `permissive`/`audit`; `override: {revocation: skip}` (or `log`) is the way to
- *   accept such signatures knowingly.
- * - Authentic timestamp: an RFC 3161 countersignature (`io.cncf.notary.timestampSignature`) is not
- *   evaluated; every certificate must then be valid at verification time, as the spec requires
- *   "in the absence of an Authentic timestamp". That never accepts what a timestamp check would
- *   refuse except a signature whose only flaw is a bad countersignature.
+ * Authentic timestamp (spec step "Validate Trusted Timestamp"; authenticTimestampProblem below):
+ * under `notary.x509`, an RFC 3161 countersignature (`io.cncf.notary.timestampSignature`) is
+ * verified against the policy's `tsa` stores (timestamp.ts: messageImprint over the signature
+ * bytes, the TSA's CMS signature and ESS signing-certificate attribute, a timestamping chain to a
+ * `tsa` store certificate, valid at genTime, the leaf's EKU exactly timeStamping), and the whole
+ * [genTime - accuracy, genTime + accuracy] must lie within every signing certificate's validity,
+ * so a signature whose certificate expired after it was timestamped still verifies. Without a
+ * countersignature, or when the policy names no `tsa` store (notation-go: "Timestamp verification
+ * disabled"), every certificate must be valid at verification time, as the spec requires "in the
+ * absence of an Authentic timestamp". Under `notary.x509.signingAuthority`, the chain must be valid
+ * at `authenticSigningTime`.
+ *
+ * Offline by design (no network at pull time), revocation is narrower than Notation's:
+ * - A certificate without OCSP or CRL pointers is "considered valid (not revoked)" by the spec
+ *   ("Certificate Revocation Evaluation"). For one with pointers trustgate cannot learn the status,
+ *   which the spec calls "revocation unavailable": a failure, enforced under `strict`, logged under
+ *   `permissive`/`audit`; `override: {revocation: skip}` (or `log`) is the way to accept such
+ *   signatures knowingly.
+ * - The TSA chain's revocation status (spec: "Validate timestamp certificate and certificate chain
+ *   revocation status") is not checked at all: public TSA certificates all name OCSP/CRL, and
+ *   refusing them would make every public timestamp useless offline. A revoked TSA key could
+ *   therefore back-date a timestamp for a signing certificate that has since expired.
  * Both envelope formats are verified: JWS (`application/jose+json`, jws.ts) and COSE
  * (`application/cose`, cose.ts); any other layer media type fails integrity.
  */
@@ -39,7 +51,14 @@ import {
   type ValidationAction,
   type ValidationType,
 } from "./material.js";
-import { CertificateFormatError, certificateFacts, chainValidityProblem, subjectString } from "./x509.js";
+import { TimestampError, type VerifiedTimestamp, verifyTimestampToken } from "./timestamp.js";
+import {
+  CertificateFormatError,
+  certificateFacts,
+  chainRangeProblem,
+  chainValidityProblem,
+  subjectString,
+} from "./x509.js";
 
 export { MEDIA_TYPE_COSE } from "./cose.js";
 
@@ -138,6 +157,43 @@ function identityProblem(policy: NotationTrustPolicy, leaf: X509Certificate): st
   return `signing certificate "${subjectString(leaf)}" does not match the X.509 trusted identities of trust policy "${policy.name}"`;
 }
 
+/**
+ * Spec "Validate Trusted Timestamp" (trust-store-trust-policy.md, Signature Verification step 6).
+ * notary.x509.signingAuthority: the chain valid at the authentic signing time. notary.x509: with a
+ * countersignature, the timestamp is verified (timestamp.ts) and [genTime - accuracy, genTime +
+ * accuracy] must lie within every certificate's validity; without one, the spec's
+ * timeStampLowerLimit = timeStampUpperLimit = now. A policy naming no `tsa` store leaves the
+ * countersignature unevaluated, as notation-go verifyTimestamp does ("Timestamp verification
+ * disabled: no tsa trust store is configured in trust policy"): no TSA can be trusted, and the
+ * certificates must be valid now. A countersignature that fails is a failure even when the chain is
+ * valid now: the spec has no fallback once "the timestamp exists", nor has notation-go.
+ */
+function authenticTimestampProblem(
+  material: NotationMaterial,
+  policy: NotationTrustPolicy,
+  content: EnvelopeContent,
+  now: Date,
+): string | undefined {
+  if (content.signingScheme !== "notary.x509")
+    return chainValidityProblem(content.chain, content.signingTime, "the authentic signing time");
+  const tsaCerts: X509Certificate[] = [];
+  for (const s of policy.trustStores)
+    if (s.type === "tsa") tsaCerts.push(...(material.stores.get(`tsa:${s.name}`) ?? []));
+  const countersignature = content.timestampSignature;
+  if (!policy.trustStores.some((s) => s.type === "tsa") || !countersignature)
+    return chainValidityProblem(content.chain, now, "verification time");
+  if ("problem" in countersignature)
+    return `the timestamp countersignature cannot be read: ${countersignature.problem}`;
+  let timestamp: VerifiedTimestamp;
+  try {
+    timestamp = verifyTimestampToken(countersignature.token, content.signature, tsaCerts);
+  } catch (err) {
+    if (err instanceof TimestampError) return `the timestamp countersignature is not valid: ${err.message}`;
+    throw err;
+  }
+  return chainRangeProblem(content.chain, timestamp.lower, timestamp.upper);
+}
+
 function revocationProblem(chain: X509Certificate[]): string | undefined {
   const withPointers = chain.filter((c) => certificateFacts(c).revocationInfo);
   if (withPointers.length === 0) return undefined;
@@ -214,9 +270,7 @@ function verifyEnvelope(
 
     const timestampFailure = check(
       "authenticTimestamp",
-      content.signingScheme === "notary.x509"
-        ? chainValidityProblem(content.chain, input.now, "verification time")
-        : chainValidityProblem(content.chain, content.signingTime, "the authentic signing time"),
+      authenticTimestampProblem(input.material, policy, content, input.now),
     );
     if (timestampFailure) return timestampFailure;
 
