@@ -141,6 +141,10 @@ describe("Notation authentic timestamp: a valid countersignature", () => {
     const v = await verdict(await material({ level: "strict" }), bytes);
     expect(v.outcome, v.reason).toBe("verified");
     expect(v.identity).toBe("CN=signer,O=Test,ST=WA,C=US");
+    // the audit line says the acceptance rests on a timestamp, and whose
+    expect(v.reason).toMatch(
+      /; timestamped at \d{4}-\d\d-\d\dT[\d:.]+Z ±1000 ms by "CN=tsa,O=Test TSA,C=US"\)$/,
+    );
   });
 
   it("verifies a COSE envelope countersigned by an ECDSA TSA the same way", async () => {

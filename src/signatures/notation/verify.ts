@@ -105,6 +105,8 @@ interface EnvelopeResult {
   /** the enforced failure, or the logged ones */
   reason: string;
   identity?: string;
+  /** the verified countersignature the result relied on, for the audit line */
+  timestamp?: string;
 }
 
 const LABEL: Record<ValidationType, string> = {
@@ -173,25 +175,28 @@ function authenticTimestampProblem(
   policy: NotationTrustPolicy,
   content: EnvelopeContent,
   now: Date,
-): string | undefined {
+): { problem?: string | undefined; timestamp?: VerifiedTimestamp } {
   if (content.signingScheme !== "notary.x509")
-    return chainValidityProblem(content.chain, content.signingTime, "the authentic signing time");
+    return {
+      problem: chainValidityProblem(content.chain, content.signingTime, "the authentic signing time"),
+    };
   const tsaCerts: X509Certificate[] = [];
   for (const s of policy.trustStores)
     if (s.type === "tsa") tsaCerts.push(...(material.stores.get(`tsa:${s.name}`) ?? []));
   const countersignature = content.timestampSignature;
   if (!policy.trustStores.some((s) => s.type === "tsa") || !countersignature)
-    return chainValidityProblem(content.chain, now, "verification time");
+    return { problem: chainValidityProblem(content.chain, now, "verification time") };
   if ("problem" in countersignature)
-    return `the timestamp countersignature cannot be read: ${countersignature.problem}`;
+    return { problem: `the timestamp countersignature cannot be read: ${countersignature.problem}` };
   let timestamp: VerifiedTimestamp;
   try {
     timestamp = verifyTimestampToken(countersignature.token, content.signature, tsaCerts);
   } catch (err) {
-    if (err instanceof TimestampError) return `the timestamp countersignature is not valid: ${err.message}`;
+    if (err instanceof TimestampError)
+      return { problem: `the timestamp countersignature is not valid: ${err.message}` };
     throw err;
   }
-  return chainRangeProblem(content.chain, timestamp.lower, timestamp.upper);
+  return { problem: chainRangeProblem(content.chain, timestamp.lower, timestamp.upper), timestamp };
 }
 
 function revocationProblem(chain: X509Certificate[]): string | undefined {
@@ -251,6 +256,7 @@ function verifyEnvelope(
   }
   const leaf = content.chain[0] as X509Certificate;
   const identity = subjectString(leaf);
+  let timestamp: string | undefined;
 
   try {
     const auth = authenticityProblem(input.material, policy, content);
@@ -268,11 +274,13 @@ function verifyEnvelope(
     );
     if (expiryFailure) return expiryFailure;
 
-    const timestampFailure = check(
-      "authenticTimestamp",
-      authenticTimestampProblem(input.material, policy, content, input.now),
-    );
+    const authentic = authenticTimestampProblem(input.material, policy, content, input.now);
+    const timestampFailure = check("authenticTimestamp", authentic.problem);
     if (timestampFailure) return timestampFailure;
+    if (authentic.timestamp && !authentic.problem) {
+      const ts = authentic.timestamp;
+      timestamp = `timestamped at ${ts.genTime.toISOString()} ±${ts.accuracyMs} ms by "${subjectString(ts.tsaChain[0] as X509Certificate)}"`;
+    }
 
     if (policy.actions.revocation !== "skip") {
       const revocationFailure = check("revocation", revocationProblem(content.chain));
@@ -288,9 +296,12 @@ function verifyEnvelope(
   const targetProblem = targetArtifactProblem(content.payload, input.subject);
   if (targetProblem) return { status: "failed", reason: `target artifact mismatch: ${targetProblem}` };
 
-  return logged.length === 0
-    ? { status: "verified", reason: "", identity }
-    : { status: "logged", reason: logged.join("; "), identity };
+  const result: EnvelopeResult =
+    logged.length === 0
+      ? { status: "verified", reason: "", identity }
+      : { status: "logged", reason: logged.join("; "), identity };
+  if (timestamp) result.timestamp = timestamp;
+  return result;
 }
 
 /** Verifies the Notation signatures of one artifact against `material`; never throws for bad input. */
@@ -321,18 +332,20 @@ export async function verifyNotation(input: NotationVerifyInput): Promise<Notati
     const name = `signature ${envelopeDigest(envelope.bytes)}`;
     const result = verifyEnvelope(input, policy, envelope);
     const level = `trust policy "${policy.name}", level ${policy.level}`;
+    // An acceptance that rests on a countersignature says so (and which TSA) in the audit line.
+    const context = result.timestamp ? `${level}; ${result.timestamp}` : level;
     if (result.status === "verified")
       return {
         outcome: "verified",
         rule: "notation",
-        reason: `${name} verified (${level})`,
+        reason: `${name} verified (${context})`,
         identity: result.identity as string,
       };
     if (result.status === "logged") {
       loggedVerdict ??= {
         outcome: "logged",
         rule: "notation",
-        reason: `${name} accepted (${level}) with logged failures: ${result.reason}`,
+        reason: `${name} accepted (${context}) with logged failures: ${result.reason}`,
         identity: result.identity as string,
       };
     } else failures.push(`${name}: ${result.reason}`);
