@@ -18,8 +18,10 @@ import {
   IntegrityError,
   MAX_CHAIN_LENGTH,
   MAX_ENVELOPE_BYTES,
+  type TimestampSignature,
   verifyEnvelopeParts,
 } from "./envelope.js";
+import { MAX_TIMESTAMP_TOKEN_BYTES } from "./timestamp.js";
 import type { NotationAlgorithm } from "./x509.js";
 
 export const MEDIA_TYPE_COSE = "application/cose";
@@ -136,6 +138,18 @@ export function verifyCoseEnvelope(bytes: Uint8Array): EnvelopeContent {
     signedBytes,
     signature,
     payload,
-    hasTimestampSignature: unprotected.has(HEADER_TIMESTAMP_SIGNATURE),
+    timestampSignature: timestampSignature(unprotected),
   });
+}
+
+/** `io.cncf.notary.timestampSignature` in the unprotected header: the TimeStampToken as a bstr. */
+function timestampSignature(unprotected: Map<unknown, unknown>): TimestampSignature | undefined {
+  if (!unprotected.has(HEADER_TIMESTAMP_SIGNATURE)) return undefined;
+  const v = unprotected.get(HEADER_TIMESTAMP_SIGNATURE);
+  if (!(v instanceof Uint8Array)) return { problem: `${HEADER_TIMESTAMP_SIGNATURE} is not a byte string` };
+  if (v.length > MAX_TIMESTAMP_TOKEN_BYTES)
+    return {
+      problem: `${HEADER_TIMESTAMP_SIGNATURE} is ${v.length} bytes, more than ${MAX_TIMESTAMP_TOKEN_BYTES}`,
+    };
+  return { token: Buffer.from(v) };
 }

@@ -38,9 +38,18 @@ export interface EnvelopeContent {
   chain: X509Certificate[];
   /** the payload bytes (JSON: {"targetArtifact": descriptor}) */
   payload: Buffer;
-  /** an RFC 3161 countersignature is present (not evaluated; see verify.ts) */
-  hasTimestampSignature: boolean;
+  /** the signature value itself: what an RFC 3161 countersignature timestamps */
+  signature: Buffer;
+  /** the `io.cncf.notary.timestampSignature` unsigned attribute, when present (see timestamp.ts) */
+  timestampSignature?: TimestampSignature;
 }
+
+/**
+ * The countersignature as the envelope carries it: the TimeStampToken bytes, or why they cannot be
+ * read (wrong type or encoding, too big). A bad one is an authentic timestamp failure (verify.ts),
+ * not an integrity one: it is an unsigned attribute, and the level decides what its failure costs.
+ */
+export type TimestampSignature = { token: Buffer } | { problem: string };
 
 /** The protected attributes, as each format read them (times already decoded). */
 export interface SignedAttributes {
@@ -78,7 +87,7 @@ export function verifyEnvelopeParts(parts: {
   signedBytes: Buffer;
   signature: Buffer;
   payload: Buffer;
-  hasTimestampSignature: boolean;
+  timestampSignature?: TimestampSignature;
 }): EnvelopeContent {
   const { attributes: a, chain, signature } = parts;
   const leaf = chain[0];
@@ -170,8 +179,9 @@ export function verifyEnvelopeParts(parts: {
     signingTime,
     chain,
     payload: parts.payload,
-    hasTimestampSignature: parts.hasTimestampSignature,
+    signature: parts.signature,
   };
   if (a.expiry) content.expiry = a.expiry;
+  if (parts.timestampSignature) content.timestampSignature = parts.timestampSignature;
   return content;
 }

@@ -16,8 +16,10 @@ import {
   IntegrityError,
   MAX_CHAIN_LENGTH,
   MAX_ENVELOPE_BYTES,
+  type TimestampSignature,
   verifyEnvelopeParts,
 } from "./envelope.js";
+import { MAX_TIMESTAMP_TOKEN_BYTES } from "./timestamp.js";
 import type { NotationAlgorithm } from "./x509.js";
 
 export { type EnvelopeContent, IntegrityError } from "./envelope.js";
@@ -125,8 +127,28 @@ export function verifyJwsEnvelope(bytes: Uint8Array): EnvelopeContent {
     signedBytes: Buffer.from(`${protectedB64 as string}.${payloadB64 as string}`, "ascii"),
     signature,
     payload,
-    hasTimestampSignature: env.header[HEADER_TIMESTAMP_SIGNATURE] !== undefined,
+    timestampSignature: timestampSignature(env.header),
   });
+}
+
+/**
+ * `io.cncf.notary.timestampSignature`: standard base64 of the TimeStampToken (the spec's
+ * "<Base64(TimeStampToken)>", Go's []byte JSON encoding, as notation-core-go writes it).
+ */
+function timestampSignature(header: Record<string, unknown>): TimestampSignature | undefined {
+  if (!(HEADER_TIMESTAMP_SIGNATURE in header)) return undefined;
+  const v = header[HEADER_TIMESTAMP_SIGNATURE];
+  if (typeof v !== "string") return { problem: `${HEADER_TIMESTAMP_SIGNATURE} is not a base64 string` };
+  // base64 of the cap, plus padding: refused before decoding
+  if (v.length > Math.ceil(MAX_TIMESTAMP_TOKEN_BYTES / 3) * 4)
+    return {
+      problem: `${HEADER_TIMESTAMP_SIGNATURE} is longer than a ${MAX_TIMESTAMP_TOKEN_BYTES}-byte token`,
+    };
+  try {
+    return { token: base64std(v, HEADER_TIMESTAMP_SIGNATURE) };
+  } catch (err) {
+    return { problem: (err as Error).message };
+  }
 }
 
 /** `sha256:<hex>` of an envelope, to name it in reasons. */

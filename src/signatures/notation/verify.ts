@@ -9,16 +9,28 @@
  * whatever the level. The artifact is verified when at least one signature is (notation verify:
  * "succeeds if verification succeeds for at least one of the signatures").
  *
- * Offline by design (no network at pull time), two checks are narrower than Notation's:
- * - Revocation: a certificate without OCSP or CRL pointers is "considered valid (not revoked)"
- *   by the spec ("Certificate Revocation Evaluation"). For one with pointers trustgate cannot learn
- *   the status, which the spec calls "revocation unavailable": a failure, enforced under `strict`,
- *   logged under `permissive`/`audit`; `override: {revocation: skip}` (or `log`) is the way to
- *   accept such signatures knowingly.
- * - Authentic timestamp: an RFC 3161 countersignature (`io.cncf.notary.timestampSignature`) is not
- *   evaluated; every certificate must then be valid at verification time, as the spec requires
- *   "in the absence of an Authentic timestamp". That never accepts what a timestamp check would
- *   refuse except a signature whose only flaw is a bad countersignature.
+ * Authentic timestamp (spec step "Validate Trusted Timestamp"; authenticTimestampProblem below):
+ * under `notary.x509`, an RFC 3161 countersignature (`io.cncf.notary.timestampSignature`) is
+ * verified against the policy's `tsa` stores (timestamp.ts: messageImprint over the signature
+ * bytes, the TSA's CMS signature and ESS signing-certificate attribute, a timestamping chain to a
+ * `tsa` store certificate, valid at genTime, the leaf's EKU exactly timeStamping), and the whole
+ * [genTime - accuracy, genTime + accuracy] must lie within every signing certificate's validity,
+ * so a signature whose certificate expired after it was timestamped still verifies. Without a
+ * countersignature, or when the policy names no `tsa` store (notation-go: "Timestamp verification
+ * disabled"), every certificate must be valid at verification time, as the spec requires "in the
+ * absence of an Authentic timestamp". Under `notary.x509.signingAuthority`, the chain must be valid
+ * at `authenticSigningTime`.
+ *
+ * Offline by design (no network at pull time), revocation is narrower than Notation's:
+ * - A certificate without OCSP or CRL pointers is "considered valid (not revoked)" by the spec
+ *   ("Certificate Revocation Evaluation"). For one with pointers trustgate cannot learn the status,
+ *   which the spec calls "revocation unavailable": a failure, enforced under `strict`, logged under
+ *   `permissive`/`audit`; `override: {revocation: skip}` (or `log`) is the way to accept such
+ *   signatures knowingly.
+ * - The TSA chain's revocation status (spec: "Validate timestamp certificate and certificate chain
+ *   revocation status") is not checked at all: public TSA certificates all name OCSP/CRL, and
+ *   refusing them would make every public timestamp useless offline. A revoked TSA key could
+ *   therefore back-date a timestamp for a signing certificate that has since expired.
  * Both envelope formats are verified: JWS (`application/jose+json`, jws.ts) and COSE
  * (`application/cose`, cose.ts); any other layer media type fails integrity.
  */
@@ -39,7 +51,14 @@ import {
   type ValidationAction,
   type ValidationType,
 } from "./material.js";
-import { CertificateFormatError, certificateFacts, chainValidityProblem, subjectString } from "./x509.js";
+import { TimestampError, type VerifiedTimestamp, verifyTimestampToken } from "./timestamp.js";
+import {
+  CertificateFormatError,
+  certificateFacts,
+  chainRangeProblem,
+  chainValidityProblem,
+  subjectString,
+} from "./x509.js";
 
 export { MEDIA_TYPE_COSE } from "./cose.js";
 
@@ -86,6 +105,8 @@ interface EnvelopeResult {
   /** the enforced failure, or the logged ones */
   reason: string;
   identity?: string;
+  /** the verified countersignature the result relied on, for the audit line */
+  timestamp?: string;
 }
 
 const LABEL: Record<ValidationType, string> = {
@@ -136,6 +157,46 @@ function identityProblem(policy: NotationTrustPolicy, leaf: X509Certificate): st
   if (typeof subject === "string") return subject;
   if (policy.trustedIdentities.some((identity) => isSubsetDn(identity.dn, subject))) return undefined;
   return `signing certificate "${subjectString(leaf)}" does not match the X.509 trusted identities of trust policy "${policy.name}"`;
+}
+
+/**
+ * Spec "Validate Trusted Timestamp" (trust-store-trust-policy.md, Signature Verification step 6).
+ * notary.x509.signingAuthority: the chain valid at the authentic signing time. notary.x509: with a
+ * countersignature, the timestamp is verified (timestamp.ts) and [genTime - accuracy, genTime +
+ * accuracy] must lie within every certificate's validity; without one, the spec's
+ * timeStampLowerLimit = timeStampUpperLimit = now. A policy naming no `tsa` store leaves the
+ * countersignature unevaluated, as notation-go verifyTimestamp does ("Timestamp verification
+ * disabled: no tsa trust store is configured in trust policy"): no TSA can be trusted, and the
+ * certificates must be valid now. A countersignature that fails is a failure even when the chain is
+ * valid now: the spec has no fallback once "the timestamp exists", nor has notation-go.
+ */
+function authenticTimestampProblem(
+  material: NotationMaterial,
+  policy: NotationTrustPolicy,
+  content: EnvelopeContent,
+  now: Date,
+): { problem?: string | undefined; timestamp?: VerifiedTimestamp } {
+  if (content.signingScheme !== "notary.x509")
+    return {
+      problem: chainValidityProblem(content.chain, content.signingTime, "the authentic signing time"),
+    };
+  const tsaCerts: X509Certificate[] = [];
+  for (const s of policy.trustStores)
+    if (s.type === "tsa") tsaCerts.push(...(material.stores.get(`tsa:${s.name}`) ?? []));
+  const countersignature = content.timestampSignature;
+  if (!policy.trustStores.some((s) => s.type === "tsa") || !countersignature)
+    return { problem: chainValidityProblem(content.chain, now, "verification time") };
+  if ("problem" in countersignature)
+    return { problem: `the timestamp countersignature cannot be read: ${countersignature.problem}` };
+  let timestamp: VerifiedTimestamp;
+  try {
+    timestamp = verifyTimestampToken(countersignature.token, content.signature, tsaCerts);
+  } catch (err) {
+    if (err instanceof TimestampError)
+      return { problem: `the timestamp countersignature is not valid: ${err.message}` };
+    throw err;
+  }
+  return { problem: chainRangeProblem(content.chain, timestamp.lower, timestamp.upper), timestamp };
 }
 
 function revocationProblem(chain: X509Certificate[]): string | undefined {
@@ -195,6 +256,7 @@ function verifyEnvelope(
   }
   const leaf = content.chain[0] as X509Certificate;
   const identity = subjectString(leaf);
+  let timestamp: string | undefined;
 
   try {
     const auth = authenticityProblem(input.material, policy, content);
@@ -212,13 +274,13 @@ function verifyEnvelope(
     );
     if (expiryFailure) return expiryFailure;
 
-    const timestampFailure = check(
-      "authenticTimestamp",
-      content.signingScheme === "notary.x509"
-        ? chainValidityProblem(content.chain, input.now, "verification time")
-        : chainValidityProblem(content.chain, content.signingTime, "the authentic signing time"),
-    );
+    const authentic = authenticTimestampProblem(input.material, policy, content, input.now);
+    const timestampFailure = check("authenticTimestamp", authentic.problem);
     if (timestampFailure) return timestampFailure;
+    if (authentic.timestamp && !authentic.problem) {
+      const ts = authentic.timestamp;
+      timestamp = `timestamped at ${ts.genTime.toISOString()} ±${ts.accuracyMs} ms by "${subjectString(ts.tsaChain[0] as X509Certificate)}"`;
+    }
 
     if (policy.actions.revocation !== "skip") {
       const revocationFailure = check("revocation", revocationProblem(content.chain));
@@ -234,9 +296,12 @@ function verifyEnvelope(
   const targetProblem = targetArtifactProblem(content.payload, input.subject);
   if (targetProblem) return { status: "failed", reason: `target artifact mismatch: ${targetProblem}` };
 
-  return logged.length === 0
-    ? { status: "verified", reason: "", identity }
-    : { status: "logged", reason: logged.join("; "), identity };
+  const result: EnvelopeResult =
+    logged.length === 0
+      ? { status: "verified", reason: "", identity }
+      : { status: "logged", reason: logged.join("; "), identity };
+  if (timestamp) result.timestamp = timestamp;
+  return result;
 }
 
 /** Verifies the Notation signatures of one artifact against `material`; never throws for bad input. */
@@ -267,18 +332,20 @@ export async function verifyNotation(input: NotationVerifyInput): Promise<Notati
     const name = `signature ${envelopeDigest(envelope.bytes)}`;
     const result = verifyEnvelope(input, policy, envelope);
     const level = `trust policy "${policy.name}", level ${policy.level}`;
+    // An acceptance that rests on a countersignature says so (and which TSA) in the audit line.
+    const context = result.timestamp ? `${level}; ${result.timestamp}` : level;
     if (result.status === "verified")
       return {
         outcome: "verified",
         rule: "notation",
-        reason: `${name} verified (${level})`,
+        reason: `${name} verified (${context})`,
         identity: result.identity as string,
       };
     if (result.status === "logged") {
       loggedVerdict ??= {
         outcome: "logged",
         rule: "notation",
-        reason: `${name} accepted (${level}) with logged failures: ${result.reason}`,
+        reason: `${name} accepted (${context}) with logged failures: ${result.reason}`,
         identity: result.identity as string,
       };
     } else failures.push(`${name}: ${result.reason}`);

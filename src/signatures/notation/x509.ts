@@ -30,6 +30,8 @@ export interface CertificateFacts {
   basicConstraints?: { critical: boolean; ca: boolean; pathLen?: number };
   /** extended key usage OIDs, when the extension is present */
   extKeyUsage?: string[];
+  /** the extended key usage extension is marked critical */
+  extKeyUsageCritical?: boolean;
   /** the certificate's own signature algorithm OID */
   signatureAlgorithm: string;
   /** the certificate names an OCSP responder or a CRL distribution point */
@@ -119,6 +121,7 @@ export function certificateFacts(cert: X509Certificate): CertificateFacts {
         }
         case id_ce_extKeyUsage:
           facts.extKeyUsage = [...AsnConvert.parse(value, ExtendedKeyUsage)];
+          facts.extKeyUsageCritical = ext.critical;
           break;
         case id_ce_cRLDistributionPoints:
           facts.revocationInfo = true;
@@ -242,7 +245,7 @@ function leafProblem(cert: X509Certificate): string | undefined {
   return undefined;
 }
 
-function caProblem(cert: X509Certificate, depthBelow: number): string | undefined {
+export function caProblem(cert: X509Certificate, depthBelow: number): string | undefined {
   const facts = certificateFacts(cert);
   const name = `certificate "${subjectString(cert)}"`;
   // notation-core-go checks BasicConstraintsValid && IsCA (Go reads the extension whether or not
@@ -313,11 +316,98 @@ export function trustStoreCertProblem(
   return "is neither a CA certificate nor a self-signed signing certificate";
 }
 
+/**
+ * The timestamping leaf (signature specification "Certificate Requirements", Leaf Certificates,
+ * "For timestamping certificate"; RFC 3161 §2.3 as notation-core-go
+ * validateTimestampingExtendedKeyUsage reads it): not a CA; key usage present, critical,
+ * `digitalSignature` only; the extended key usage extension critical and exactly timeStamping;
+ * RSA keys of 2048 bits or more, ECDSA keys of 256 bits or more ("Key Length").
+ */
+function timestampingLeafProblem(cert: X509Certificate): string | undefined {
+  const facts = certificateFacts(cert);
+  const name = `timestamping certificate "${subjectString(cert)}"`;
+  if (facts.basicConstraints?.ca) return `${name}: must not be a CA (basicConstraints cA=true)`;
+  if (!facts.keyUsage) return `${name}: the key usage extension must be present`;
+  if (!facts.keyUsage.critical) return `${name}: the key usage extension must be marked critical`;
+  if (!(facts.keyUsage.flags & KeyUsageFlags.digitalSignature))
+    return `${name}: the key usage must have "digitalSignature" set`;
+  const forbidden =
+    KeyUsageFlags.keyEncipherment |
+    KeyUsageFlags.dataEncipherment |
+    KeyUsageFlags.keyAgreement |
+    KeyUsageFlags.keyCertSign |
+    KeyUsageFlags.cRLSign |
+    KeyUsageFlags.encipherOnly |
+    KeyUsageFlags.decipherOnly;
+  if (facts.keyUsage.flags & forbidden) return `${name}: the key usage must be "digitalSignature" only`;
+  const eku = facts.extKeyUsage;
+  if (eku?.length !== 1 || eku[0] !== EKU.timeStamping)
+    return `${name}: the extended key usage must be exactly timeStamping (${EKU.timeStamping}), got ${eku ? eku.join(", ") || "none" : "no extended key usage extension"}`;
+  if (!facts.extKeyUsageCritical) return `${name}: the extended key usage extension must be marked critical`;
+  const key = cert.publicKey;
+  const details = key.asymmetricKeyDetails;
+  if (key.asymmetricKeyType === "rsa") {
+    if ((details?.modulusLength ?? 0) < 2048) return `${name}: an RSA key must have at least 2048 bits`;
+  } else if (key.asymmetricKeyType === "ec") {
+    if (!["prime256v1", "secp384r1", "secp521r1"].includes(details?.namedCurve ?? ""))
+      return `${name}: an ECDSA key must be on P-256, P-384 or P-521`;
+  } else return `${name}: the key must be RSA or ECDSA`;
+  return undefined;
+}
+
+/**
+ * Why `chain` (TSA signing certificate first, trusted root last) is not a valid timestamping chain
+ * at `at`, the timestamp's genTime (notation-core-go ValidateTimestampingCertChain; the chain is
+ * valid at genTime as tspclient-go verifies it with CurrentTime = the timestamp). A one-certificate
+ * chain is a self-signed TSA certificate and meets the leaf requirements.
+ */
+export function timestampingChainProblem(chain: X509Certificate[], at: Date): string | undefined {
+  const leaf = chain[0];
+  if (!leaf) return "the timestamping certificate chain is empty";
+  for (const cert of chain) {
+    if (WEAK_SIGNATURE_ALGORITHMS.has(certificateFacts(cert).signatureAlgorithm))
+      return `certificate "${subjectString(cert)}" is signed with SHA-1 or MD5`;
+    const problem = validityProblem(cert, at, "the timestamp's time");
+    if (problem) return problem;
+  }
+  for (let i = 0; i < chain.length; i++) {
+    const cert = chain[i] as X509Certificate;
+    if (i === chain.length - 1) {
+      if (!isSelfSigned(cert))
+        return `the root certificate "${subjectString(cert)}" is not self-signed; the chain must end with a self-signed root`;
+    } else {
+      if (isSelfSigned(cert))
+        return `${i === 0 ? "the TSA" : "an intermediate"} certificate "${subjectString(cert)}" is self-signed`;
+      const parent = chain[i + 1] as X509Certificate;
+      if (!isIssuedBy(cert, parent))
+        return `certificate "${subjectString(cert)}" is not issued by "${subjectString(parent)}"`;
+    }
+    const problem = i === 0 ? timestampingLeafProblem(cert) : caProblem(cert, i - 1);
+    if (problem) return problem;
+  }
+  return undefined;
+}
+
 /** Why the chain cannot be used at `at` (authentic timestamp: every certificate valid then). */
 export function chainValidityProblem(chain: X509Certificate[], at: Date, what: string): string | undefined {
   for (const cert of chain) {
     const problem = validityProblem(cert, at, what);
     if (problem) return problem;
+  }
+  return undefined;
+}
+
+/**
+ * Why the chain was not valid during the whole of [`lower`, `upper`] (trust store and trust policy
+ * spec, "Validate Trusted Timestamp": the range from timeStampLowerLimit to timeStampUpperLimit must
+ * be "entirely within the signing certificate and certificate chain's validity period").
+ */
+export function chainRangeProblem(chain: X509Certificate[], lower: Date, upper: Date): string | undefined {
+  for (const cert of chain) {
+    const from = Date.parse(cert.validFrom);
+    const to = Date.parse(cert.validTo);
+    if (lower.getTime() < from || upper.getTime() > to)
+      return `certificate "${subjectString(cert)}" was not valid during the whole timestamp range ${lower.toISOString()} to ${upper.toISOString()} (valid from ${new Date(from).toISOString()} to ${new Date(to).toISOString()})`;
   }
   return undefined;
 }
