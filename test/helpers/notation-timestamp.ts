@@ -45,6 +45,11 @@ extendedKeyUsage = codeSigning
 basicConstraints = CA:FALSE
 keyUsage = critical,digitalSignature
 extendedKeyUsage = critical,timeStamping
+[v3_tsa_ocsp]
+basicConstraints = CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = critical,timeStamping
+authorityInfoAccess = OCSP;URI:http://ocsp.tsa.test
 [v3_tsa_codesigning]
 basicConstraints = CA:FALSE
 keyUsage = critical,digitalSignature
@@ -99,7 +104,7 @@ export class TestPki {
   issue(opts: {
     name: string;
     subj: string;
-    extensions: "v3_ca" | "v3_leaf" | "v3_tsa" | "v3_tsa_codesigning";
+    extensions: "v3_ca" | "v3_leaf" | "v3_tsa" | "v3_tsa_ocsp" | "v3_tsa_codesigning";
     start: Date;
     end: Date;
     issuer?: Issued;

@@ -40,6 +40,7 @@ let tsaRoot: Issued; // in tsa:test
 let tsa: Issued; // RSA, timeStamping EKU, issued by tsaRoot
 let tsaEc: Issued; // ECDSA, timeStamping EKU, issued by tsaRoot
 let tsaCodeSigning: Issued; // codeSigning EKU instead of timeStamping, issued by tsaRoot
+let tsaOcsp: Issued; // timeStamping EKU and an OCSP pointer, issued by tsaRoot
 let otherTsaRoot: Issued; // in no store
 let otherTsa: Issued;
 
@@ -73,6 +74,13 @@ beforeAll(() => {
     extensions: "v3_tsa_codesigning",
     name: "tsa-cs",
     subj: "/C=US/O=Test TSA/CN=tsa-codesigning",
+    issuer: tsaRoot,
+  });
+  tsaOcsp = pki.issue({
+    ...tsaLeaf,
+    extensions: "v3_tsa_ocsp",
+    name: "tsa-ocsp",
+    subj: "/C=US/O=Test TSA/CN=tsa-ocsp",
     issuer: tsaRoot,
   });
   otherTsa = pki.issue({
@@ -345,5 +353,27 @@ describe("Notation authentic timestamp: when it is not evaluated, and levels", (
       expect(v.outcome, JSON.stringify(sv)).toBe("logged");
       expect(v.reason).toContain("authentic timestamp (logged): the timestamp countersignature is not valid");
     }
+  });
+});
+
+describe("Notation authentic timestamp: the TSA's revocation status", () => {
+  it("a TSA naming OCSP is 'revocation unavailable' offline, like a signing certificate: strict refuses, revocation skip or log accepts", async () => {
+    const bytes = jwsEnvelope(leaf, [root], { signingTime: T, countersign: stamp(tsaOcsp) });
+    const strict = await verdict(await material({ level: "strict" }), bytes);
+    expect(strict.outcome).toBe("refused");
+    expect(strict.reason).toContain(
+      'revocation validation failed: revocation status of "CN=tsa-ocsp,O=Test TSA,C=US" cannot be determined',
+    );
+    const skipped = await verdict(
+      await material({ level: "strict", override: { revocation: "skip" } }),
+      bytes,
+    );
+    expect(skipped.outcome).toBe("verified");
+    const logged = await verdict(await material({ level: "strict", override: { revocation: "log" } }), bytes);
+    expect(logged.outcome).toBe("logged");
+    expect(logged.reason).toContain("revocation (logged)");
+    // the same signature timestamped by a TSA without pointers needs no override
+    const plain = jwsEnvelope(leaf, [root], { signingTime: T, countersign: stamp() });
+    expect((await verdict(await material({ level: "strict" }), plain)).outcome).toBe("verified");
   });
 });

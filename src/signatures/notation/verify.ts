@@ -27,10 +27,12 @@
  *   which the spec calls "revocation unavailable": a failure, enforced under `strict`, logged under
  *   `permissive`/`audit`; `override: {revocation: skip}` (or `log`) is the way to accept such
  *   signatures knowingly.
- * - The TSA chain's revocation status (spec: "Validate timestamp certificate and certificate chain
- *   revocation status") is not checked at all: public TSA certificates all name OCSP/CRL, and
- *   refusing them would make every public timestamp useless offline. A revoked TSA key could
- *   therefore back-date a timestamp for a signing certificate that has since expired.
+ * - The TSA chain of a timestamp that is used is judged the same way (spec: "Validate timestamp
+ *   certificate and certificate chain revocation status using certificate revocation
+ *   evaluation"): a TSA certificate naming OCSP/CRL is "revocation unavailable" under the
+ *   `revocation` action. Public TSAs all name OCSP/CRL, so under `strict` a timestamped signature
+ *   from a public TSA needs `override: {revocation: skip}` (or `log`), as a public signing
+ *   certificate already does: a revoked TSA key must not back-date a signature unnoticed.
  * Both envelope formats are verified: JWS (`application/jose+json`, jws.ts) and COSE
  * (`application/cose`, cose.ts); any other layer media type fails integrity.
  */
@@ -277,13 +279,17 @@ function verifyEnvelope(
     const authentic = authenticTimestampProblem(input.material, policy, content, input.now);
     const timestampFailure = check("authenticTimestamp", authentic.problem);
     if (timestampFailure) return timestampFailure;
-    if (authentic.timestamp && !authentic.problem) {
-      const ts = authentic.timestamp;
-      timestamp = `timestamped at ${ts.genTime.toISOString()} ±${ts.accuracyMs} ms by "${subjectString(ts.tsaChain[0] as X509Certificate)}"`;
-    }
+    const relied = authentic.timestamp && !authentic.problem ? authentic.timestamp : undefined;
+    if (relied)
+      timestamp = `timestamped at ${relied.genTime.toISOString()} ±${relied.accuracyMs} ms by "${subjectString(relied.tsaChain[0] as X509Certificate)}"`;
 
     if (policy.actions.revocation !== "skip") {
-      const revocationFailure = check("revocation", revocationProblem(content.chain));
+      // The TSA's chain too when its timestamp is used (spec, Validate Trusted Timestamp:
+      // "Validate timestamp certificate and certificate chain revocation status using
+      // certificate revocation evaluation"): offline, a TSA certificate naming OCSP/CRL is
+      // "revocation unavailable" exactly as a signing certificate is, under the same action.
+      const chains = relied ? [...content.chain, ...relied.tsaChain] : content.chain;
+      const revocationFailure = check("revocation", revocationProblem(chains));
       if (revocationFailure) return revocationFailure;
     }
   } catch (err) {
