@@ -79,7 +79,7 @@ const HASH: Record<NotationAlgorithm, { hash: string; bytes: number }> = {
  * Checks, in order: the algorithm is the one the signing key implies (no algorithm substitution),
  * the signature over `signedBytes` verifies with the leaf's key (nothing else is trusted before
  * that), the signed attributes are complete and consistent, and the chain is a valid code-signing
- * chain at the signing time.
+ * chain (its validity in time is judged later, in the authentic timestamp step).
  */
 export function verifyEnvelopeParts(parts: {
   attributes: SignedAttributes;
@@ -163,11 +163,12 @@ export function verifyEnvelopeParts(parts: {
   for (const name of mustBeCritical)
     if (!seen.has(name)) throw new IntegrityError(`the header "${name}" must be marked critical`);
 
-  // The chain must be a valid code-signing chain at the signing time (base/envelope.go
-  // validateCertificateChain, part of integrity in notation-core-go).
+  // The chain must be a valid code-signing chain (base/envelope.go validateCertificateChain, part
+  // of integrity in notation-core-go; at verification without a time: the authentic timestamp
+  // step judges validity in time).
   let chainProblem: string | undefined;
   try {
-    chainProblem = codeSigningChainProblem(chain, signingTime);
+    chainProblem = codeSigningChainProblem(chain);
   } catch (err) {
     if (err instanceof CertificateFormatError) chainProblem = err.message;
     else throw err;

@@ -262,19 +262,20 @@ export function caProblem(cert: X509Certificate, depthBelow: number): string | u
 }
 
 /**
- * Why `chain` (leaf first, root last, as in `x5c`) is not a valid code-signing chain at `signingTime`,
- * or undefined (notation-core-go ValidateCodeSigningCertChain). A one-certificate chain is a
- * self-signed signing certificate and meets the leaf requirements; a longer chain must end in a
- * self-signed root, each certificate issued by the next, no other certificate self-signed.
+ * Why `chain` (leaf first, root last, as in `x5c`) is not a valid code-signing chain, or undefined
+ * (notation-core-go ValidateCodeSigningCertChain). A one-certificate chain is a self-signed signing
+ * certificate and meets the leaf requirements; a longer chain must end in a self-signed root, each
+ * certificate issued by the next, no other certificate self-signed. No time is judged here: at
+ * verification notation-core-go passes no signing time (base/envelope.go validateSignerInfo), the
+ * envelope's signing time being only the signer's claim; validity in time is the authentic
+ * timestamp step's (verify.ts).
  */
-export function codeSigningChainProblem(chain: X509Certificate[], signingTime: Date): string | undefined {
+export function codeSigningChainProblem(chain: X509Certificate[]): string | undefined {
   const leaf = chain[0];
   if (!leaf) return "the certificate chain is empty";
   for (const cert of chain) {
     if (WEAK_SIGNATURE_ALGORITHMS.has(certificateFacts(cert).signatureAlgorithm))
       return `certificate "${subjectString(cert)}" is signed with SHA-1 or MD5`;
-    const problem = validityProblem(cert, signingTime, "the signing time");
-    if (problem) return problem;
   }
   if (chain.length === 1) {
     if (!isSelfSigned(leaf))
