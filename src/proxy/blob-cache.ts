@@ -3,13 +3,10 @@
  * digest, so a layer the cluster pulls again is served from disk instead of the upstream.
  *
  * Only verified bytes are kept. A blob relayed from the upstream is written to a temp file as it
- * streams: where the filesystem allows, around the page cache from 4 MiB of aligned staging
- * buffers per fill (blob-direct.ts: the page-cache copy cost more CPU than the relay), otherwise
- * the same chunks in batches through the page cache; either way the relay waits when the disk
- * falls behind (4 MiB, or 16 MiB buffered), so memory stays flat. The file enters the cache only
- * when the relay ended with the digest verified and exactly the announced length, after fsync, by
- * rename (so a crash leaves a temp file, which the next start removes, never a half-written blob
- * under its digest).
+ * streams (the same chunks, written in batches; the relay waits only when the disk is 16 MiB
+ * behind, so memory stays flat); the file enters the cache only when the relay ended with the digest verified
+ * and exactly the announced length, after fsync, by rename (so a crash leaves a temp file, which
+ * the next start removes, never a half-written blob under its digest).
  *
  * A cached blob is served for a repository only once the upstream has answered that blob for that
  * repository (by the relay that filled it, or by a HEAD when another repository asks): the cache
@@ -29,16 +26,10 @@ import type { Readable, Writable } from "node:stream";
 import { LRUCache } from "lru-cache";
 import type { Digest } from "../oci/reference.js";
 import { fsyncDir } from "../trust/state.js";
-import { DirectWriter, openDirect, probeDirectWrites, StagingPool } from "./blob-direct.js";
 
 export interface BlobCacheOptions {
   dir: string;
   maxBytes: number;
-  /**
-   * Write fills around the page cache where the filesystem supports it (default true; false
-   * writes every fill through the page cache). Tests set it to cover both paths.
-   */
-  directWrites?: boolean;
 }
 
 /** A cached blob opened for one answer: use exactly one of `stream` and `pipeTo`. */
@@ -74,28 +65,17 @@ export class BlobCache {
   readonly #confirmed = new LRUCache<string, true>({ max: 100_000 });
   /** digests being written now (one fill per digest) */
   readonly #filling = new Set<string>();
-  /** aligned staging buffers for direct writes; undefined when fills go through the page cache */
-  #staging: StagingPool | undefined;
 
   private constructor(
     readonly dir: string,
     readonly maxBytes: number,
   ) {}
 
-  /** Whether fills are written around the page cache (blob-direct.ts), when buffers are free. */
-  get directWrites(): boolean {
-    return this.#staging !== undefined;
-  }
-
   /** Prepare the directory: temp files of an earlier run are removed, cached blobs are indexed. */
   static async open(opts: BlobCacheOptions): Promise<BlobCache> {
     const cache = new BlobCache(opts.dir, opts.maxBytes);
     await rm(join(opts.dir, "tmp"), { recursive: true, force: true });
     await mkdir(join(opts.dir, "tmp"), { recursive: true, mode: 0o700 });
-    if (opts.directWrites !== false) {
-      const pool = StagingPool.create();
-      if (await probeDirectWrites(join(opts.dir, "tmp"), pool)) cache.#staging = pool;
-    }
     const found: { digest: string; size: number; used: number }[] = [];
     for (const algorithm of ALGORITHMS) {
       const sub = join(opts.dir, algorithm);
@@ -173,16 +153,6 @@ export class BlobCache {
     return new BlobFill(this, registry, repository, digest.value, size);
   }
 
-  /** @internal BlobFill: staging buffers for a direct fill, if direct writes work and some are free */
-  takeStaging(): Buffer[] | undefined {
-    return this.#staging?.take();
-  }
-
-  /** @internal BlobFill: its staging buffers, once no write from them is in flight */
-  giveStaging(slots: Buffer[]): void {
-    this.#staging?.give(slots);
-  }
-
   /** @internal BlobFill: where its temp file goes */
   tempPath(): string {
     return join(this.dir, "tmp", randomUUID());
@@ -231,8 +201,6 @@ export class BlobCache {
 export class BlobFill {
   readonly #file: string;
   readonly #handle: Promise<FileHandle>;
-  /** set when this fill writes around the page cache (then #queue and #pump stay unused) */
-  readonly #direct: DirectWriter | undefined;
   /** chunks not yet written; the pump writes all of them with one writev */
   #queue: Buffer[] = [];
   #backlog = 0;
@@ -251,25 +219,14 @@ export class BlobFill {
     private readonly size: number,
   ) {
     this.#file = cache.tempPath();
-    const slots = cache.takeStaging();
-    if (slots) {
-      this.#handle = openDirect(this.#file);
-      this.#direct = new DirectWriter(this.#handle, slots);
-    } else this.#handle = open(this.#file, "wx", 0o600);
+    this.#handle = open(this.#file, "wx", 0o600);
     this.#handle.catch((err: unknown) => this.#fail(err));
-  }
-
-  /** Whether this fill writes around the page cache (tests). */
-  get direct(): boolean {
-    return this.#direct !== undefined;
   }
 
   /** Why the copy was given up, if it was (for the log line). */
   get failure(): string | undefined {
-    const failed = this.#failed ?? this.#direct?.failed;
-    if (failed !== undefined) return String((failed as Error).message ?? failed);
-    const written = this.#direct ? this.#direct.written : this.#written;
-    if (this.#done && written !== this.size) return `${written} of ${this.size} bytes written`;
+    if (this.#failed !== undefined) return String((this.#failed as Error).message ?? this.#failed);
+    if (this.#done && this.#written !== this.size) return `${this.#written} of ${this.size} bytes written`;
     return undefined;
   }
 
@@ -280,7 +237,6 @@ export class BlobFill {
    */
   write(chunk: Buffer): Promise<void> | undefined {
     if (this.#failed !== undefined || this.#done) return undefined;
-    if (this.#direct) return this.#direct.write(chunk);
     this.#backlog += chunk.length;
     this.#queue.push(chunk);
     this.#pumping ??= this.#pump();
@@ -325,34 +281,13 @@ export class BlobFill {
   async commit(): Promise<boolean> {
     if (this.#done) return false;
     this.#done = true;
-    if (this.#direct) return this.#commitDirect(this.#direct);
     while (this.#pumping) await this.#pumping;
     if (this.#failed !== undefined || this.#written !== this.size) {
       await this.#discard();
       return false;
     }
-    return this.#keep(await this.#handle);
-  }
-
-  async #commitDirect(direct: DirectWriter): Promise<boolean> {
-    let fh: FileHandle | undefined;
     try {
-      fh = await direct.finish(this.size);
-    } catch (err) {
-      this.#fail(err);
-    } finally {
-      this.cache.giveStaging(direct.slots);
-    }
-    if (fh === undefined || direct.written !== this.size) {
-      await this.#discard();
-      return false;
-    }
-    return this.#keep(fh);
-  }
-
-  /** fsync, close, rename into the cache; false (and the temp file removed) when that fails. */
-  async #keep(fh: FileHandle): Promise<boolean> {
-    try {
+      const fh = await this.#handle;
       await fh.sync();
       await fh.close();
       const target = this.cache.pathOf(this.digest);
@@ -374,11 +309,7 @@ export class BlobFill {
     this.#release();
     // The digest is free for another fill at once; this temp file goes once its writes settle.
     this.cache.abandoned(this.digest);
-    const direct = this.#direct;
-    const settled = direct
-      ? direct.stop().then(() => this.cache.giveStaging(direct.slots))
-      : (this.#pumping ?? Promise.resolve());
-    void settled.then(() => this.#removeTemp());
+    void (this.#pumping ?? Promise.resolve()).then(() => this.#removeTemp());
   }
 
   #fail(err: unknown): void {

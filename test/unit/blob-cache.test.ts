@@ -115,30 +115,25 @@ describe("BlobCache", () => {
     await expect(cache.open("other.test", "acme/app", b.digest, never)).rejects.toThrow("was asked");
   });
 
-  it.each([true, false])(
-    "keeps nothing from a fill that was aborted or short of its announced length (directWrites %s)",
-    async (directWrites) => {
-      const cache = await BlobCache.open({ dir, maxBytes: 10 * MiB, directWrites });
-      const b = blob(5000);
-      const aborted = cache.beginFill("r.test", "acme/app", b.digest, 5000);
-      aborted?.write(b.bytes);
-      aborted?.abort();
-      const short = cache.beginFill("r.test", "acme/app", b.digest, 5000);
-      expect(short).toBeDefined(); // the aborted fill no longer holds the digest
-      short?.write(b.bytes.subarray(0, 4999));
-      expect(await short?.commit()).toBe(false);
-      expect(cache.has(b.digest.value)).toBe(false);
-      await expect.poll(() => readdir(join(dir, "tmp"))).toEqual([]);
-      expect(await readdir(join(dir, "sha256"))).toEqual([]);
-    },
-  );
+  it("keeps nothing from a fill that was aborted or short of its announced length", async () => {
+    const cache = await BlobCache.open({ dir, maxBytes: 10 * MiB });
+    const b = blob(5000);
+    const aborted = cache.beginFill("r.test", "acme/app", b.digest, 5000);
+    aborted?.write(b.bytes);
+    aborted?.abort();
+    const short = cache.beginFill("r.test", "acme/app", b.digest, 5000);
+    expect(short).toBeDefined(); // the aborted fill no longer holds the digest
+    short?.write(b.bytes.subarray(0, 4999));
+    expect(await short?.commit()).toBe(false);
+    expect(cache.has(b.digest.value)).toBe(false);
+    await expect.poll(() => readdir(join(dir, "tmp"))).toEqual([]);
+    expect(await readdir(join(dir, "sha256"))).toEqual([]);
+  });
 
-  it("buffered (directWrites: false): asks the relay to wait while the disk is more than 16 MiB behind, and keeps the blob", async () => {
-    const cache = await BlobCache.open({ dir, maxBytes: 64 * MiB, directWrites: false });
-    expect(cache.directWrites).toBe(false);
+  it("asks the relay to wait while the disk is more than 16 MiB behind, and keeps the blob", async () => {
+    const cache = await BlobCache.open({ dir, maxBytes: 64 * MiB });
     const b = blob(20 * MiB);
     const fill = cache.beginFill("r.test", "acme/app", b.digest, b.bytes.length);
-    expect(fill?.direct).toBe(false);
     // written in one synchronous burst: the disk cannot have caught up before the 17th MiB
     const waits = Array.from({ length: 20 }, (_, i) => fill?.write(b.bytes.subarray(i * MiB, (i + 1) * MiB)));
     expect(waits.slice(0, 16).every((w) => w === undefined)).toBe(true);
@@ -146,62 +141,6 @@ describe("BlobCache", () => {
     await Promise.all(waits);
     expect(await fill?.commit()).toBe(true);
     expect((await readFile(join(dir, "sha256", b.digest.hex))).equals(b.bytes)).toBe(true);
-  });
-
-  it("direct: stages at most 4 MiB (the relay waits beyond), and keeps exactly the blob's bytes", async (ctx) => {
-    const cache = await BlobCache.open({ dir, maxBytes: 64 * MiB });
-    if (!cache.directWrites) ctx.skip(); // this filesystem has no O_DIRECT
-    // not a multiple of the 4 KiB alignment: the last write is padded, the file cut back
-    const b = blob(9 * MiB + 4097);
-    const fill = cache.beginFill("r.test", "acme/app", b.digest, b.bytes.length);
-    expect(fill?.direct).toBe(true);
-    const waits: (Promise<void> | undefined)[] = [];
-    for (let i = 0; i < b.bytes.length; i += MiB) waits.push(fill?.write(b.bytes.subarray(i, i + MiB)));
-    // one synchronous burst: 4 staging buffers of 1 MiB, then the relay is asked to wait
-    expect(waits.slice(0, 4).every((w) => w === undefined)).toBe(true);
-    expect(waits[4]).toBeInstanceOf(Promise);
-    await Promise.all(waits);
-    expect(await fill?.commit()).toBe(true);
-    const kept = await readFile(join(dir, "sha256", b.digest.hex));
-    expect(kept.length).toBe(b.bytes.length);
-    expect(kept.equals(b.bytes)).toBe(true);
-    expect(await readdir(join(dir, "tmp"))).toEqual([]);
-  });
-
-  it("direct: odd chunk sizes across staging buffers, a relay that waits as asked, and a blob under 4 KiB", async (ctx) => {
-    const cache = await BlobCache.open({ dir, maxBytes: 64 * MiB });
-    if (!cache.directWrites) ctx.skip();
-    for (const size of [1, 4095, 4096, MiB, 5 * MiB + 13]) {
-      const b = blob(size);
-      const fill = cache.beginFill("r.test", "acme/app", b.digest, size);
-      expect(fill?.direct).toBe(true);
-      for (let i = 0, n = 1; i < size; i += n, n = (n * 7 + 1013) % 300_000) {
-        const wait = fill?.write(b.bytes.subarray(i, i + n));
-        if (wait) await wait;
-      }
-      expect(await fill?.commit()).toBe(true);
-      expect((await readFile(join(dir, "sha256", b.digest.hex))).equals(b.bytes)).toBe(true);
-    }
-  });
-
-  it("direct: a fill that finds no staging buffer free is written through the page cache, and buffers come back", async (ctx) => {
-    const cache = await BlobCache.open({ dir, maxBytes: 64 * MiB });
-    if (!cache.directWrites) ctx.skip();
-    // 32 buffers, 4 per fill: 8 direct fills at once, the 9th buffered
-    const blobs = Array.from({ length: 9 }, () => blob(MiB + 1));
-    const fills = blobs.map((b) => cache.beginFill("r.test", "acme/app", b.digest, b.bytes.length));
-    expect(fills.map((f) => f?.direct)).toEqual([...Array(8).fill(true), false]);
-    for (const [i, f] of fills.entries()) await f?.write((blobs[i] as { bytes: Buffer }).bytes);
-    fills[0]?.abort(); // aborted: its buffers come back too, once its writes settled
-    expect(await Promise.all(fills.slice(1).map((f) => f?.commit()))).toEqual(Array(8).fill(true));
-    for (const b of blobs.slice(1))
-      expect((await readFile(join(dir, "sha256", b.digest.hex))).equals(b.bytes)).toBe(true);
-    await expect.poll(() => readdir(join(dir, "tmp"))).toEqual([]);
-    const again = Array.from({ length: 8 }, () => blob(10)).map((b) =>
-      cache.beginFill("r.test", "acme/app", b.digest, 10),
-    );
-    expect(again.map((f) => f?.direct)).toEqual(Array(8).fill(true));
-    for (const f of again) f?.abort();
   });
 
   it("one fill per digest; none for a cached blob or one larger than the cache", async () => {
