@@ -24,6 +24,7 @@ import {
   cpuByThread,
   cpuSeconds,
   curlDownload,
+  flushDirtyPages,
   pushBlobFile,
   readUntilSteady,
   spread,
@@ -40,6 +41,11 @@ const { values: flags } = parseArgs({
     rounds: { type: "string", default: "7" },
     /** B (this checkout) runs under `node --cpu-prof` and writes its profile here */
     "cpu-prof": { type: "string" },
+    /**
+     * KEY=VALUE in B's environment only (repeatable): a process-level setting measured against
+     * the same build, e.g. `--base . --b-env MALLOC_TRIM_THRESHOLD_=...`
+     */
+    "b-env": { type: "string", multiple: true },
   },
   strict: true,
 });
@@ -62,8 +68,17 @@ async function main(): Promise<void> {
   await pushBlobFile(direct.url, REPO, blob);
   const path = `/v2/${REPO}/blobs/${blob.digest}`;
   const builds = { A: join(resolve(flags.base), "dist/cli.js"), B: join(REPO_ROOT, "dist/cli.js") };
+  const bEnv = flags["b-env"]
+    ? Object.fromEntries(
+        flags["b-env"].map((kv) => {
+          const eq = kv.indexOf("=");
+          if (eq <= 0) throw new Error(`--b-env: KEY=VALUE, not ${JSON.stringify(kv)}`);
+          return [kv.slice(0, eq), kv.slice(eq + 1)];
+        }),
+      )
+    : undefined;
   let n = 0;
-  const start = async (cli: string, withCache: boolean): Promise<TrustgateProcess> => {
+  const start = async (cli: string, withCache: boolean, isB: boolean): Promise<TrustgateProcess> => {
     const dir = ownDir(join(work, `tg${n++}`));
     const extra = withCache
       ? [`blobCache: { dir: ${JSON.stringify(join(dir, "blobs"))}, maxBytes: ${4 * size} }`]
@@ -73,8 +88,8 @@ async function main(): Promise<void> {
       trustgateConfig(dir, { name: "bench.local", upstream: direct.url }, "info", extra),
       {
         cli,
-        nodeArgs:
-          flags["cpu-prof"] && cli === builds.B ? ["--cpu-prof", "--cpu-prof-dir", flags["cpu-prof"]] : [],
+        nodeArgs: flags["cpu-prof"] && isB ? ["--cpu-prof", "--cpu-prof-dir", flags["cpu-prof"]] : [],
+        ...(isB && bEnv ? { env: bEnv } : {}),
       },
     );
   };
@@ -83,6 +98,7 @@ async function main(): Promise<void> {
     await waitFor("the blob in the cache", async () => existsSync(file), 30_000);
   };
   const read = async (tg: TrustgateProcess) => {
+    await flushDirtyPages();
     const split0 = await cpuByThread(tg.pid);
     const before = await cpuSeconds(tg.pid);
     const bps = await curlDownload(`${tg.url}${path}`, size);
@@ -97,7 +113,7 @@ async function main(): Promise<void> {
   const long: Record<string, TrustgateProcess> = {};
   if (!fresh) {
     for (const [k, cli] of Object.entries(builds)) {
-      const tg = own(`trustgate ${k}`, await start(cli, mode === "cache"));
+      const tg = own(`trustgate ${k}`, await start(cli, mode === "cache", k === "B"));
       long[k] = tg;
       if (mode === "cache") {
         await curlDownload(`${tg.url}${path}`, size);
@@ -122,7 +138,7 @@ async function main(): Promise<void> {
     for (const k of r % 2 === 0 ? ["A", "B"] : ["B", "A"]) {
       let res: { bps: number; cpu: number; split: CpuSplit };
       if (fresh) {
-        const tg = await start(builds[k as "A" | "B"], mode === "first");
+        const tg = await start(builds[k as "A" | "B"], mode === "first", k === "B");
         try {
           res = await read(tg);
           if (mode === "first") {

@@ -67,6 +67,16 @@ export async function curlDownload(url: string, expectedSize: number): Promise<n
   return speed ?? 0;
 }
 
+/**
+ * Write back every dirty page before a measured read (`sync`): a side that filled a cache without
+ * fsync (the pull-through cache) leaves its file to the kernel's flusher, which otherwise runs ~30 s
+ * later (vm.dirty_expire_centisecs), on the 2 shared cores, in whichever read comes next.
+ */
+export async function flushDirtyPages(): Promise<void> {
+  const out = await runCommand("sync", [], { timeoutMs: 120_000 });
+  if (out.code !== 0) throw new Error(`sync: exit ${out.code}`);
+}
+
 /** Peak resident set size of a process (VmHWM, /proc/<pid>/status), in bytes. */
 export async function peakRss(pid: number): Promise<number | undefined> {
   try {
