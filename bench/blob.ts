@@ -5,7 +5,7 @@
  */
 import { createHash, randomFillSync } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { open, readFile } from "node:fs/promises";
+import { open, readdir, readFile } from "node:fs/promises";
 import { request } from "undici";
 import { runCommand } from "../test/helpers/process.js";
 
@@ -67,6 +67,16 @@ export async function curlDownload(url: string, expectedSize: number): Promise<n
   return speed ?? 0;
 }
 
+/**
+ * Write back every dirty page before a measured read (`sync`): a side that filled a cache without
+ * fsync (the pull-through cache) leaves its file to the kernel's flusher, which otherwise runs ~30 s
+ * later (vm.dirty_expire_centisecs), on the 2 shared cores, in whichever read comes next.
+ */
+export async function flushDirtyPages(): Promise<void> {
+  const out = await runCommand("sync", [], { timeoutMs: 120_000 });
+  if (out.code !== 0) throw new Error(`sync: exit ${out.code}`);
+}
+
 /** Peak resident set size of a process (VmHWM, /proc/<pid>/status), in bytes. */
 export async function peakRss(pid: number): Promise<number | undefined> {
   try {
@@ -85,6 +95,38 @@ export async function cpuSeconds(pid: number): Promise<number> {
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
 }
+/**
+ * CPU seconds so far by thread kind: the main (JavaScript) thread, and every other thread (V8's
+ * GC helpers and libuv's pool, where file writes run), each user and system (/proc/<pid>/task).
+ * Says which stage a CPU change came from: hashing and parsing are main-thread user time, socket
+ * writes main-thread system time, file writes pool system time (issue 16: CPU per stage).
+ */
+export async function cpuByThread(pid: number): Promise<CpuSplit> {
+  const out: CpuSplit = { mainUser: 0, mainSys: 0, otherUser: 0, otherSys: 0 };
+  for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
+    const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, "utf8").catch(() => undefined);
+    if (stat === undefined) continue; // the thread ended meanwhile
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const user = Number(fields[11]) / CLOCK_TICKS;
+    const sys = Number(fields[12]) / CLOCK_TICKS;
+    if (Number(tid) === pid) {
+      out.mainUser += user;
+      out.mainSys += sys;
+    } else {
+      out.otherUser += user;
+      out.otherSys += sys;
+    }
+  }
+  return out;
+}
+
+export interface CpuSplit {
+  mainUser: number;
+  mainSys: number;
+  otherUser: number;
+  otherSys: number;
+}
+
 /** USER_HZ: 100 on every Linux this runs on (sysconf(_SC_CLK_TCK)). */
 const CLOCK_TICKS = 100;
 

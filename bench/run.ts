@@ -26,6 +26,7 @@ import {
   type BlobFile,
   cpuSeconds,
   curlDownload,
+  flushDirtyPages,
   peakRss,
   pushBlobFile,
   readUntilSteady,
@@ -666,6 +667,7 @@ async function measuredRead(
   blob: BlobFile,
   pid: number,
 ): Promise<{ bps: number; cpuPerGB: number }> {
+  await flushDirtyPages(); // the previous side's file is written back before this read, not during it
   const before = await cpuSeconds(pid);
   const bps = await curlDownload(url, blob.size);
   const after = await cpuSeconds(pid);

@@ -60,7 +60,7 @@ export async function startTrustgate(
   dir: string,
   configYaml: string,
   /** cli: another build's dist/cli.js (bench/ab-blob.ts runs two builds side by side) */
-  opts: { nodeArgs?: string[]; cli?: string } = {},
+  opts: { nodeArgs?: string[]; cli?: string; env?: Record<string, string> } = {},
 ): Promise<TrustgateProcess> {
   await mkdir(join(dir, "policies"), { recursive: true });
   const configFile = join(dir, "config.yaml");
@@ -79,7 +79,7 @@ export async function startTrustgate(
       "--listen",
       `127.0.0.1:${port}`,
     ],
-    { cwd: dir, stdio: ["ignore", fd, fd] },
+    { cwd: dir, stdio: ["ignore", fd, fd], ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}) },
   );
   closeSync(fd);
   if (child.pid === undefined) throw new Error("could not start trustgate");
