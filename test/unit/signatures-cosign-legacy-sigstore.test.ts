@@ -13,11 +13,10 @@ import { writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { canonicalize } from "@tufjs/canonical-json";
 import { describe, expect, it } from "vitest";
-import type { Policy } from "../../src/policy/types.js";
 import type { SignatureFetcher } from "../../src/signatures/discover.js";
-import { loadCosignRule } from "../../src/signatures/material.js";
-import type { CosignIdentity, CosignRuleSpec, LoadedCosignRule } from "../../src/signatures/types.js";
+import type { CosignIdentity, LoadedCosignRule } from "../../src/signatures/types.js";
 import { SignatureVerifier } from "../../src/signatures/verifier.js";
+import { policyRequiring, testCosignRule } from "../helpers/cosign-rule.js";
 import { layoutFetcher, OciLayout } from "../helpers/oci-layout.js";
 import { tempDir } from "../helpers/process.js";
 
@@ -44,32 +43,8 @@ const identity = (over: Partial<CosignIdentity>): CosignIdentity => ({
   ...over,
 });
 
-async function rule(spec: Partial<CosignRuleSpec>): Promise<LoadedCosignRule> {
-  const problems: string[] = [];
-  const loaded = await loadCosignRule(
-    {
-      kind: "cosign",
-      index: 1,
-      line: 7,
-      keys: [],
-      identities: [],
-      trustedRoot: undefined,
-      requireTlog: false,
-      dockerReferences: [],
-      ...spec,
-    },
-    (_l, m) => problems.push(m),
-  );
-  expect(problems).toEqual([]);
-  return loaded as LoadedCosignRule;
-}
-
-function policyWith(r: LoadedCosignRule): Policy {
-  return {
-    name: "acme",
-    signatures: { loaded: true, require: "all", rules: [r], line: 5, fingerprint: r.fingerprint },
-  } as unknown as Policy;
-}
+const rule = testCosignRule;
+const policyWith = (r: LoadedCosignRule) => policyRequiring([r]);
 
 async function judge(r: LoadedCosignRule, fetcher: SignatureFetcher, digest = SIGNED) {
   const verifier = new SignatureVerifier({ fetcherFor: () => fetcher });

@@ -5,7 +5,6 @@
  */
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
-import type { Policy } from "../../src/policy/types.js";
 import {
   COSIGN_SIGNATURE_ANNOTATION,
   DiscoveryError,
@@ -13,9 +12,9 @@ import {
   REFERRERS_ABSENT_TTL_MS,
   SIGSTORE_BUNDLE_V03,
 } from "../../src/signatures/discover.js";
-import { loadCosignRule } from "../../src/signatures/material.js";
-import type { CosignRuleSpec, LoadedCosignRule } from "../../src/signatures/types.js";
+import type { CosignRuleSpec } from "../../src/signatures/types.js";
 import { SignatureVerifier } from "../../src/signatures/verifier.js";
+import { policyRequiring, testCosignRule } from "../helpers/cosign-rule.js";
 import { layoutFetcher, OciLayout } from "../helpers/oci-layout.js";
 
 const FIXTURES = resolve("test/fixtures/signatures");
@@ -109,28 +108,7 @@ describe("lookup budget of a cold verification", () => {
     subjectPattern: undefined,
     line: 8,
   };
-  async function cosignPolicy(spec: Partial<CosignRuleSpec>): Promise<Policy> {
-    const r = (await loadCosignRule(
-      {
-        kind: "cosign",
-        index: 1,
-        line: 7,
-        keys: [],
-        identities: [],
-        trustedRoot: undefined,
-        requireTlog: false,
-        dockerReferences: [],
-        ...spec,
-      },
-      (_l, m) => {
-        throw new Error(m);
-      },
-    )) as LoadedCosignRule;
-    return {
-      name: "acme",
-      signatures: { loaded: true, require: "all", rules: [r], line: 5, fingerprint: r.fingerprint },
-    } as unknown as Policy;
-  }
+  const cosignPolicy = async (spec: Partial<CosignRuleSpec>) => policyRequiring([await testCosignRule(spec)]);
   const lookups = (requests: string[]) =>
     requests.filter((r) => r.startsWith("referrers ") || /^manifest sha256-/.test(r));
   const target = (digest: string) => ({ registry: "reg.test", repository: "acme/app", digest });

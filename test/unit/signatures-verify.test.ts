@@ -6,10 +6,9 @@
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
-import type { Policy } from "../../src/policy/types.js";
-import { loadCosignRule } from "../../src/signatures/material.js";
-import type { CosignRuleSpec, LoadedCosignRule, SignatureRequirement } from "../../src/signatures/types.js";
+import type { CosignRuleSpec, LoadedCosignRule } from "../../src/signatures/types.js";
 import { SignatureVerifier } from "../../src/signatures/verifier.js";
+import { policyRequiring, testCosignRule } from "../helpers/cosign-rule.js";
 import { layoutFetcher, OciLayout } from "../helpers/oci-layout.js";
 
 const FIXTURES = resolve("test/fixtures/signatures");
@@ -22,40 +21,13 @@ interface Expectation {
   material: Record<string, unknown>;
 }
 
-async function rule(_caseDir: string, spec: Partial<CosignRuleSpec>): Promise<LoadedCosignRule> {
-  const problems: string[] = [];
-  const loaded = await loadCosignRule(
-    {
-      kind: "cosign",
-      index: 1,
-      line: 7,
-      keys: [],
-      identities: [],
-      trustedRoot: undefined,
-      requireTlog: false,
-      dockerReferences: [],
-      ...spec,
-    },
-    (_l, m) => problems.push(m),
-  );
-  expect(problems).toEqual([]);
-  return loaded as LoadedCosignRule;
-}
+const rule = (_caseDir: string, spec: Partial<CosignRuleSpec>) => testCosignRule(spec);
 
 function fileRef(caseDir: string, rel: string) {
   return { written: rel.split("/").pop() as string, path: join(caseDir, rel), line: 7 };
 }
 
-function policyWith(r: LoadedCosignRule, require: "all" | "any" = "all"): Policy {
-  const req: SignatureRequirement = {
-    loaded: true,
-    require,
-    rules: [r],
-    line: 5,
-    fingerprint: r.fingerprint,
-  };
-  return { name: "acme", signatures: req } as unknown as Policy;
-}
+const policyWith = (r: LoadedCosignRule, require: "all" | "any" = "all") => policyRequiring([r], require);
 
 async function judge(caseName: string, r: LoadedCosignRule, image: string, digest: string) {
   const layout = new OciLayout(join(FIXTURES, caseName));

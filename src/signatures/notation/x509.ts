@@ -210,11 +210,14 @@ export function algorithmForKey(cert: X509Certificate): NotationAlgorithm | unde
   return undefined;
 }
 
-function leafProblem(cert: X509Certificate): string | undefined {
-  const facts = certificateFacts(cert);
-  const name = `certificate "${subjectString(cert)}"`;
-  if (facts.basicConstraints?.ca)
-    return `${name}: a signing certificate must not be a CA (basicConstraints cA=true)`;
+/**
+ * A signing or timestamping leaf's key usage (signature specification "Certificate Requirements",
+ * Leaf Certificates): present, critical, `digitalSignature` set and nothing else.
+ */
+function digitalSignatureOnlyProblem(
+  facts: ReturnType<typeof certificateFacts>,
+  name: string,
+): string | undefined {
   if (!facts.keyUsage) return `${name}: the key usage extension must be present`;
   if (!facts.keyUsage.critical) return `${name}: the key usage extension must be marked critical`;
   if (!(facts.keyUsage.flags & KeyUsageFlags.digitalSignature))
@@ -228,6 +231,16 @@ function leafProblem(cert: X509Certificate): string | undefined {
     KeyUsageFlags.encipherOnly |
     KeyUsageFlags.decipherOnly;
   if (facts.keyUsage.flags & forbidden) return `${name}: the key usage must be "digitalSignature" only`;
+  return undefined;
+}
+
+function leafProblem(cert: X509Certificate): string | undefined {
+  const facts = certificateFacts(cert);
+  const name = `certificate "${subjectString(cert)}"`;
+  if (facts.basicConstraints?.ca)
+    return `${name}: a signing certificate must not be a CA (basicConstraints cA=true)`;
+  const keyUsage = digitalSignatureOnlyProblem(facts, name);
+  if (keyUsage) return keyUsage;
   // Spec: EKU, if present, MAY contain codeSigning and MUST NOT contain anyExtendedKeyUsage,
   // serverAuth, clientAuth, emailProtection, timeStamping (notation-core-go also refuses OCSPSigning).
   const excluded: string[] = [
@@ -328,19 +341,8 @@ function timestampingLeafProblem(cert: X509Certificate): string | undefined {
   const facts = certificateFacts(cert);
   const name = `timestamping certificate "${subjectString(cert)}"`;
   if (facts.basicConstraints?.ca) return `${name}: must not be a CA (basicConstraints cA=true)`;
-  if (!facts.keyUsage) return `${name}: the key usage extension must be present`;
-  if (!facts.keyUsage.critical) return `${name}: the key usage extension must be marked critical`;
-  if (!(facts.keyUsage.flags & KeyUsageFlags.digitalSignature))
-    return `${name}: the key usage must have "digitalSignature" set`;
-  const forbidden =
-    KeyUsageFlags.keyEncipherment |
-    KeyUsageFlags.dataEncipherment |
-    KeyUsageFlags.keyAgreement |
-    KeyUsageFlags.keyCertSign |
-    KeyUsageFlags.cRLSign |
-    KeyUsageFlags.encipherOnly |
-    KeyUsageFlags.decipherOnly;
-  if (facts.keyUsage.flags & forbidden) return `${name}: the key usage must be "digitalSignature" only`;
+  const keyUsage = digitalSignatureOnlyProblem(facts, name);
+  if (keyUsage) return keyUsage;
   const eku = facts.extKeyUsage;
   if (eku?.length !== 1 || eku[0] !== EKU.timeStamping)
     return `${name}: the extended key usage must be exactly timeStamping (${EKU.timeStamping}), got ${eku ? eku.join(", ") || "none" : "no extended key usage extension"}`;
