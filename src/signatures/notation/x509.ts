@@ -296,23 +296,7 @@ export function codeSigningChainProblem(chain: X509Certificate[]): string | unde
     const problem = leafProblem(leaf);
     return problem ? `invalid self-signed certificate: ${problem}` : undefined;
   }
-  for (let i = 0; i < chain.length; i++) {
-    const cert = chain[i] as X509Certificate;
-    const last = i === chain.length - 1;
-    if (last) {
-      if (!isSelfSigned(cert))
-        return `the root certificate "${subjectString(cert)}" is not self-signed; the chain must end with a self-signed root`;
-    } else {
-      if (isSelfSigned(cert))
-        return `${i === 0 ? "the leaf" : "an intermediate"} certificate "${subjectString(cert)}" is self-signed`;
-      const parent = chain[i + 1] as X509Certificate;
-      if (!isIssuedBy(cert, parent))
-        return `certificate "${subjectString(cert)}" is not issued by "${subjectString(parent)}"`;
-    }
-    const problem = i === 0 ? leafProblem(cert) : caProblem(cert, i - 1);
-    if (problem) return problem;
-  }
-  return undefined;
+  return chainShapeProblem(chain, "the leaf", leafProblem);
 }
 
 /** Why `cert` cannot sit in a `ca` or `signingAuthority` trust store (notation-go ValidateCertificates). */
@@ -373,6 +357,19 @@ export function timestampingChainProblem(chain: X509Certificate[], at: Date): st
     const problem = validityProblem(cert, at, "the timestamp's time");
     if (problem) return problem;
   }
+  return chainShapeProblem(chain, "the TSA", timestampingLeafProblem);
+}
+
+/**
+ * A chain of two or more (leaf first): ends in a self-signed root, no other certificate
+ * self-signed, each issued by the next; the leaf meets `leafCheck`, every CA the CA requirements
+ * with the path length below it (notation-core-go x509 validateCertChain).
+ */
+function chainShapeProblem(
+  chain: X509Certificate[],
+  leafName: string,
+  leafCheck: (cert: X509Certificate) => string | undefined,
+): string | undefined {
   for (let i = 0; i < chain.length; i++) {
     const cert = chain[i] as X509Certificate;
     if (i === chain.length - 1) {
@@ -380,12 +377,12 @@ export function timestampingChainProblem(chain: X509Certificate[], at: Date): st
         return `the root certificate "${subjectString(cert)}" is not self-signed; the chain must end with a self-signed root`;
     } else {
       if (isSelfSigned(cert))
-        return `${i === 0 ? "the TSA" : "an intermediate"} certificate "${subjectString(cert)}" is self-signed`;
+        return `${i === 0 ? leafName : "an intermediate"} certificate "${subjectString(cert)}" is self-signed`;
       const parent = chain[i + 1] as X509Certificate;
       if (!isIssuedBy(cert, parent))
         return `certificate "${subjectString(cert)}" is not issued by "${subjectString(parent)}"`;
     }
-    const problem = i === 0 ? timestampingLeafProblem(cert) : caProblem(cert, i - 1);
+    const problem = i === 0 ? leafCheck(cert) : caProblem(cert, i - 1);
     if (problem) return problem;
   }
   return undefined;
