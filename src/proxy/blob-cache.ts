@@ -2,11 +2,12 @@
  * The verified blob cache (optional, `blobCache:` in config.yaml): blobs kept on local disk by
  * digest, so a layer the cluster pulls again is served from disk instead of the upstream.
  *
- * Only verified bytes are kept. A blob relayed from the upstream is written to a temp file as it
- * streams (the same chunks, written in batches; the relay waits only when the disk is 16 MiB
- * behind, so memory stays flat); the file enters the cache only when the relay ended with the digest verified
- * and exactly the announced length, after fsync, by rename (so a crash leaves a temp file, which
- * the next start removes, never a half-written blob under its digest).
+ * Only verified bytes are kept. A blob new to the cache is fetched again once its relay ended
+ * verified (blob-cache-filler.ts: the client never waits for the disk) and written to a temp file
+ * as it streams (written in batches; the fill waits when the disk is 16 MiB behind, so memory
+ * stays flat); the file enters the cache only when the fill ended with the digest verified and
+ * exactly the announced length, after fsync, by rename (so a crash leaves a temp file, which the
+ * next start removes, never a half-written blob under its digest).
  *
  * A cached blob is served for a repository only once the upstream has answered that blob for that
  * repository (by the relay that filled it, or by a HEAD when another repository asks): the cache
@@ -53,7 +54,7 @@ export interface CachedBlob {
  * pipeFile then reuses two buffers of this size: 2.47 (2.24-3.29) vs main's 0.94 (0.73-1.10) GB/s.
  */
 const READ_CHUNK_BYTES = 256 * 1024;
-/** A fill further behind the relay than this makes the relay wait: memory stays bounded. */
+/** A fill whose disk is further behind than this waits for it: memory stays bounded. */
 const MAX_FILL_BACKLOG_BYTES = 16 * 1024 * 1024;
 const ALGORITHMS = ["sha256", "sha512"] as const;
 

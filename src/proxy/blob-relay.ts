@@ -20,7 +20,8 @@ import type { Logger } from "../log.js";
 import { OciCode, OciError } from "../oci/errors.js";
 import { type Digest, parseDigest } from "../oci/reference.js";
 import type { RegistryClient } from "../upstream/client.js";
-import type { BlobCache, BlobFill, CachedBlob } from "./blob-cache.js";
+import type { BlobCache, CachedBlob } from "./blob-cache.js";
+import { DeferredFills } from "./blob-cache-filler.js";
 import { BlobDigestMismatchError, blobHeaders, blobRedirectUrl, DigestVerifier } from "./blobs.js";
 import type { AppEnv } from "./context.js";
 import { rawResponse, requestHeader, sendBytes, sendHead, sendStream } from "./respond.js";
@@ -59,9 +60,12 @@ export class BlobRelay {
   readonly #maxPerClient: number;
   /** open upstream relays per client address */
   readonly #active = new Map<string, number>();
+  /** cache fills, each after the relay that missed (with a blob cache) */
+  readonly #fills: DeferredFills | undefined;
 
   constructor(deps: BlobRelayDeps, opts: BlobRelayOptions = {}) {
     this.#deps = deps;
+    this.#fills = deps.blobCache ? new DeferredFills(deps.blobCache, deps.logger) : undefined;
     this.#stallMs = opts.stallMs ?? deps.config.upstreamTimeouts?.bodyMs ?? DEFAULT_STALL_MS;
     this.#maxPerClient = opts.maxPerClient ?? MAX_RELAYS_PER_CLIENT;
   }
@@ -164,22 +168,26 @@ export class BlobRelay {
       });
       return response;
     }
-    // A copy for the cache: kept only if the relay below ends verified (BlobFill.commit).
-    const length = headers["content-length"];
-    const fill =
-      length === undefined
-        ? undefined
-        : deps.blobCache?.beginFill(target.registry.name, target.repository, digest, Number(length));
-    const verifier = new DigestVerifier(digest, fill);
+    const verifier = new DigestVerifier(digest);
     requestLog.streamedBytes = () => verifier.bytesPassed;
     upstream.body.pipe(verifier);
     upstream.body.once("error", (err) => verifier.destroy(err));
     const { response, done } = sendStream(c, 200, headers, verifier);
     this.#watch(c, done, release);
-    if (fill)
+    // The copy for the cache is fetched again once this relay ended verified, so the client
+    // never waits for the disk (blob-cache-filler.ts says why and what it costs).
+    const length = Number(headers["content-length"]);
+    if (this.#fills && Number.isSafeInteger(length))
       done.then(
-        () => keepInCache(deps.logger, digest, fill),
-        () => fill.abort(),
+        () =>
+          this.#fills?.schedule({
+            registry: target.registry.name,
+            repository: target.repository,
+            digest,
+            size: length,
+            open: () => client.openBlob(target.repository, digest.value, "GET", undefined),
+          }),
+        () => {},
       );
     done.catch((err: unknown) => {
       upstream.body.destroy();
@@ -298,18 +306,6 @@ export function cutWhenStalled(out: ServerResponse, stallMs: number, onStall: ()
   );
   timer.unref();
   return () => clearInterval(timer);
-}
-
-/** After a verified relay: the copy goes into the blob cache, or the log says why not. */
-async function keepInCache(logger: Logger, digest: Digest, fill: BlobFill): Promise<void> {
-  try {
-    // Logged once the cache answers for it (commit resolves after the index knows the file), so
-    // the line says exactly when later pulls of this digest become hits.
-    if (await fill.commit()) logger.info({ digest: digest.value }, "blob kept in the cache");
-    else logger.warn({ digest: digest.value, reason: fill.failure }, "blob not kept in the cache");
-  } catch (err) {
-    logger.warn({ digest: digest.value, err: String(err) }, "blob cache write failed");
-  }
 }
 
 function clientFor(deps: BlobRelayDeps, target: Target): RegistryClient {

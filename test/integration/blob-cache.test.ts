@@ -28,6 +28,11 @@ describe("verified blob cache (blobCache)", () => {
   let registry: RegistryPeer;
   let relay: CountingRelay;
   let liar: Server;
+  // the flaky upstream answers this blob honestly once, then with other bytes of its length
+  const flakyBytes = randomBytes(1024 * 1024);
+  const flakyDigest = sha256Digest(flakyBytes);
+  let flakyGets = 0;
+  let flaky: Server;
   let proxy: TrustgatePeer;
   let config: string;
 
@@ -60,6 +65,18 @@ describe("verified blob cache (blobCache)", () => {
       } else res.writeHead(404).end();
     });
     await new Promise<void>((r) => liar.listen(0, "127.0.0.1", r));
+    flaky = createServer((req, res) => {
+      if (!req.url?.endsWith(`/blobs/${flakyDigest}`)) return void res.writeHead(404).end();
+      if (req.method === "GET") flakyGets++;
+      res.writeHead(200, {
+        "content-type": "application/octet-stream",
+        "content-length": String(flakyBytes.length),
+      });
+      res.end(
+        req.method === "HEAD" ? undefined : flakyGets <= 1 ? flakyBytes : randomBytes(flakyBytes.length),
+      );
+    });
+    await new Promise<void>((r) => flaky.listen(0, "127.0.0.1", r));
     config = [
       "defaultPolicy: off",
       "logLevel: info",
@@ -69,6 +86,8 @@ describe("verified blob cache (blobCache)", () => {
       `    upstream: http://${relay.host}`,
       "  liar.test:",
       `    upstream: http://127.0.0.1:${(liar.address() as AddressInfo).port}`,
+      "  flaky.test:",
+      `    upstream: http://127.0.0.1:${(flaky.address() as AddressInfo).port}`,
     ].join("\n");
     proxy = await startTrustgateWithConfig(config);
   }, 60_000);
@@ -78,9 +97,11 @@ describe("verified blob cache (blobCache)", () => {
     await relay?.close();
     await registry?.stop();
     await new Promise((r) => liar?.close(r));
+    await new Promise((r) => flaky?.close(r));
   });
 
   it("keeps a relayed blob once verified, then serves it from disk with no upstream request", async () => {
+    const upstreamBefore = relay.bytesOut;
     const first = await get(`r.test/acme/app/blobs/${digest}`);
     expect(first.status).toBe(200);
     expect(first.body.equals(bytes)).toBe(true);
@@ -95,6 +116,9 @@ describe("verified blob cache (blobCache)", () => {
       )
       .toBe(true);
     expect(existsSync(cached())).toBe(true);
+    // the copy came from a second upstream answer, after the client's (blob-cache-filler.ts)
+    expect(relay.bytesOut - upstreamBefore).toBeGreaterThan(2 * bytes.length);
+    expect(relay.bytesOut - upstreamBefore).toBeLessThan(2 * bytes.length + 64 * 1024);
     const before = { in: relay.bytesIn, out: relay.bytesOut };
     const second = await get(`r.test/acme/app/blobs/${digest}`);
     expect(second.status).toBe(200);
@@ -168,6 +192,37 @@ describe("verified blob cache (blobCache)", () => {
     const kept = await readdir(join(proxy.dir, "blobs", "sha256"));
     expect(kept).toContain(hex);
     expect(kept).not.toContain(liedDigest.slice("sha256:".length));
+  });
+
+  it("the client's verified answer is whole, but a second answer that lies is not kept: the next pull relays again", async () => {
+    const path = `flaky.test/acme/app/blobs/${flakyDigest}`;
+    const first = await get(path);
+    expect(first.status).toBe(200);
+    expect(first.body.equals(flakyBytes)).toBe(true);
+    await expect
+      .poll(
+        async () =>
+          (await proxy.logs()).some(
+            (l) =>
+              l.msg === "blob not kept in the cache" &&
+              l.digest === flakyDigest &&
+              String(l.err).includes("BlobDigestMismatchError"),
+          ),
+        POLL,
+      )
+      .toBe(true);
+    expect(flakyGets).toBe(2);
+    await expect.poll(async () => readdir(join(proxy.dir, "blobs", "tmp")), POLL).toEqual([]);
+    expect(await readdir(join(proxy.dir, "blobs", "sha256"))).not.toContain(
+      flakyDigest.slice("sha256:".length),
+    );
+    // not cached: the next pull is relayed again (and the upstream, lying now, is caught there)
+    const again = await fetch(`${proxy.url}/v2/${path}`);
+    await expect(again.arrayBuffer()).rejects.toThrow();
+    const reqId = again.headers.get("x-request-id");
+    await expect
+      .poll(async () => (await proxy.logs()).find((l) => l.reqId === reqId && l.cache !== undefined), POLL)
+      .toMatchObject({ cache: "miss", outcome: "digest-mismatch" });
   });
 
   it("keeps the cache across a restart", async () => {
