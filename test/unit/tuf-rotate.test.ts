@@ -27,6 +27,9 @@ describe("trustgate tuf rotate", () => {
   const k = (name: string) => join(keys, name);
   const publish = (snapshot = k("snapshot.pem"), timestamp = k("timestamp.pem")) =>
     tuf("publish", repo, "--snapshot-key", snapshot, "--timestamp-key", timestamp);
+  /** `tuf rotate ROLE --repo REPO`, each [flag, key file] as `flag keys/FILE`, then `extra` */
+  const rotate = (role: string, keyArgs: Array<[string, string]>, ...extra: string[]) =>
+    tuf("rotate", role, "--repo", repo, ...keyArgs.flatMap(([flag, name]) => [flag, k(name)]), ...extra);
   const verify = async () => {
     const r = await tuf("verify", repo, "--json");
     expect(r.err).toBe("");
@@ -80,33 +83,20 @@ describe("trustgate tuf rotate", () => {
 
   it("refuses old keys that do not meet the old threshold, naming the key that is not a root key", async () => {
     // 1 of 2 old root keys: below root v1's threshold 2
-    const short = await tuf(
-      "rotate",
-      "root",
-      "--repo",
-      repo,
-      "--key",
-      k("root-new-1.pem"),
-      "--old-key",
-      k("root-1.pem"),
-    );
+    const short = await rotate("root", [
+      ["--key", "root-new-1.pem"],
+      ["--old-key", "root-1.pem"],
+    ]);
     expect(short.code).toBe(1);
     expect(short.err).toContain(
       "root version 1 needs 2 of its root keys to sign the new root, the keys given hold 1",
     );
     // a key that was never a root key
-    const wrong = await tuf(
-      "rotate",
-      "root",
-      "--repo",
-      repo,
-      "--key",
-      k("root-new-1.pem"),
-      "--old-key",
-      k("root-1.pem"),
-      "--old-key",
-      k("stranger.pem"),
-    );
+    const wrong = await rotate("root", [
+      ["--key", "root-new-1.pem"],
+      ["--old-key", "root-1.pem"],
+      ["--old-key", "stranger.pem"],
+    ]);
     expect(wrong.code).toBe(1);
     expect(wrong.err).toMatch(/hold 1 \([0-9a-f]{12} is not a root key of root version 1\): give --old-key/);
     expect(await readdir(join(repo, "staged")).catch(() => [])).toEqual([]);
@@ -114,29 +104,23 @@ describe("trustgate tuf rotate", () => {
   });
 
   it("root v2 is signed by the old keys (old threshold) and the new ones (new threshold)", async () => {
-    const r = await tuf(
-      "rotate",
+    const r = await rotate(
       "root",
-      "--repo",
-      repo,
-      "--key",
-      k("root-new-1.pem"),
-      "--key",
-      k("root-new-2.pem"),
-      "--key",
-      k("root-new-3.pem"),
+      [
+        ["--key", "root-new-1.pem"],
+        ["--key", "root-new-2.pem"],
+        ["--key", "root-new-3.pem"],
+        ["--old-key", "root-1.pem"],
+        ["--old-key", "root-2.pem"],
+      ],
       "--threshold",
       "2",
-      "--old-key",
-      k("root-1.pem"),
-      "--old-key",
-      k("root-2.pem"),
     );
     expect(r.err).toBe("");
     expect(r.code).toBe(0);
     expect(r.out).toContain("staged root version 2 (from 1)");
     // a second rotation before publish would give clients at v1 a v3 they cannot verify
-    const again = await tuf("rotate", "root", "--repo", repo, "--key", k("root-new-1.pem"));
+    const again = await rotate("root", [["--key", "root-new-1.pem"]]);
     expect(again.code).toBe(1);
     expect(again.err).toContain("root version 2 is already staged: publish it");
     expect((await publish()).code).toBe(0);
@@ -166,49 +150,29 @@ describe("trustgate tuf rotate", () => {
   });
 
   it("the new threshold holds: one new root key alone cannot rotate again", async () => {
-    const one = await tuf(
-      "rotate",
-      "timestamp",
-      "--repo",
-      repo,
-      "--key",
-      k("timestamp-new.pem"),
-      "--root-key",
-      k("root-new-1.pem"),
-    );
+    const one = await rotate("timestamp", [
+      ["--key", "timestamp-new.pem"],
+      ["--root-key", "root-new-1.pem"],
+    ]);
     expect(one.code).toBe(1);
     expect(one.err).toContain(
       "root version 2 needs 2 of its root keys to sign the new root, the keys given hold 1",
     );
-    const old = await tuf(
-      "rotate",
-      "timestamp",
-      "--repo",
-      repo,
-      "--key",
-      k("timestamp-new.pem"),
-      "--root-key",
-      k("root-1.pem"),
-      "--root-key",
-      k("root-2.pem"),
-    );
+    const old = await rotate("timestamp", [
+      ["--key", "timestamp-new.pem"],
+      ["--root-key", "root-1.pem"],
+      ["--root-key", "root-2.pem"],
+    ]);
     expect(old.code).toBe(1);
     expect(old.err).toContain("the keys given hold 0");
   });
 
   it("rotate targets re-signs targets with the new key; the old targets key no longer signs", async () => {
-    const r = await tuf(
-      "rotate",
-      "targets",
-      "--repo",
-      repo,
-      "--key",
-      k("targets-new.pem"),
-      "--root-key",
-      k("root-new-1.pem"),
-      "--root-key",
-      k("root-new-3.pem"),
-    );
+    const r = await rotate("targets", [
+      ["--key", "targets-new.pem"],
+      ["--root-key", "root-new-1.pem"],
+      ["--root-key", "root-new-3.pem"],
+    ]);
     expect(r.err).toBe("");
     expect(r.code).toBe(0);
     expect((await publish()).code).toBe(0);
@@ -223,18 +187,11 @@ describe("trustgate tuf rotate", () => {
   });
 
   it("rotate timestamp: publish with the old timestamp key is refused before anything is written", async () => {
-    const r = await tuf(
-      "rotate",
-      "timestamp",
-      "--repo",
-      repo,
-      "--key",
-      k("timestamp-new.pem"),
-      "--root-key",
-      k("root-new-2.pem"),
-      "--root-key",
-      k("root-new-3.pem"),
-    );
+    const r = await rotate("timestamp", [
+      ["--key", "timestamp-new.pem"],
+      ["--root-key", "root-new-2.pem"],
+      ["--root-key", "root-new-3.pem"],
+    ]);
     expect(r.code).toBe(0);
     expect(r.out).toContain("--timestamp-key");
     const stale = await publish(k("snapshot.pem"), k("timestamp.pem"));
@@ -269,16 +226,7 @@ describe("trustgate tuf rotate", () => {
         k("root-new-2.pem"),
       ]),
     ).rejects.toThrow(UsageError);
-    const tooMany = await tuf(
-      "rotate",
-      "root",
-      "--repo",
-      repo,
-      "--key",
-      k("root-new-1.pem"),
-      "--threshold",
-      "2",
-    );
+    const tooMany = await rotate("root", [["--key", "root-new-1.pem"]], "--threshold", "2");
     expect(tooMany.code).toBe(1);
     expect(tooMany.err).toContain("--threshold 2 is more than the 1 new keys given");
   });
