@@ -19,6 +19,7 @@ import { skopeoInspect } from "../helpers/skopeo.js";
 import { staticServer } from "../helpers/static-server.js";
 import { auditFor, logMark, signTag, writePolicy } from "../helpers/trust-e2e.js";
 import { startTrustgate, type TrustgatePeer } from "../helpers/trustgate.js";
+import { tufArgs } from "../helpers/tuf-args.js";
 
 const ENV = { TRUSTGATE_TUF_PASSPHRASE: "cut-over e2e" };
 const DAY = 86_400_000;
@@ -60,29 +61,23 @@ describe("issue 14: notary and tuf for one registry during the cut-over", () => 
       await tuf("init", repo, "--keys", keys),
       await tuf("keygen", join(keys, "acme.pem")),
       await tuf(
-        "delegate",
-        repo,
-        "acme",
-        "--paths",
-        "docker.io/acme/*",
-        "--key",
-        join(keys, "acme.pem.pub"),
-        "--targets-key",
-        join(keys, "targets.pem"),
+        ...tufArgs.delegate(
+          repo,
+          "acme",
+          "docker.io/acme/*",
+          join(keys, "acme.pem.pub"),
+          join(keys, "targets.pem"),
+        ),
       ),
       await tuf(
-        "sign",
-        "docker.io/acme/app:new",
-        "--repo",
-        repo,
-        "--role",
-        "acme",
-        "--key",
-        join(keys, "acme.pem"),
-        "--digest",
-        inTuf.digest,
-        "--size",
-        String(inTuf.manifest.length),
+        ...tufArgs.sign(
+          "docker.io/acme/app:new",
+          repo,
+          "acme",
+          join(keys, "acme.pem"),
+          inTuf.digest,
+          String(inTuf.manifest.length),
+        ),
       ),
       // valid on the clocked proxy too: the date, not an expiry, must be why Notary stops counting
       await tuf(

@@ -31,6 +31,7 @@ import { skopeoCopyToOciDir, skopeoInspect } from "../helpers/skopeo.js";
 import { staticServer } from "../helpers/static-server.js";
 import { auditFor, signTag, writePolicy } from "../helpers/trust-e2e.js";
 import { startTrustgate, type TrustgatePeer } from "../helpers/trustgate.js";
+import { tufArgs } from "../helpers/tuf-args.js";
 
 const GUN = "docker.io/acme/app";
 // Docker's roles (the default): targets/releases, then targets. For the TUF source the same
@@ -179,15 +180,13 @@ describe("issue 14: mirror a Notary repository, switch the server off, migrate t
       await cli("tuf", "keygen", join(scratch, "globex.pem")),
       await cli(
         "tuf",
-        "delegate",
-        repo,
-        "acme",
-        "--paths",
-        "docker.io/acme/*",
-        "--key",
-        join(scratch, "acme.pem.pub"),
-        "--targets-key",
-        join(keys, "targets.pem"),
+        ...tufArgs.delegate(
+          repo,
+          "acme",
+          "docker.io/acme/*",
+          join(scratch, "acme.pem.pub"),
+          join(keys, "targets.pem"),
+        ),
       ),
     ]) {
       expect(step.stderr).toBe("");

@@ -27,6 +27,7 @@ import { skopeoInspect } from "../helpers/skopeo.js";
 import { staticServer } from "../helpers/static-server.js";
 import { auditFor, logMark, writePolicy } from "../helpers/trust-e2e.js";
 import { libfaketime, startTrustgate, type TrustgatePeer } from "../helpers/trustgate.js";
+import { tufArgs } from "../helpers/tuf-args.js";
 
 const POLICY = `name: acme
 match: ["docker.io/acme/**"]
@@ -61,7 +62,7 @@ describe("issue 14: tuf rotate and tuf refresh, followed by the running proxy", 
   const v2 = makeImage("tuf-rotate e2e: v2");
   const k = (name: string) => join(keys, name);
   const publish = (timestampKey = "timestamp.pem") =>
-    tuf("publish", repo, "--snapshot-key", k("snapshot.pem"), "--timestamp-key", k(timestampKey));
+    tuf(...tufArgs.publish(repo, k("snapshot.pem"), k(timestampKey)));
   const pull = (peer: TrustgatePeer, tag: string) => skopeoInspect(`${peer.host}/acme/app:${tag}`);
 
   beforeAll(async () => {
@@ -73,33 +74,17 @@ describe("issue 14: tuf rotate and tuf refresh, followed by the running proxy", 
     await pushImage(registry.url, "acme/app", "v2", v2);
     await ok(tuf("init", repo, "--keys", keys));
     for (const name of ["acme", "root-new", "targets-new"]) await ok(tuf("keygen", k(`${name}.pem`)));
+    await ok(tuf(...tufArgs.delegate(repo, "acme", "docker.io/acme/*", k("acme.pem.pub"), k("targets.pem"))));
     await ok(
       tuf(
-        "delegate",
-        repo,
-        "acme",
-        "--paths",
-        "docker.io/acme/*",
-        "--key",
-        k("acme.pem.pub"),
-        "--targets-key",
-        k("targets.pem"),
-      ),
-    );
-    await ok(
-      tuf(
-        "sign",
-        "docker.io/acme/app:v1",
-        "--repo",
-        repo,
-        "--role",
-        "acme",
-        "--key",
-        k("acme.pem"),
-        "--digest",
-        v1.digest,
-        "--size",
-        String(v1.manifest.length),
+        ...tufArgs.sign(
+          "docker.io/acme/app:v1",
+          repo,
+          "acme",
+          k("acme.pem"),
+          v1.digest,
+          String(v1.manifest.length),
+        ),
       ),
     );
     await ok(publish());
@@ -187,18 +172,14 @@ describe("issue 14: tuf rotate and tuf refresh, followed by the running proxy", 
     );
     await ok(
       tuf(
-        "sign",
-        "docker.io/acme/app:v2",
-        "--repo",
-        repo,
-        "--role",
-        "acme",
-        "--key",
-        k("acme.pem"),
-        "--digest",
-        v2.digest,
-        "--size",
-        String(v2.manifest.length),
+        ...tufArgs.sign(
+          "docker.io/acme/app:v2",
+          repo,
+          "acme",
+          k("acme.pem"),
+          v2.digest,
+          String(v2.manifest.length),
+        ),
       ),
     );
     await ok(publish());

@@ -18,6 +18,7 @@ import { skopeoCopyToOciDir, skopeoInspect } from "../helpers/skopeo.js";
 import { staticServer } from "../helpers/static-server.js";
 import { auditFor, logMark, writePolicy } from "../helpers/trust-e2e.js";
 import { startTrustgate, type TrustgatePeer } from "../helpers/trustgate.js";
+import { tufArgs } from "../helpers/tuf-args.js";
 
 // the organisation's own role must have signed; Docker's default roles would accept any reachable role
 const POLICY = `name: acme
@@ -43,28 +44,17 @@ describe("issue 14: a repository made with trustgate tuf, served statically, enf
   const later = makeImage("tuf-sign e2e: signed, then unsigned");
   const unsigned = makeImage("tuf-sign e2e: never signed");
   const publish = () =>
-    tuf(
-      "publish",
-      repo,
-      "--snapshot-key",
-      join(keys, "snapshot.pem"),
-      "--timestamp-key",
-      join(keys, "timestamp.pem"),
-    );
+    tuf(...tufArgs.publish(repo, join(keys, "snapshot.pem"), join(keys, "timestamp.pem")));
   const sign = (tag: string, image: { digest: string; manifest: Buffer }, role = "acme", key = "acme.pem") =>
     tuf(
-      "sign",
-      `docker.io/acme/app:${tag}`,
-      "--repo",
-      repo,
-      "--role",
-      role,
-      "--key",
-      join(scratch, key),
-      "--digest",
-      image.digest,
-      "--size",
-      String(image.manifest.length),
+      ...tufArgs.sign(
+        `docker.io/acme/app:${tag}`,
+        repo,
+        role,
+        join(scratch, key),
+        image.digest,
+        String(image.manifest.length),
+      ),
     );
 
   beforeAll(async () => {
@@ -81,26 +71,22 @@ describe("issue 14: a repository made with trustgate tuf, served statically, enf
       await tuf("keygen", join(scratch, "acme.pem"), "--type", "ecdsa"),
       await tuf("keygen", join(scratch, "globex.pem")),
       await tuf(
-        "delegate",
-        repo,
-        "acme",
-        "--paths",
-        "docker.io/acme/*",
-        "--key",
-        join(scratch, "acme.pem.pub"),
-        "--targets-key",
-        join(keys, "targets.pem"),
+        ...tufArgs.delegate(
+          repo,
+          "acme",
+          "docker.io/acme/*",
+          join(scratch, "acme.pem.pub"),
+          join(keys, "targets.pem"),
+        ),
       ),
       await tuf(
-        "delegate",
-        repo,
-        "globex",
-        "--paths",
-        "docker.io/globex/*",
-        "--key",
-        join(scratch, "globex.pem.pub"),
-        "--targets-key",
-        join(keys, "targets.pem"),
+        ...tufArgs.delegate(
+          repo,
+          "globex",
+          "docker.io/globex/*",
+          join(scratch, "globex.pem.pub"),
+          join(keys, "targets.pem"),
+        ),
       ),
       // v1: digest and size read from the registry by tag (no --digest/--size)
       await tuf(
@@ -117,18 +103,14 @@ describe("issue 14: a repository made with trustgate tuf, served statically, enf
       ),
       await sign("v2", later),
       await tuf(
-        "sign",
-        "docker.io/globex/app:v1",
-        "--repo",
-        repo,
-        "--role",
-        "globex",
-        "--key",
-        join(scratch, "globex.pem"),
-        "--digest",
-        unsigned.digest,
-        "--size",
-        String(unsigned.manifest.length),
+        ...tufArgs.sign(
+          "docker.io/globex/app:v1",
+          repo,
+          "globex",
+          join(scratch, "globex.pem"),
+          unsigned.digest,
+          String(unsigned.manifest.length),
+        ),
       ),
       await publish(),
     ]) {

@@ -11,6 +11,7 @@ import { Metadata, MetadataKind } from "@tufjs/models";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "../../src/commands/tuf.js";
 import { UsageError } from "../../src/errors.js";
+import { tufArgs } from "../helpers/tuf-args.js";
 import { tuf } from "../helpers/tuf-cli.js";
 
 const D1 = `sha256:${"c".repeat(64)}`;
@@ -26,7 +27,7 @@ describe("trustgate tuf rotate", () => {
   let keys: string;
   const k = (name: string) => join(keys, name);
   const publish = (snapshot = k("snapshot.pem"), timestamp = k("timestamp.pem")) =>
-    tuf("publish", repo, "--snapshot-key", snapshot, "--timestamp-key", timestamp);
+    tuf(...tufArgs.publish(repo, snapshot, timestamp));
   /** `tuf rotate ROLE --repo REPO`, each [flag, key file] as `flag keys/FILE`, then `extra` */
   const rotate = (role: string, keyArgs: Array<[string, string]>, ...extra: string[]) =>
     tuf("rotate", role, "--repo", repo, ...keyArgs.flatMap(([flag, name]) => [flag, k(name)]), ...extra);
@@ -49,31 +50,10 @@ describe("trustgate tuf rotate", () => {
       expect((await tuf("keygen", k(`${name}.pem`))).code).toBe(0);
     expect((await tuf("keygen", k("acme.pem"))).code).toBe(0);
     const delegate = await tuf(
-      "delegate",
-      repo,
-      "acme",
-      "--paths",
-      "docker.io/acme/*",
-      "--key",
-      k("acme.pem.pub"),
-      "--targets-key",
-      k("targets.pem"),
+      ...tufArgs.delegate(repo, "acme", "docker.io/acme/*", k("acme.pem.pub"), k("targets.pem")),
     );
     expect(delegate.code).toBe(0);
-    const sign = await tuf(
-      "sign",
-      "docker.io/acme/app:v1",
-      "--repo",
-      repo,
-      "--role",
-      "acme",
-      "--key",
-      k("acme.pem"),
-      "--digest",
-      D1,
-      "--size",
-      "42",
-    );
+    const sign = await tuf(...tufArgs.sign("docker.io/acme/app:v1", repo, "acme", k("acme.pem"), D1, "42"));
     expect(sign.code).toBe(0);
     expect((await publish()).code).toBe(0);
   });
